@@ -1,0 +1,146 @@
+/*
+ * pspawn.h - spawn many instances of one executable through a zygote ("proxy").
+ *
+ * The target is executed once with libpspawn_proxy.so preloaded; the proxy stops it
+ * after the dynamic loader, relocations and library constructors have run, just before
+ * main. Each spawn request then only forks the proxy, installs argv/environment, and
+ * calls the real main. Children are children of the calling process (CLONE_PARENT):
+ * waitpid(), SIGCHLD and pidfds work exactly as after fork+exec.
+ *
+ * Conventions: functions that fail return -1 (pspawn_n: see below) and set errno;
+ * nothing is ever printed. All functions are thread-safe with respect to one context,
+ * except pspawn_context_destroy, which must not race with other calls on that context.
+ *
+ * Error numbers of pspawn_context_create / pspawn_context_create_ex:
+ *   ENOENT      the executable does not exist
+ *   EACCES      not a regular file, or not executable by the caller
+ *   ENOEXEC     not an ELF executable for this machine (empty file, script, wrong arch)
+ *   ENOTSUP     statically linked: LD_PRELOAD would be ignored            (fallback-able)
+ *   EPERM       set-uid or set-gid: the loader would drop LD_PRELOAD      (fallback-able)
+ *   EDEADLK     the target's constructors started threads; forking it is unsafe (fallback-able)
+ *   ETIMEDOUT   the proxy did not complete its start-up handshake in time (fallback-able)
+ *   EPIPE       the proxy died during start-up                            (fallback-able)
+ *   ELIBACC     libpspawn_proxy.so could not be found or read
+ *   EINVAL      bad argument (NULL, core out of range or not allowed, bad attribute)
+ * "fallback-able" errors make the context use posix_spawn instead when
+ * PSPAWN_CTX_FALLBACK is set (see pspawn_context_fallback_reason).
+ *
+ * Error numbers of pspawn / pspawn_n / pspawn_e / pspawn_ne:
+ *   E2BIG       argv + environment do not fit the shared buffer (or exceed ARG_MAX)
+ *   EINVAL      bad argument (NULL argv, argv[0] missing, nspawns < 0, destroyed context)
+ *   EPIPE       the proxy is dead (the context is broken; destroy it)
+ *   ETIMEDOUT   the proxy did not answer within the request timeout (it is killed; the
+ *               context is broken)
+ *   EAGAIN      relay mode: the exit-status table is full; or fork() failed with EAGAIN
+ *   other       what clone() reported in the proxy (ENOMEM, ...)
+ */
+#ifndef PSPAWN_H
+#define PSPAWN_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define PSPAWN_API __attribute__((visibility("default")))
+#else
+#define PSPAWN_API
+#endif
+
+struct pspawn_impl;
+
+/* A spawn context: one proxy serving one executable. Treat as opaque. */
+typedef struct pspawn_context {
+    struct pspawn_impl *impl;
+} pspawn_context_t;
+
+/* ---- The paper's API (Kulkarni et al., ROSS '12, Figure 2) ---------------------- */
+
+/* Start a proxy for the executable at `path`. `core` pins the proxy, and so the
+ * children it forks, to one CPU; -1 means no pinning. Returns 0, or -1 with errno. */
+PSPAWN_API int pspawn_context_create(pspawn_context_t *ctx, const char *path, int core);
+
+/* Stop and reap the proxy and release every resource of the context. Children already
+ * spawned keep running and stay waitable by the caller (except in relay mode, where
+ * their exit status is no longer available after destroy). NULL-safe, idempotent. */
+PSPAWN_API void pspawn_context_destroy(pspawn_context_t *ctx);
+
+/* Spawn one instance with `argv` (execve convention: argv[0] is the program name,
+ * NULL-terminated) and the caller's current environment. Returns the child's pid. */
+PSPAWN_API pid_t pspawn(pspawn_context_t *ctx, char *const argv[]);
+
+/* Spawn `nspawns` instances with the same argv, in one request to the proxy.
+ * Fills pids[0..nspawns-1] (-1 for an instance that did not start) and returns the
+ * number started. If fewer than nspawns started, errno tells why the first failed one
+ * failed; if none started, returns -1. The started ones are always reported. */
+PSPAWN_API int pspawn_n(pid_t *pids, pspawn_context_t *ctx, int nspawns, char *const argv[]);
+
+/* ---- Extensions ----------------------------------------------------------------- */
+
+/* Context flags (pspawn_context_attr_t.flags). */
+#define PSPAWN_CTX_FALLBACK     0x1u /* use posix_spawn when a zygote cannot serve this target */
+#define PSPAWN_CTX_RELAY        0x2u /* force relay mode (the proxy stays the parent) */
+#define PSPAWN_CTX_NO_BIND_NOW  0x4u /* do not resolve all symbols in the proxy before freezing */
+
+typedef struct pspawn_context_attr {
+    size_t size;               /* sizeof(pspawn_context_attr_t); set by _init */
+    unsigned int flags;        /* PSPAWN_CTX_* */
+    int core;                  /* CPU to pin the proxy to, -1 for none */
+    int startup_timeout_ms;    /* start-up handshake limit; default 10000 */
+    int request_timeout_ms;    /* limit for one request to the proxy; default 60000; -1 = none */
+    size_t buffer_size;        /* shared argv/env buffer; default 4 MiB, min 64 KiB */
+    const char *proxy_library; /* path of libpspawn_proxy.so; NULL = $PSPAWN_PROXY_LIBRARY,
+                                  else the directory holding libpspawn.so */
+    char *const *proxy_envp;   /* environment the proxy is exec'd with (what the loader and
+                                  constructors see); NULL = the caller's environment */
+} pspawn_context_attr_t;
+
+/* Fill `attr` with the defaults. Returns 0. */
+PSPAWN_API int pspawn_context_attr_init(pspawn_context_attr_t *attr);
+
+/* pspawn_context_create with attributes (NULL = defaults). */
+PSPAWN_API int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path,
+                                        const pspawn_context_attr_t *attr);
+
+/* How a context spawns. */
+typedef enum pspawn_mode {
+    PSPAWN_MODE_ZYGOTE = 1,   /* proxy forks with CLONE_PARENT: children are the caller's */
+    PSPAWN_MODE_RELAY = 2,    /* proxy stays the parent and relays exit status (used when the
+                                 caller is pid 1 or ignores SIGCHLD, or PSPAWN_CTX_RELAY) */
+    PSPAWN_MODE_FALLBACK = 3  /* posix_spawn per child (PSPAWN_CTX_FALLBACK was needed) */
+} pspawn_mode_t;
+
+/* The mode of a live context, or -1 with errno EINVAL. */
+PSPAWN_API int pspawn_context_mode(const pspawn_context_t *ctx);
+
+/* In fallback mode, the errno that prevented the zygote (ENOTSUP, EPERM, ...); else 0. */
+PSPAWN_API int pspawn_context_fallback_reason(const pspawn_context_t *ctx);
+
+/* The proxy's pid, or -1 (fallback mode, or broken context). */
+PSPAWN_API pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx);
+
+/* pspawn with an explicit environment (NULL-terminated; NULL = the caller's environ). */
+PSPAWN_API pid_t pspawn_e(pspawn_context_t *ctx, char *const argv[], char *const envp[]);
+
+/* pspawn_n with an explicit environment and per-instance errors: errors[i] is 0 for a
+ * started instance, else its errno (errors may be NULL). Return value as pspawn_n. */
+PSPAWN_API int pspawn_ne(pid_t *pids, int *errors, pspawn_context_t *ctx, int nspawns,
+                         char *const argv[], char *const envp[]);
+
+/* Wait for a child of this context: waitpid() semantics (options 0 or WNOHANG; status
+ * as waitpid). In zygote and fallback mode this is waitpid(pid); in relay mode it reads
+ * the status the proxy recorded. Callers may equally use waitpid/waitid/pidfds directly
+ * except in relay mode. Returns pid, 0 (WNOHANG, still running) or -1 with errno. */
+PSPAWN_API pid_t pspawn_waitpid(pspawn_context_t *ctx, pid_t pid, int *wstatus, int options);
+
+/* Library version, "MAJOR.MINOR.PATCH". */
+PSPAWN_API const char *pspawn_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PSPAWN_H */

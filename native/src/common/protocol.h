@@ -1,0 +1,117 @@
+/*
+ * The launcher <-> proxy protocol: layout of the shared segment (a sealed memfd) and
+ * the codec for spawn requests. Both sides include this file; the proxy treats every
+ * byte of the segment as untrusted input and validates it before use.
+ *
+ * Segment:  [ psp_shared header | relay table | results | strings ]
+ * One request is in flight per proxy: the launcher writes it, bumps request_seq and
+ * rings the doorbell (a real-time signal); the proxy forks, writes one result per
+ * instance (pid or -errno) and bumps `progress` after each, then sets reply_seq and
+ * writes the reply eventfd.
+ */
+#ifndef PSPAWN_PROTOCOL_H
+#define PSPAWN_PROTOCOL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define PSP_MAGIC 0x50535057u /* "PSPW" */
+#define PSP_PROTOCOL_VERSION 1u
+
+/* The proxy finds its configuration in this variable (removed before main runs). */
+#define PSP_ENV_CONFIG "PSPAWN_PROXY_CONFIG"
+
+/* Descriptors the proxy inherits at fixed numbers. */
+#define PSP_FD_SEGMENT 3
+#define PSP_FD_REPLY 4
+
+enum psp_state {
+    PSP_STATE_STARTING = 0,
+    PSP_STATE_READY = 1,
+    PSP_STATE_FAILED = 2, /* startup_error says why */
+};
+
+enum psp_relay_state {
+    PSP_RELAY_FREE = 0,
+    PSP_RELAY_RUNNING = 1,  /* forked, not exited */
+    PSP_RELAY_EXITED = 2,   /* status recorded, zombie kept until the launcher read it */
+    PSP_RELAY_CONSUMED = 3, /* launcher read the status; proxy may reap */
+};
+
+struct psp_relay_slot {
+    _Atomic int32_t state;
+    _Atomic int32_t pid;
+    _Atomic int32_t wstatus;
+    int32_t reserved;
+};
+
+struct psp_request {
+    uint32_t count;          /* instances to fork */
+    uint32_t flags;          /* reserved, 0 */
+    uint32_t argc;
+    uint32_t envc;
+    uint64_t strings_offset; /* argv strings then env strings, each NUL-terminated */
+    uint64_t strings_length;
+    uint64_t results_offset; /* int32_t[count]: pid, or -errno */
+};
+
+struct psp_shared {
+    uint32_t magic;
+    uint32_t version;
+    uint64_t size;                  /* bytes in the segment */
+    int32_t launcher_pid;
+    uint32_t relay;                 /* 1: proxy stays the parent and relays exit status */
+    _Atomic int32_t proxy_pid;
+    _Atomic int32_t state;          /* enum psp_state */
+    _Atomic int32_t startup_error;  /* errno when state == FAILED */
+    uint32_t relay_capacity;
+    uint64_t relay_offset;          /* struct psp_relay_slot[relay_capacity] */
+    uint64_t data_offset;           /* first byte usable for results and strings */
+    _Atomic uint64_t request_seq;   /* written by the launcher */
+    _Atomic uint64_t reply_seq;     /* written by the proxy when a request is complete */
+    _Atomic uint32_t progress;      /* results written for the current request */
+    _Atomic int32_t reply_error;    /* errno for every instance past `progress` */
+    _Atomic uint32_t relay_generation; /* futex word: bumped when a relayed child exits */
+    struct psp_request request;
+};
+
+/* A decoded request, with pointers into a private copy of the strings. */
+struct psp_decoded {
+    uint32_t count;
+    uint64_t results_offset; /* validated copy: never re-read from the segment */
+    char **argv; /* argc entries + NULL */
+    char **envp; /* envc entries + NULL */
+    char *strings;
+    size_t strings_length;
+    int argc;
+    int envc;
+};
+
+/* Bytes needed to encode argv + envp (strings with terminators). Sets *argc and *envc.
+ * Returns 0, or -1 with errno EINVAL (NULL entry array) / E2BIG (overflow). */
+int psp_measure(char *const argv[], char *const envp[], size_t *bytes, int *argc, int *envc);
+
+/* Copy the strings of argv then envp, NUL-terminated, into dst (exactly `bytes` long). */
+void psp_pack(char *dst, char *const argv[], char *const envp[]);
+
+/* Validate the request in `shared` (a mapping of `mapped_size` bytes) and decode it
+ * into freshly allocated private memory. Every offset, length and count is checked;
+ * the strings are copied before validation so the launcher cannot change them under
+ * us. Returns 0, or an errno (EINVAL for malformed, ENOMEM). */
+int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, struct psp_decoded *out);
+
+void psp_decoded_free(struct psp_decoded *decoded);
+
+static inline _Atomic int32_t *psp_results(struct psp_shared *shared, uint64_t results_offset)
+{
+    return (_Atomic int32_t *)((char *)shared + results_offset);
+}
+
+static inline struct psp_relay_slot *psp_relay_table(struct psp_shared *shared)
+{
+    return (struct psp_relay_slot *)((char *)shared + shared->relay_offset);
+}
+
+#endif /* PSPAWN_PROTOCOL_H */

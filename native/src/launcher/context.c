@@ -1,0 +1,159 @@
+/* Context lifetime: checks, mode selection, proxy start, fallback. */
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "launcher/internal.h"
+
+int pspawn_context_attr_init(pspawn_context_attr_t *attr)
+{
+    if (attr == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    memset(attr, 0, sizeof(*attr));
+    attr->size = sizeof(*attr);
+    attr->core = -1;
+    attr->startup_timeout_ms = PSP_DEFAULT_STARTUP_TIMEOUT_MS;
+    attr->request_timeout_ms = PSP_DEFAULT_REQUEST_TIMEOUT_MS;
+    attr->buffer_size = PSP_DEFAULT_BUFFER_SIZE;
+    return 0;
+}
+
+/* Children of a CLONE_PARENT fork are ours; when this process reaps every child
+ * (pid 1, as a .NET runtime does, or SIGCHLD ignored: the kernel auto-reaps) their exit
+ * status would be lost, so the proxy must stay the parent and relay it. */
+static bool must_relay(void)
+{
+    if (getpid() == 1)
+        return true;
+    struct sigaction sa;
+    if (sigaction(SIGCHLD, NULL, &sa) != 0)
+        return false;
+    return sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT);
+}
+
+static bool core_allowed(int core)
+{
+    if (core == -1)
+        return true;
+    if (core < 0 || core >= CPU_SETSIZE)
+        return false;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) != 0)
+        return false;
+    return CPU_ISSET((size_t)core, &set);
+}
+
+/* Failures after which posix_spawn can still serve the target. */
+static bool can_fall_back(int err)
+{
+    return err == ENOTSUP || err == EPERM || err == EDEADLK || err == ETIMEDOUT || err == EPIPE;
+}
+
+static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
+{
+    int err = psp_check_executable(impl->path);
+    if (err == 0) {
+        char *proxy_library = NULL;
+        if ((err = psp_find_proxy_library(attr, &proxy_library)) != 0)
+            return err;
+        bool relay = (attr->flags & PSPAWN_CTX_RELAY) || must_relay();
+        err = psp_channel_start(&impl->channel, impl->path, proxy_library, attr, relay);
+        free(proxy_library);
+        if (err == 0) {
+            impl->mode = relay ? PSPAWN_MODE_RELAY : PSPAWN_MODE_ZYGOTE;
+            return 0;
+        }
+    }
+    if ((attr->flags & PSPAWN_CTX_FALLBACK) && can_fall_back(err)) {
+        impl->mode = PSPAWN_MODE_FALLBACK;
+        impl->fallback_reason = err;
+        return 0;
+    }
+    return err;
+}
+
+int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspawn_context_attr_t *attr)
+{
+    pspawn_context_attr_t defaults;
+    if (attr == NULL) {
+        pspawn_context_attr_init(&defaults);
+        attr = &defaults;
+    }
+    if (ctx == NULL || path == NULL || path[0] == '\0' || attr->size < sizeof(*attr) ||
+        !core_allowed(attr->core) || (attr->buffer_size != 0 && attr->buffer_size < PSP_MIN_BUFFER_SIZE) ||
+        (attr->flags & ~(PSPAWN_CTX_FALLBACK | PSPAWN_CTX_RELAY | PSPAWN_CTX_NO_BIND_NOW)) != 0) {
+        if (ctx != NULL)
+            ctx->impl = NULL;
+        errno = path != NULL && path[0] == '\0' ? ENOENT : EINVAL;
+        return -1;
+    }
+    ctx->impl = NULL;
+    struct pspawn_impl *impl = calloc(1, sizeof(*impl));
+    if (impl == NULL || (impl->path = realpath(path, NULL)) == NULL) {
+        int err = impl == NULL ? ENOMEM : (errno == ENOTDIR ? ENOENT : errno);
+        free(impl);
+        errno = err;
+        return -1;
+    }
+    impl->core = attr->core;
+    int err = start(impl, attr);
+    if (err != 0) {
+        free(impl->path);
+        free(impl);
+        errno = err;
+        return -1;
+    }
+    ctx->impl = impl;
+    return 0;
+}
+
+int pspawn_context_create(pspawn_context_t *ctx, const char *path, int core)
+{
+    pspawn_context_attr_t attr;
+    pspawn_context_attr_init(&attr);
+    attr.core = core;
+    return pspawn_context_create_ex(ctx, path, &attr);
+}
+
+void pspawn_context_destroy(pspawn_context_t *ctx)
+{
+    if (ctx == NULL || ctx->impl == NULL)
+        return;
+    struct pspawn_impl *impl = ctx->impl;
+    if (impl->mode != PSPAWN_MODE_FALLBACK)
+        psp_channel_stop(&impl->channel);
+    free(impl->path);
+    free(impl);
+    ctx->impl = NULL;
+}
+
+int pspawn_context_mode(const pspawn_context_t *ctx)
+{
+    if (ctx == NULL || ctx->impl == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return (int)ctx->impl->mode;
+}
+
+int pspawn_context_fallback_reason(const pspawn_context_t *ctx)
+{
+    return ctx != NULL && ctx->impl != NULL ? ctx->impl->fallback_reason : 0;
+}
+
+pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx)
+{
+    if (ctx == NULL || ctx->impl == NULL || ctx->impl->mode == PSPAWN_MODE_FALLBACK || ctx->impl->channel.broken)
+        return -1;
+    return ctx->impl->channel.proxy_pid;
+}
+
+const char *pspawn_version(void)
+{
+    return PSPAWN_VERSION;
+}

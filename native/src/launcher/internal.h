@@ -1,0 +1,68 @@
+/* Launcher-side internals shared by the files of libpspawn. */
+#ifndef PSPAWN_LAUNCHER_INTERNAL_H
+#define PSPAWN_LAUNCHER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/protocol.h"
+#include "pspawn.h"
+
+#define PSP_DEFAULT_STARTUP_TIMEOUT_MS 10000
+#define PSP_DEFAULT_REQUEST_TIMEOUT_MS 60000
+#define PSP_DEFAULT_BUFFER_SIZE (4u << 20)
+#define PSP_MIN_BUFFER_SIZE (64u << 10)
+#define PSP_RELAY_CAPACITY 4096u
+
+/* One proxy and the channel to it. A context owns one today; multi-proxy contexts
+ * (per core group / NUMA node) will own several and dispatch between them. */
+struct psp_channel {
+    pthread_mutex_t lock;     /* one request in flight */
+    struct psp_shared *shared;
+    size_t size;
+    int segment_fd;
+    int reply_fd;             /* eventfd the proxy writes when a request completes */
+    int proxy_pidfd;
+    pid_t proxy_pid;
+    int doorbell_signo;
+    int request_timeout_ms;
+    bool relay;
+    bool broken;              /* proxy dead or unresponsive: every request fails EPIPE */
+};
+
+struct pspawn_impl {
+    char *path;
+    pspawn_mode_t mode;
+    int fallback_reason;
+    int core;
+    struct psp_channel channel;
+};
+
+/* executable_check.c: 0 if `path` can be served by a zygote, else the errno that
+ * pspawn_context_create documents (ENOENT, EACCES, ENOEXEC, ENOTSUP, EPERM). */
+int psp_check_executable(const char *path);
+
+/* proxy_start.c */
+int psp_find_proxy_library(const pspawn_context_attr_t *attr, char **out_path);
+int psp_channel_start(struct psp_channel *ch, const char *path, const char *proxy_library,
+                      const pspawn_context_attr_t *attr, bool relay);
+void psp_channel_stop(struct psp_channel *ch);
+
+/* channel.c: fork `count` instances through the proxy. pids[i] = pid or -1,
+ * errors[i] = 0 or errno. Returns the number started. */
+int psp_channel_spawn(struct psp_channel *ch, char *const argv[], char *const envp[],
+                      int count, pid_t *pids, int *errors);
+/* Wake the proxy without a request (it then reaps consumed relay children). */
+void psp_channel_ring(struct psp_channel *ch);
+
+/* spawn.c */
+int psp_fallback_spawn(struct pspawn_impl *impl, char *const argv[], char *const envp[],
+                       int count, pid_t *pids, int *errors);
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+int64_t psp_now_ms(void);
+
+#endif

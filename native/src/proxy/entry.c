@@ -1,0 +1,66 @@
+/* Entry into the target: a __libc_start_main wrapper that keeps the target frozen
+ * after its loader, relocations and constructors, right before main. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "proxy/proxy.h"
+
+#define PSP_EXPORT __attribute__((visibility("default")))
+
+struct psp_proxy psp_the_proxy;
+static bool g_active;
+
+/* Activate only in the process our launcher started: a program the target's
+ * constructors start inherits LD_PRELOAD and our variable, but not our parent. */
+__attribute__((constructor)) static void psp_proxy_constructor(void)
+{
+    const char *config = getenv(PSP_ENV_CONFIG);
+    int version, launcher, signo;
+    unsigned relay;
+    if (config == NULL || sscanf(config, "%d:%d:%d:%u", &version, &launcher, &signo, &relay) != 4 ||
+        version != 1 || getppid() != launcher)
+        return;
+    /* Until the proxy watches its launcher through a pidfd, let the kernel kill it
+     * if the launcher dies while the target is still loading. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != launcher)
+        _exit(127);
+    psp_the_proxy.launcher_pid = launcher;
+    psp_the_proxy.doorbell_signo = signo;
+    psp_the_proxy.relay = relay != 0;
+    unsetenv(PSP_ENV_CONFIG);
+    g_active = true;
+}
+
+static int psp_proxy_main(int argc, char **argv, char **envp)
+{
+    (void)argc;
+    (void)argv;
+    (void)envp;
+    struct psp_decoded request;
+    psp_serve(&psp_the_proxy, &request);
+    /* Only children get here. Their exit runs the target's atexit handlers and
+     * destructors exactly as if main had been called by __libc_start_main. */
+    return psp_the_proxy.target_main(request.argc, request.argv, request.envp);
+}
+
+typedef int (*libc_start_main_fn)(psp_main_fn, int, char **, void (*)(void), void (*)(void),
+                                  void (*)(void), void *);
+
+PSP_EXPORT int __libc_start_main(psp_main_fn main, int argc, char **argv, void (*init)(void),
+                                 void (*fini)(void), void (*rtld_fini)(void), void *stack_end)
+{
+    libc_start_main_fn real = (libc_start_main_fn)dlsym(RTLD_NEXT, "__libc_start_main");
+    if (real == NULL)
+        _exit(127);
+    if (g_active) {
+        psp_the_proxy.target_main = main;
+        main = psp_proxy_main;
+    }
+    return real(main, argc, argv, init, fini, rtld_fini, stack_end);
+}

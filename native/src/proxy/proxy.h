@@ -1,0 +1,49 @@
+/* Proxy-side internals of libpspawn_proxy. */
+#ifndef PSPAWN_PROXY_H
+#define PSPAWN_PROXY_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "common/protocol.h"
+
+typedef int (*psp_main_fn)(int, char **, char **);
+
+struct psp_proxy {
+    psp_main_fn target_main;
+    pid_t launcher_pid;
+    int doorbell_signo;
+    bool relay;
+    struct psp_shared *shared;
+    size_t size;
+    int reply_fd;
+    int signal_fd;
+    int launcher_pidfd;
+    pid_t *tid_field;       /* glibc's cached tid of this thread, updated by the kernel in
+                               each child (CLONE_CHILD_SETTID); NULL if not found */
+    void *robust_head;      /* this thread's robust-futex list, re-registered in children */
+    size_t robust_len;
+    sigset_t saved_mask;    /* the signal mask the target had when it reached main */
+    char *library_path;     /* our own path, stripped from children's LD_PRELOAD */
+};
+
+/* entry.c: the one proxy of this process. */
+extern struct psp_proxy psp_the_proxy;
+
+/* serve.c: set up, then serve requests. Returns only in a child, with the request whose
+ * argv/envp it must run main with. Never returns in the proxy. */
+void psp_serve(struct psp_proxy *p, struct psp_decoded *child_request);
+
+/* child.c: everything a child does between clone and main. */
+void psp_child_prepare(struct psp_proxy *p, struct psp_decoded *req);
+/* Drop our variables and our library from an environment, in place. */
+void psp_clean_environment(char **envp, const char *library_path);
+
+/* relay.c: exit-status relay (proxy stays the parent). */
+struct psp_relay_slot *psp_relay_reserve(struct psp_proxy *p);
+void psp_relay_commit(struct psp_relay_slot *slot, pid_t pid);
+void psp_relay_collect(struct psp_proxy *p);
+
+#endif

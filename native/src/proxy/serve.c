@@ -1,0 +1,228 @@
+/* The proxy's life: start-up checks, handshake, then fork on request. */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "proxy/proxy.h"
+
+static void notify_launcher(struct psp_proxy *p)
+{
+    uint64_t one = 1;
+    while (write(p->reply_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
+    }
+}
+
+static _Noreturn void fail_startup(struct psp_proxy *p, int err)
+{
+    if (p->shared != NULL) {
+        atomic_store(&p->shared->startup_error, err);
+        atomic_store(&p->shared->state, PSP_STATE_FAILED);
+        notify_launcher(p);
+    }
+    _exit(127);
+}
+
+static int map_segment(struct psp_proxy *p)
+{
+    struct stat st;
+    if (fstat(PSP_FD_SEGMENT, &st) != 0 || st.st_size < (off_t)sizeof(struct psp_shared))
+        return EPROTO;
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, PSP_FD_SEGMENT, 0);
+    if (map == MAP_FAILED)
+        return errno;
+    struct psp_shared *sh = map;
+    p->shared = sh;
+    p->size = (size_t)st.st_size;
+    if (sh->magic != PSP_MAGIC || sh->version != PSP_PROTOCOL_VERSION || sh->size != p->size ||
+        sh->launcher_pid != p->launcher_pid || (sh->relay != 0) != p->relay)
+        return EPROTO;
+    uint64_t table_end = sh->relay_offset + (uint64_t)sh->relay_capacity * sizeof(struct psp_relay_slot);
+    if (sh->relay_offset < sizeof(*sh) || table_end > sh->data_offset || sh->data_offset > p->size)
+        return EPROTO;
+    return 0;
+}
+
+/* Forking a process with more than one thread copies only the caller: locks held by
+ * the others stay locked forever in every child. */
+static int count_threads(void)
+{
+    DIR *dir = opendir("/proc/self/task");
+    if (dir == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL)
+        n += e->d_name[0] != '.';
+    closedir(dir);
+    return n;
+}
+
+/* glibc caches the thread id in its thread descriptor (pthread_setaffinity_np, mutex
+ * ownership, ... use it). A raw clone does not update it, so we let the kernel write
+ * the child's tid there (CLONE_CHILD_SETTID). glibc publishes the field's offset for
+ * libthread_db; we use it only if it holds our tid right now. */
+static pid_t *find_tid_field(void)
+{
+    const uint32_t *desc = dlsym(RTLD_DEFAULT, "_thread_db_pthread_tid");
+    if (desc == NULL || desc[0] != 32 || desc[2] > 4096 || desc[2] % sizeof(pid_t) != 0)
+        return NULL;
+    pid_t *field = (pid_t *)((char *)pthread_self() + desc[2]);
+    return *field == (pid_t)syscall(SYS_gettid) ? field : NULL;
+}
+
+static char *own_library_path(void)
+{
+    Dl_info info;
+    if (dladdr((void *)&psp_serve, &info) == 0 || info.dli_fname == NULL)
+        return NULL;
+    return strdup(info.dli_fname);
+}
+
+static int watch_signals(struct psp_proxy *p)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, p->doorbell_signo);
+    if (p->relay)
+        sigaddset(&set, SIGCHLD);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
+        return errno;
+    p->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    return p->signal_fd < 0 ? errno : 0;
+}
+
+/* Watch the launcher as a process, not a thread: PR_SET_PDEATHSIG fires when the
+ * launcher *thread* that started us exits, and .NET retires thread-pool threads. */
+static int watch_launcher(struct psp_proxy *p)
+{
+    p->launcher_pidfd = (int)syscall(SYS_pidfd_open, p->launcher_pid, 0);
+    if (p->launcher_pidfd < 0)
+        return errno;
+    if (getppid() != p->launcher_pid)
+        _exit(127); /* it died before we could watch it */
+    prctl(PR_SET_PDEATHSIG, 0);
+    return 0;
+}
+
+/* Returns the request sequence number read before READY was published: the first
+ * request may follow immediately. */
+static uint64_t start_up(struct psp_proxy *p)
+{
+    p->reply_fd = PSP_FD_REPLY;
+    p->signal_fd = p->launcher_pidfd = -1;
+    /* The state the target reached main with, before we touch anything. */
+    sigprocmask(SIG_BLOCK, NULL, &p->saved_mask);
+
+    int err = map_segment(p);
+    if (err != 0)
+        fail_startup(p, err);
+    if (count_threads() > 1)
+        fail_startup(p, EDEADLK);
+    p->tid_field = find_tid_field();
+    syscall(SYS_get_robust_list, 0, &p->robust_head, &p->robust_len);
+    p->library_path = own_library_path();
+    if ((err = watch_signals(p)) != 0 || (err = watch_launcher(p)) != 0)
+        fail_startup(p, err);
+
+    uint64_t served = atomic_load(&p->shared->request_seq);
+    atomic_store(&p->shared->proxy_pid, getpid());
+    atomic_store(&p->shared->state, PSP_STATE_READY);
+    notify_launcher(p);
+    return served;
+}
+
+static pid_t clone_child(struct psp_proxy *p)
+{
+    /* In zygote mode the child becomes a sibling of the proxy: a child of the launcher,
+     * with the proxy's exit signal (SIGCHLD, as posix_spawn started us). */
+    unsigned long flags = p->relay ? (unsigned long)SIGCHLD : (unsigned long)CLONE_PARENT;
+    if (p->tid_field != NULL)
+        flags |= CLONE_CHILD_SETTID;
+    return (pid_t)syscall(SYS_clone, flags, NULL, NULL, p->tid_field, NULL);
+}
+
+/* Fork every instance of the request. Returns true in a child. */
+static bool serve_request(struct psp_proxy *p, uint64_t seq, struct psp_decoded *req)
+{
+    struct psp_shared *sh = p->shared;
+    int err = psp_decode_request(sh, p->size, req);
+    if (err == 0) {
+        psp_clean_environment(req->envp, p->library_path);
+        _Atomic int32_t *results = psp_results(sh, req->results_offset);
+        for (uint32_t i = 0; i < req->count; i++) {
+            struct psp_relay_slot *slot = p->relay ? psp_relay_reserve(p) : NULL;
+            pid_t pid = -1;
+            if (p->relay && slot == NULL) {
+                errno = EAGAIN;
+            } else {
+                pid = clone_child(p);
+                if (pid == 0) {
+                    psp_child_prepare(p, req);
+                    return true;
+                }
+            }
+            if (slot != NULL && pid > 0)
+                psp_relay_commit(slot, pid);
+            else if (slot != NULL)
+                atomic_store(&slot->state, PSP_RELAY_FREE);
+            atomic_store_explicit(&results[i], pid > 0 ? pid : -errno, memory_order_relaxed);
+            atomic_store(&sh->progress, i + 1);
+        }
+        psp_decoded_free(req);
+    }
+    atomic_store(&sh->reply_error, err);
+    atomic_store(&sh->reply_seq, seq);
+    notify_launcher(p);
+    return false;
+}
+
+/* Read queued signals. Returns true if a doorbell from our launcher was among them. */
+static bool drain_signals(struct psp_proxy *p, bool *child_exited)
+{
+    bool doorbell = false;
+    struct signalfd_siginfo si;
+    while (read(p->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if ((int)si.ssi_signo == p->doorbell_signo)
+            doorbell |= si.ssi_code == SI_QUEUE && (pid_t)si.ssi_pid == p->launcher_pid;
+        else if (si.ssi_signo == SIGCHLD)
+            *child_exited = true;
+    }
+    return doorbell;
+}
+
+void psp_serve(struct psp_proxy *p, struct psp_decoded *child_request)
+{
+    uint64_t served = start_up(p);
+    for (;;) {
+        struct pollfd fds[2] = {{.fd = p->signal_fd, .events = POLLIN}, {.fd = p->launcher_pidfd, .events = POLLIN}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            _exit(127);
+        }
+        if (fds[1].revents)
+            _exit(0); /* the launcher is gone: so are we, with no destructors of the target */
+        bool child_exited = false;
+        bool doorbell = drain_signals(p, &child_exited);
+        uint64_t seq = atomic_load(&p->shared->request_seq);
+        if (doorbell && seq != served) {
+            served = seq;
+            if (serve_request(p, seq, child_request))
+                return;
+        }
+        if (p->relay)
+            psp_relay_collect(p); /* also after a doorbell: the launcher consumed statuses */
+    }
+}
