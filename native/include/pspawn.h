@@ -136,6 +136,10 @@ PSPAWN_API int pspawn_ne(pid_t *pids, int *errors, pspawn_context_t *ctx, int ns
  * except in relay mode. Returns pid, 0 (WNOHANG, still running) or -1 with errno. */
 PSPAWN_API pid_t pspawn_waitpid(pspawn_context_t *ctx, pid_t pid, int *wstatus, int options);
 
+/* One round trip to the proxy without forking: a liveness check (0, or -1 with EPIPE
+ * / ETIMEDOUT; 0 at once in fallback mode) and the measure of the protocol's cost. */
+PSPAWN_API int pspawn_context_ping(pspawn_context_t *ctx);
+
 /* Library version, "MAJOR.MINOR.PATCH". */
 PSPAWN_API const char *pspawn_version(void);
 

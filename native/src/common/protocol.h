@@ -48,7 +48,7 @@ struct psp_relay_slot {
 };
 
 struct psp_request {
-    uint32_t count;          /* instances to fork */
+    uint32_t count;          /* instances to fork; 0 = ping, nothing else is read */
     uint32_t flags;          /* reserved, 0 */
     uint32_t argc;
     uint32_t envc;

@@ -100,27 +100,16 @@ static int batch_capacity(const struct psp_channel *ch, size_t string_bytes)
     return fit > (1u << 20) ? (1 << 20) : (int)fit;
 }
 
-static int submit_batch(struct psp_channel *ch, int argc, int envc, size_t string_bytes, int count,
-                        pid_t *pids, int *errors)
+/* Publish `request`, ring, and wait for the reply. On failure the channel is broken
+ * and the proxy is dead, so everything it wrote is final. Returns 0 or an errno. */
+static int round_trip(struct psp_channel *ch, const struct psp_request *request)
 {
     struct psp_shared *sh = ch->shared;
-    uint64_t strings_offset = sh->data_offset;
-    uint64_t results_offset = align64(strings_offset + string_bytes);
-    _Atomic int32_t *results = psp_results(sh, results_offset);
-
-    sh->request = (struct psp_request){
-        .count = (uint32_t)count,
-        .argc = (uint32_t)argc,
-        .envc = (uint32_t)envc,
-        .strings_offset = strings_offset,
-        .strings_length = string_bytes,
-        .results_offset = results_offset,
-    };
+    sh->request = *request;
     atomic_store(&sh->progress, 0);
     atomic_store(&sh->reply_error, 0);
     uint64_t seq = atomic_load(&sh->request_seq) + 1;
     atomic_store(&sh->request_seq, seq);
-
     int err = ring_doorbell(ch);
     if (err == 0)
         err = await_reply(ch, seq);
@@ -129,6 +118,26 @@ static int submit_batch(struct psp_channel *ch, int argc, int envc, size_t strin
         if (!proxy_exited(ch))
             kill_proxy(ch);
     }
+    return err;
+}
+
+static int submit_batch(struct psp_channel *ch, int argc, int envc, size_t string_bytes, int count,
+                        pid_t *pids, int *errors)
+{
+    struct psp_shared *sh = ch->shared;
+    uint64_t strings_offset = sh->data_offset;
+    uint64_t results_offset = align64(strings_offset + string_bytes);
+    _Atomic int32_t *results = psp_results(sh, results_offset);
+
+    struct psp_request request = {
+        .count = (uint32_t)count,
+        .argc = (uint32_t)argc,
+        .envc = (uint32_t)envc,
+        .strings_offset = strings_offset,
+        .strings_length = string_bytes,
+        .results_offset = results_offset,
+    };
+    int err = round_trip(ch, &request);
     /* Whatever happened, the first `progress` results are final and reported. */
     uint32_t done = atomic_load(&sh->progress);
     if (err == 0 && (err = atomic_load(&sh->reply_error)) <= 0)
@@ -141,6 +150,15 @@ static int submit_batch(struct psp_channel *ch, int argc, int envc, size_t strin
         started += r > 0;
     }
     return started;
+}
+
+int psp_channel_ping(struct psp_channel *ch)
+{
+    pthread_mutex_lock(&ch->lock);
+    struct psp_request ping = {.count = 0};
+    int err = ch->broken ? EPIPE : round_trip(ch, &ping);
+    pthread_mutex_unlock(&ch->lock);
+    return err;
 }
 
 static void fail_all(pid_t *pids, int *errors, int count, int err)

@@ -153,6 +153,22 @@ pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx)
     return ctx->impl->channel.proxy_pid;
 }
 
+int pspawn_context_ping(pspawn_context_t *ctx)
+{
+    if (ctx == NULL || ctx->impl == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (ctx->impl->mode == PSPAWN_MODE_FALLBACK)
+        return 0;
+    int err = psp_channel_ping(&ctx->impl->channel);
+    if (err != 0) {
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
 const char *pspawn_version(void)
 {
     return PSPAWN_VERSION;

@@ -55,6 +55,8 @@ void psp_channel_stop(struct psp_channel *ch);
  * errors[i] = 0 or errno. Returns the number started. */
 int psp_channel_spawn(struct psp_channel *ch, char *const argv[], char *const envp[],
                       int count, pid_t *pids, int *errors);
+/* One round trip without a fork. Returns 0 or an errno (the channel is then broken). */
+int psp_channel_ping(struct psp_channel *ch);
 /* Wake the proxy without a request (it then reaps consumed relay children). */
 void psp_channel_ring(struct psp_channel *ch);
 

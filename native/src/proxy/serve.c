@@ -157,8 +157,9 @@ static pid_t clone_child(struct psp_proxy *p)
 static bool serve_request(struct psp_proxy *p, uint64_t seq, struct psp_decoded *req)
 {
     struct psp_shared *sh = p->shared;
-    int err = psp_decode_request(sh, p->size, req);
-    if (err == 0) {
+    bool ping = sh->request.count == 0;
+    int err = ping ? 0 : psp_decode_request(sh, p->size, req);
+    if (err == 0 && !ping) {
         psp_clean_environment(req->envp, p->library_path);
         _Atomic int32_t *results = psp_results(sh, req->results_offset);
         for (uint32_t i = 0; i < req->count; i++) {

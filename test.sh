@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every test of the repository on a fresh clone: `dotnet build` (which also builds the
+# C core, fixtures and C tests through CMake), the C tests (ctest), then the .NET tests.
+# Ends with one line "N passed, N failed[, N skipped]" totalling both runners.
+set -uo pipefail
+cd "$(dirname "$0")"
+
+config="${PSPAWN_CONFIGURATION:-Release}"
+logs=artifacts/test-logs
+mkdir -p "$logs"
+
+if ! dotnet build PSpawn.sln -c "$config" 2>&1 | tee "$logs/build.log"; then
+    echo "build failed: see $logs/build.log"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+ctest --test-dir artifacts/native --output-on-failure -j2 --timeout 300 2>&1 | tee "$logs/ctest.log"
+ctest_status=${PIPESTATUS[0]}
+
+dotnet test PSpawn.sln -c "$config" --no-build --logger "console;verbosity=normal" 2>&1 | tee "$logs/dotnet-test.log"
+dotnet_status=${PIPESTATUS[0]}
+
+# ctest: "97% tests passed, 1 tests failed out of 33"
+read -r c_failed c_total < <(sed -nE 's/.*tests passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/p' "$logs/ctest.log" | tail -1)
+c_failed=${c_failed:-1}
+c_total=${c_total:-$c_failed}
+c_passed=$((c_total - c_failed))
+# dotnet test, per test assembly: "Passed!  - Failed:     0, Passed:    40, Skipped:     1, Total: ..."
+n_failed=0 n_passed=0 n_skipped=0
+while read -r f p s; do
+    n_failed=$((n_failed + f)) n_passed=$((n_passed + p)) n_skipped=$((n_skipped + s))
+done < <(sed -nE 's/.*(Passed|Failed)! +- Failed: +([0-9]+), Passed: +([0-9]+), Skipped: +([0-9]+).*/\2 \3 \4/p' "$logs/dotnet-test.log")
+if [ "$dotnet_status" -ne 0 ] && [ "$n_failed" -eq 0 ]; then
+    n_failed=1 # the runner failed without reporting a failed test (crash, build of a test project)
+fi
+if [ "$ctest_status" -ne 0 ] && [ "$c_failed" -eq 0 ]; then
+    c_failed=1
+fi
+
+echo "C tests: $c_passed passed, $c_failed failed; .NET tests: $n_passed passed, $n_failed failed, $n_skipped skipped"
+passed=$((c_passed + n_passed))
+failed=$((c_failed + n_failed))
+if [ "$n_skipped" -gt 0 ]; then
+    echo "$passed passed, $failed failed, $n_skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]
