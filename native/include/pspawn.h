@@ -37,7 +37,9 @@
 #ifndef PSPAWN_H
 #define PSPAWN_H
 
+#include <sched.h>
 #include <stddef.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #ifdef __cplusplus
@@ -135,6 +137,61 @@ PSPAWN_API int pspawn_ne(pid_t *pids, int *errors, pspawn_context_t *ctx, int ns
  * the status the proxy recorded. Callers may equally use waitpid/waitid/pidfds directly
  * except in relay mode. Returns pid, 0 (WNOHANG, still running) or -1 with errno. */
 PSPAWN_API pid_t pspawn_waitpid(pspawn_context_t *ctx, pid_t pid, int *wstatus, int options);
+
+/* ---- Per-spawn options (in the spirit of posix_spawnattr_t + file actions) -------- */
+
+/* An options object: create, set what you need, pass to pspawn_x / pspawn_nx, reuse
+ * as often as you like, destroy. Setters validate at once (EINVAL, EBADF) and return 0
+ * or -1 with errno. Not thread-safe while being modified; read-only use is. */
+typedef struct pspawn_attr pspawn_attr_t;
+
+PSPAWN_API int pspawn_attr_create(pspawn_attr_t **attr);
+PSPAWN_API void pspawn_attr_destroy(pspawn_attr_t *attr);
+
+/* Standard descriptor `fd` (0, 1 or 2) of the child: */
+PSPAWN_API int pspawn_attr_stdio_inherit(pspawn_attr_t *attr, int fd);   /* the proxy's (default) */
+PSPAWN_API int pspawn_attr_stdio_null(pspawn_attr_t *attr, int fd);      /* /dev/null */
+/* open(path, oflags, mode) in the child, after the working directory is set. */
+PSPAWN_API int pspawn_attr_stdio_file(pspawn_attr_t *attr, int fd, const char *path, int oflags,
+                                      mode_t mode);
+/* A descriptor of the caller, duplicated into every child (sent with SCM_RIGHTS). It
+ * must stay open until the spawn call returns. */
+PSPAWN_API int pspawn_attr_stdio_fd(pspawn_attr_t *attr, int fd, int caller_fd);
+/* A fresh pipe per child; the caller's end (O_CLOEXEC, blocking) is returned in
+ * stdio_fds[3 * i + fd] by pspawn_nx. */
+PSPAWN_API int pspawn_attr_stdio_pipe(pspawn_attr_t *attr, int fd);
+
+PSPAWN_API int pspawn_attr_set_cwd(pspawn_attr_t *attr, const char *dir);
+PSPAWN_API int pspawn_attr_set_umask(pspawn_attr_t *attr, mode_t mask);
+/* pgid 0: the child leads a new process group; > 0: it joins group pgid. */
+PSPAWN_API int pspawn_attr_set_process_group(pspawn_attr_t *attr, pid_t pgid);
+/* The child starts a new session (setsid), and so a new process group. */
+PSPAWN_API int pspawn_attr_set_new_session(pspawn_attr_t *attr);
+/* setrlimit(resource, {soft, hard}) in the child; up to 16. */
+PSPAWN_API int pspawn_attr_add_rlimit(pspawn_attr_t *attr, int resource, rlim_t soft, rlim_t hard);
+/* The child gets `sig` when its parent dies (PR_SET_PDEATHSIG). The parent is the caller
+ * in zygote mode: the kernel signals when the caller *thread* that created the context
+ * exits, so create contexts on a thread that lives as long as they do. */
+PSPAWN_API int pspawn_attr_set_parent_death_signal(pspawn_attr_t *attr, int sig);
+#ifdef __USE_GNU /* cpu_set_t: define _GNU_SOURCE before any #include to get these */
+/* CPU placement: every instance on `set` ... */
+PSPAWN_API int pspawn_attr_set_cpus(pspawn_attr_t *attr, const cpu_set_t *set);
+/* ... or instance i on sets[i % count] ("instance i on core i"). */
+PSPAWN_API int pspawn_attr_set_cpus_per_instance(pspawn_attr_t *attr, const cpu_set_t *sets, int count);
+#endif
+
+/* pspawn_ne with options (attr may be NULL). stdio_fds, if not NULL, has 3 * nspawns
+ * entries: the caller's pipe ends, -1 where no pipe was asked for or the instance failed.
+ * Anything that fails in the child before main (chdir, open, setrlimit, affinity, ...)
+ * is that instance's error, as posix_spawn reports exec failures; such a child never
+ * runs main and is reaped by the call. Return value as pspawn_n. */
+PSPAWN_API int pspawn_nx(pid_t *pids, int *errors, int *stdio_fds, pspawn_context_t *ctx,
+                         int nspawns, char *const argv[], char *const envp[],
+                         const pspawn_attr_t *attr);
+
+/* One instance with options; stdio_fds (3 entries) may be NULL. */
+PSPAWN_API pid_t pspawn_x(pspawn_context_t *ctx, char *const argv[], char *const envp[],
+                          const pspawn_attr_t *attr, int stdio_fds[3]);
 
 /* One round trip to the proxy without forking: a liveness check (0, or -1 with EPIPE
  * / ETIMEDOUT; 0 at once in fallback mode) and the measure of the protocol's cost. */

@@ -376,7 +376,7 @@ static void soak_1000_no_leaks(void)
     CHECK_EQ_INT(count_open_fds(), fds_before);
     CHECK_EQ_INT(count_zombie_children(), 0);
     pspawn_context_destroy(&ctx);
-    CHECK_EQ_INT(count_open_fds(), fds_before - 3); /* segment, eventfd, pidfd */
+    CHECK_EQ_INT(count_open_fds(), fds_before - 4); /* segment, eventfd, socket, pidfd */
 }
 
 static void destroy_reaps_proxy(void)

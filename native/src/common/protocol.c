@@ -65,6 +65,58 @@ static int split_strings(char **entries, uint32_t n, char **cursor, const char *
     return 0;
 }
 
+static bool string_ok(const struct psp_wire_options *o, size_t length, uint32_t offset, uint32_t len)
+{
+    const char *base = (const char *)o;
+    return offset >= sizeof(*o) && len < PSP_MAX_PATH && (uint64_t)offset + len < length &&
+           base[offset + len] == '\0' && memchr(base + offset, '\0', len) == NULL;
+}
+
+int psp_validate_options(const struct psp_wire_options *o, size_t length, uint32_t count, uint32_t fd_count)
+{
+    const uint32_t known = PSP_OPT_CWD | PSP_OPT_UMASK | PSP_OPT_PGROUP | PSP_OPT_SETSID |
+                           PSP_OPT_PDEATHSIG | PSP_OPT_CPUS;
+    if ((o->set & ~known) != 0 || o->rlimit_count > PSP_MAX_RLIMITS || o->shared_fds > 3 ||
+        o->instance_fds > 3 || (uint64_t)o->shared_fds + (uint64_t)o->instance_fds * count != fd_count)
+        return EINVAL;
+    if ((o->set & PSP_OPT_CWD) && !string_ok(o, length, o->cwd_offset, o->cwd_length))
+        return EINVAL;
+    if ((o->set & PSP_OPT_PGROUP) && o->pgroup < 0)
+        return EINVAL;
+    if ((o->set & PSP_OPT_PDEATHSIG) && (o->pdeathsig <= 0 || o->pdeathsig >= 65))
+        return EINVAL;
+    if (o->set & PSP_OPT_CPUS) {
+        uint64_t bytes = (uint64_t)o->cpuset_count * o->cpuset_size;
+        if (o->cpuset_count == 0 || o->cpuset_size == 0 || o->cpuset_size > 1024 ||
+            o->cpusets_offset < sizeof(*o) || o->cpusets_offset % 8 != 0 ||
+            bytes > length - o->cpusets_offset || o->cpusets_offset > length)
+            return EINVAL;
+    }
+    for (int k = 0; k < 3; k++) {
+        const struct psp_wire_stdio *s = &o->stdio[k];
+        switch (s->kind) {
+        case PSP_STDIO_INHERIT:
+        case PSP_STDIO_NULL:
+            break;
+        case PSP_STDIO_FILE:
+            if (!string_ok(o, length, s->path_offset, s->path_length))
+                return EINVAL;
+            break;
+        case PSP_STDIO_FD:
+            if (s->slot < 0 || (uint32_t)s->slot >= o->shared_fds)
+                return EINVAL;
+            break;
+        case PSP_STDIO_PIPE:
+            if (s->slot < 0 || (uint32_t)s->slot >= o->instance_fds)
+                return EINVAL;
+            break;
+        default:
+            return EINVAL;
+        }
+    }
+    return 0;
+}
+
 int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, struct psp_decoded *out)
 {
     memset(out, 0, sizeof(*out));
@@ -75,10 +127,11 @@ int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, stru
     if (data_offset < sizeof(*shared) || data_offset > mapped_size)
         return EINVAL;
     if (req.count == 0 || req.count > (1u << 20) || req.argc == 0 || req.argc > (1u << 24) ||
-        req.envc > (1u << 24) || req.flags != 0)
+        req.envc > (1u << 24) || (req.flags & ~PSP_REQ_OPTIONS) != 0)
         return EINVAL;
-    if (req.results_offset % sizeof(int32_t) != 0 ||
-        !range_ok(req.results_offset, (uint64_t)req.count * sizeof(int32_t), data_offset, mapped_size))
+    if (req.results_offset % sizeof(int32_t) != 0 || req.errors_offset % sizeof(int32_t) != 0 ||
+        !range_ok(req.results_offset, (uint64_t)req.count * sizeof(int32_t), data_offset, mapped_size) ||
+        !range_ok(req.errors_offset, (uint64_t)req.count * sizeof(int32_t), data_offset, mapped_size))
         return EINVAL;
     if (!range_ok(req.strings_offset, req.strings_length, data_offset, mapped_size))
         return EINVAL;
@@ -86,6 +139,23 @@ int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, stru
     if ((uint64_t)req.argc + req.envc > req.strings_length)
         return EINVAL;
 
+    struct psp_wire_options *options = NULL;
+    if (req.flags & PSP_REQ_OPTIONS) {
+        if (req.options_length < sizeof(*options) || req.options_length > (1u << 20) ||
+            !range_ok(req.options_offset, req.options_length, data_offset, mapped_size))
+            return EINVAL;
+        if ((options = malloc(req.options_length)) == NULL)
+            return ENOMEM;
+        memcpy(options, (const char *)shared + req.options_offset, req.options_length);
+        int err = psp_validate_options(options, req.options_length, req.count, req.fd_count);
+        if (err != 0) {
+            free(options);
+            return err;
+        }
+    } else if (req.fd_count != 0) {
+        return EINVAL;
+    }
+    out->options = options;
     out->strings = malloc(req.strings_length ? req.strings_length : 1);
     out->argv = calloc((size_t)req.argc + 1, sizeof(char *));
     out->envp = calloc((size_t)req.envc + 1, sizeof(char *));
@@ -108,6 +178,8 @@ int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, stru
     }
     out->count = req.count;
     out->results_offset = req.results_offset;
+    out->errors_offset = req.errors_offset;
+    out->fd_count = req.fd_count;
     out->argc = (int)req.argc;
     out->envc = (int)req.envc;
     out->strings_length = req.strings_length;
@@ -119,5 +191,6 @@ void psp_decoded_free(struct psp_decoded *decoded)
     free(decoded->strings);
     free(decoded->argv);
     free(decoded->envp);
+    free(decoded->options);
     memset(decoded, 0, sizeof(*decoded));
 }

@@ -13,6 +13,7 @@
 #define PSPAWN_PROTOCOL_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -26,6 +27,7 @@
 /* Descriptors the proxy inherits at fixed numbers. */
 #define PSP_FD_SEGMENT 3
 #define PSP_FD_REPLY 4
+#define PSP_FD_SOCKET 5 /* SOCK_SEQPACKET: descriptors travel here with SCM_RIGHTS */
 
 enum psp_state {
     PSP_STATE_STARTING = 0,
@@ -47,14 +49,75 @@ struct psp_relay_slot {
     int32_t reserved;
 };
 
+/* Per-spawn options, present when request.flags has PSP_REQ_OPTIONS. Strings (paths)
+ * live in the same blob after this struct, at offsets relative to the blob. */
+#define PSP_REQ_OPTIONS 0x1u
+#define PSP_MAX_RLIMITS 16
+#define PSP_MAX_PATH 4096
+
+enum psp_stdio_kind {
+    PSP_STDIO_INHERIT = 0,
+    PSP_STDIO_NULL = 1,
+    PSP_STDIO_FILE = 2, /* open(path, oflags, mode) in the child */
+    PSP_STDIO_FD = 3,   /* a launcher descriptor: shared slot `slot` */
+    PSP_STDIO_PIPE = 4, /* a pipe end per instance: per-instance slot `slot` */
+};
+
+enum psp_option_bits {
+    PSP_OPT_CWD = 1u << 0,
+    PSP_OPT_UMASK = 1u << 1,
+    PSP_OPT_PGROUP = 1u << 2,
+    PSP_OPT_SETSID = 1u << 3,
+    PSP_OPT_PDEATHSIG = 1u << 4,
+    PSP_OPT_CPUS = 1u << 5,
+};
+
+struct psp_wire_stdio {
+    int32_t kind;
+    int32_t slot;
+    int32_t oflags;
+    uint32_t mode;
+    uint32_t path_offset;
+    uint32_t path_length; /* without the terminator, which must follow */
+};
+
+struct psp_wire_rlimit {
+    int32_t resource;
+    int32_t reserved;
+    uint64_t soft;
+    uint64_t hard;
+};
+
+struct psp_wire_options {
+    uint32_t set;              /* PSP_OPT_* */
+    uint32_t umask;
+    int32_t pgroup;            /* 0: a new group led by the child; > 0: join it */
+    int32_t pdeathsig;
+    struct psp_wire_stdio stdio[3];
+    uint32_t cwd_offset;
+    uint32_t cwd_length;
+    uint32_t rlimit_count;
+    uint32_t shared_fds;       /* descriptors common to every instance */
+    uint32_t instance_fds;     /* descriptors per instance (pipe ends), after the shared */
+    uint32_t cpuset_count;     /* sets of cpuset_size bytes; instance i uses i % count */
+    uint32_t cpuset_size;
+    uint32_t cpusets_offset;
+    struct psp_wire_rlimit rlimits[PSP_MAX_RLIMITS];
+};
+
 struct psp_request {
     uint32_t count;          /* instances to fork; 0 = ping, nothing else is read */
-    uint32_t flags;          /* reserved, 0 */
+    uint32_t flags;          /* PSP_REQ_* */
     uint32_t argc;
     uint32_t envc;
     uint64_t strings_offset; /* argv strings then env strings, each NUL-terminated */
     uint64_t strings_length;
-    uint64_t results_offset; /* int32_t[count]: pid, or -errno */
+    uint64_t results_offset; /* int32_t[count]: pid, or -errno if not forked */
+    uint64_t errors_offset;  /* int32_t[count]: errno of a child that failed before main */
+    uint64_t options_offset; /* struct psp_wire_options + strings, with PSP_REQ_OPTIONS */
+    uint64_t options_length;
+    uint32_t fd_count;       /* descriptors sent over the socket for this request */
+    uint32_t reserved;
 };
 
 struct psp_shared {
@@ -80,7 +143,10 @@ struct psp_shared {
 /* A decoded request, with pointers into a private copy of the strings. */
 struct psp_decoded {
     uint32_t count;
-    uint64_t results_offset; /* validated copy: never re-read from the segment */
+    uint64_t results_offset; /* validated copies, never re-read from the segment */
+    uint64_t errors_offset;
+    uint32_t fd_count;
+    struct psp_wire_options *options; /* NULL without PSP_REQ_OPTIONS; private copy */
     char **argv; /* argc entries + NULL */
     char **envp; /* envc entries + NULL */
     char *strings;
@@ -104,9 +170,23 @@ int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, stru
 
 void psp_decoded_free(struct psp_decoded *decoded);
 
+/* Check a private copy of an options blob of `length` bytes for `count` instances and
+ * `fd_count` received descriptors. Returns 0 or EINVAL. */
+int psp_validate_options(const struct psp_wire_options *o, size_t length, uint32_t count, uint32_t fd_count);
+
 static inline _Atomic int32_t *psp_results(struct psp_shared *shared, uint64_t results_offset)
 {
     return (_Atomic int32_t *)((char *)shared + results_offset);
+}
+
+static inline _Atomic int32_t *psp_errors(struct psp_shared *shared, uint64_t errors_offset)
+{
+    return (_Atomic int32_t *)((char *)shared + errors_offset);
+}
+
+static inline const char *psp_option_string(const struct psp_wire_options *o, uint32_t offset)
+{
+    return (const char *)o + offset;
 }
 
 static inline struct psp_relay_slot *psp_relay_table(struct psp_shared *shared)

@@ -1,9 +1,12 @@
 /* Sending spawn requests to a proxy and collecting the results. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -89,15 +92,38 @@ static uint64_t align64(uint64_t v)
     return (v + 63) & ~(uint64_t)63;
 }
 
-/* Data area: [strings | results]. The strings are packed once per call; the largest
- * batch is what fits in the rest. */
-static int batch_capacity(const struct psp_channel *ch, size_t string_bytes)
+/* Where one call's data goes: [strings | options | results | errors]. The strings and
+ * options are written once per call; a batch is as many instances as fit the rest. */
+struct batch_layout {
+    uint64_t strings_offset;
+    size_t string_bytes;
+    uint64_t options_offset;
+    size_t option_bytes;
+    uint64_t arrays_offset;
+    int capacity;
+};
+
+/* Instances per batch when pipes travel: bounds the descriptors in flight (the kernel
+ * limits in-flight SCM_RIGHTS descriptors to RLIMIT_NOFILE) and those held at once. */
+#define PSP_MAX_PIPED_BATCH 64
+
+static void plan_layout(const struct psp_channel *ch, size_t string_bytes, size_t option_bytes,
+                        bool piped, struct batch_layout *out)
 {
-    uint64_t results_offset = align64(ch->shared->data_offset + string_bytes);
-    if (results_offset + sizeof(int32_t) > ch->size)
-        return 0;
-    uint64_t fit = (ch->size - results_offset) / sizeof(int32_t);
-    return fit > (1u << 20) ? (1 << 20) : (int)fit;
+    out->strings_offset = ch->shared->data_offset;
+    out->string_bytes = string_bytes;
+    out->options_offset = align64(out->strings_offset + string_bytes);
+    out->option_bytes = option_bytes;
+    out->arrays_offset = align64(out->options_offset + option_bytes);
+    out->capacity = 0;
+    if (out->arrays_offset + 2 * sizeof(int32_t) > ch->size)
+        return;
+    uint64_t fit = (ch->size - out->arrays_offset) / (2 * sizeof(int32_t));
+    if (fit > (1u << 20))
+        fit = 1u << 20;
+    if (piped && fit > PSP_MAX_PIPED_BATCH)
+        fit = PSP_MAX_PIPED_BATCH;
+    out->capacity = (int)fit;
 }
 
 /* Publish `request`, ring, and wait for the reply. On failure the channel is broken
@@ -121,34 +147,197 @@ static int round_trip(struct psp_channel *ch, const struct psp_request *request)
     return err;
 }
 
-static int submit_batch(struct psp_channel *ch, int argc, int envc, size_t string_bytes, int count,
-                        pid_t *pids, int *errors)
+/* Sends `count` descriptors to the proxy, at most 250 per message (SCM_MAX_FD). */
+static int send_fds(struct psp_channel *ch, const int *fds, int count)
+{
+    for (int sent = 0; sent < count;) {
+        int n = count - sent < 250 ? count - sent : 250;
+        char byte = 0;
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        union {
+            char buf[CMSG_SPACE(250 * sizeof(int))];
+            struct cmsghdr align;
+        } control;
+        memset(&control, 0, sizeof(control));
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                             .msg_controllen = CMSG_SPACE((size_t)n * sizeof(int))};
+        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+        memcpy(CMSG_DATA(cmsg), fds + sent, (size_t)n * sizeof(int));
+        ssize_t r;
+        while ((r = sendmsg(ch->socket_fd, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+        }
+        if (r < 0)
+            return errno == ECONNREFUSED || errno == EPIPE ? EPIPE : errno;
+        sent += n;
+    }
+    return 0;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* Creates the batch's pipes: the caller's ends go to stdio_fds, the child ends (in
+ * instance order, stdin/stdout/stderr order within one) to child_fds. */
+static int make_pipes(const pspawn_attr_t *attr, int count, int *stdio_fds, int *child_fds)
+{
+    int n = 0;
+    for (int i = 0; i < count; i++) {
+        for (int k = 0; k < 3; k++) {
+            stdio_fds[3 * i + k] = -1;
+            if (attr->stdio[k].kind != PSP_STDIO_PIPE)
+                continue;
+            int p[2];
+            if (pipe2(p, O_CLOEXEC) != 0)
+                return errno;
+            /* stdin: the child reads; stdout/stderr: the child writes. */
+            stdio_fds[3 * i + k] = k == 0 ? p[1] : p[0];
+            child_fds[n++] = k == 0 ? p[0] : p[1];
+        }
+    }
+    return 0;
+}
+
+static int submit_batch(struct psp_channel *ch, const struct batch_layout *layout, int argc, int envc,
+                        const pspawn_attr_t *attr, const int *shared_fds, int nshared, int count,
+                        pid_t *pids, int *errors, int *stdio_fds)
 {
     struct psp_shared *sh = ch->shared;
-    uint64_t strings_offset = sh->data_offset;
-    uint64_t results_offset = align64(strings_offset + string_bytes);
+    uint64_t results_offset = layout->arrays_offset;
+    uint64_t errors_offset = results_offset + (uint64_t)count * sizeof(int32_t);
     _Atomic int32_t *results = psp_results(sh, results_offset);
+    _Atomic int32_t *child_errors = psp_errors(sh, errors_offset);
 
-    struct psp_request request = {
-        .count = (uint32_t)count,
-        .argc = (uint32_t)argc,
-        .envc = (uint32_t)envc,
-        .strings_offset = strings_offset,
-        .strings_length = string_bytes,
-        .results_offset = results_offset,
-    };
-    int err = round_trip(ch, &request);
+    int npipes = psp_attr_pipe_count(attr);
+    int fd_count = nshared + npipes * count;
+    int *fds = NULL;
+    int err = 0;
+    if (fd_count > 0) {
+        fds = malloc((size_t)fd_count * sizeof(int));
+        if (fds == NULL)
+            err = ENOMEM;
+        else {
+            memcpy(fds, shared_fds, (size_t)nshared * sizeof(int));
+            for (int i = 0; i < fd_count - nshared; i++)
+                fds[nshared + i] = -1;
+            if (npipes > 0)
+                err = make_pipes(attr, count, stdio_fds, fds + nshared);
+            if (err == 0 && (err = send_fds(ch, fds, fd_count)) != 0)
+                ch->broken = true; /* the socket may hold part of this batch: unusable */
+            for (int i = nshared; i < fd_count; i++)
+                close_fd(&fds[i]); /* the child ends now travel in the socket */
+        }
+    }
+
+    bool sent = err == 0;
+    if (sent) {
+        struct psp_request request = {
+            .count = (uint32_t)count,
+            .flags = attr != NULL ? PSP_REQ_OPTIONS : 0,
+            .argc = (uint32_t)argc,
+            .envc = (uint32_t)envc,
+            .strings_offset = layout->strings_offset,
+            .strings_length = layout->string_bytes,
+            .results_offset = results_offset,
+            .errors_offset = errors_offset,
+            .options_offset = attr != NULL ? layout->options_offset : 0,
+            .options_length = attr != NULL ? layout->option_bytes : 0,
+            .fd_count = (uint32_t)fd_count,
+        };
+        err = round_trip(ch, &request);
+    }
+    free(fds);
     /* Whatever happened, the first `progress` results are final and reported. */
-    uint32_t done = atomic_load(&sh->progress);
+    uint32_t done = sent ? atomic_load(&sh->progress) : 0;
+    if (done > (uint32_t)count)
+        done = (uint32_t)count;
     if (err == 0 && (err = atomic_load(&sh->reply_error)) <= 0)
         err = done < (uint32_t)count ? EPROTO : 0;
     int started = 0;
     for (int i = 0; i < count; i++) {
         int32_t r = (uint32_t)i < done ? atomic_load_explicit(&results[i], memory_order_relaxed) : -err;
+        int32_t child_error = r > 0 && attr != NULL ? atomic_load_explicit(&child_errors[i], memory_order_relaxed) : 0;
+        if (r > 0 && child_error != 0) {
+            /* It failed before main and exited: reap it here (relay: the proxy does). */
+            if (!ch->relay)
+                while (waitpid(r, NULL, 0) < 0 && errno == EINTR) {
+                }
+            r = -child_error;
+        }
         pids[i] = r > 0 ? r : -1;
         errors[i] = r > 0 ? 0 : (r < 0 ? -r : EPROTO);
         started += r > 0;
+        if (r <= 0 && stdio_fds != NULL && npipes > 0)
+            for (int k = 0; k < 3; k++)
+                close_fd(&stdio_fds[3 * i + k]);
     }
+    return started;
+}
+
+static void fail_all(pid_t *pids, int *errors, int *stdio_fds, int count, int err)
+{
+    for (int i = 0; i < count; i++) {
+        pids[i] = -1;
+        errors[i] = err;
+        if (stdio_fds != NULL)
+            stdio_fds[3 * i] = stdio_fds[3 * i + 1] = stdio_fds[3 * i + 2] = -1;
+    }
+}
+
+int psp_channel_spawn(struct psp_channel *ch, char *const argv[], char *const envp[], int count,
+                      const pspawn_attr_t *attr, pid_t *pids, int *errors, int *stdio_fds)
+{
+    size_t bytes;
+    int argc, envc, err = 0;
+    if (psp_measure(argv, envp, &bytes, &argc, &envc) != 0)
+        err = errno;
+    else if (argc == 0)
+        err = EINVAL;
+    else if (bytes > (size_t)sysconf(_SC_ARG_MAX))
+        err = E2BIG;
+    else if (psp_attr_pipe_count(attr) > 0 && stdio_fds == NULL)
+        err = EINVAL;
+
+    pthread_mutex_lock(&ch->lock);
+    struct batch_layout layout = {0};
+    if (err == 0)
+        plan_layout(ch, bytes, attr != NULL ? psp_attr_wire_size(attr) : 0, psp_attr_pipe_count(attr) > 0,
+                    &layout);
+    if (err == 0 && layout.capacity == 0)
+        err = E2BIG;
+    if (err == 0 && ch->broken)
+        err = EPIPE;
+    if (err != 0) {
+        pthread_mutex_unlock(&ch->lock);
+        fail_all(pids, errors, stdio_fds, count, err);
+        return 0;
+    }
+    psp_pack((char *)ch->shared + layout.strings_offset, argv, envp);
+    int shared_fds[3];
+    int nshared = 0;
+    if (attr != NULL) {
+        psp_attr_encode(attr, (char *)ch->shared + layout.options_offset, shared_fds);
+        nshared = (int)((struct psp_wire_options *)((char *)ch->shared + layout.options_offset))->shared_fds;
+    }
+    int started = 0;
+    for (int first = 0; first < count;) {
+        int batch = count - first < layout.capacity ? count - first : layout.capacity;
+        started += submit_batch(ch, &layout, argc, envc, attr, shared_fds, nshared, batch, pids + first,
+                                errors + first, stdio_fds != NULL ? stdio_fds + 3 * first : NULL);
+        first += batch;
+        if (ch->broken) {
+            fail_all(pids + first, errors + first, stdio_fds != NULL ? stdio_fds + 3 * first : NULL,
+                     count - first, EPIPE);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ch->lock);
     return started;
 }
 
@@ -159,50 +348,4 @@ int psp_channel_ping(struct psp_channel *ch)
     int err = ch->broken ? EPIPE : round_trip(ch, &ping);
     pthread_mutex_unlock(&ch->lock);
     return err;
-}
-
-static void fail_all(pid_t *pids, int *errors, int count, int err)
-{
-    for (int i = 0; i < count; i++) {
-        pids[i] = -1;
-        errors[i] = err;
-    }
-}
-
-int psp_channel_spawn(struct psp_channel *ch, char *const argv[], char *const envp[], int count,
-                      pid_t *pids, int *errors)
-{
-    size_t bytes;
-    int argc, envc, err = 0;
-    if (psp_measure(argv, envp, &bytes, &argc, &envc) != 0)
-        err = errno;
-    else if (argc == 0)
-        err = EINVAL;
-    else if (bytes > (size_t)sysconf(_SC_ARG_MAX))
-        err = E2BIG;
-
-    pthread_mutex_lock(&ch->lock);
-    int capacity = err == 0 ? batch_capacity(ch, bytes) : 0;
-    if (err == 0 && capacity == 0)
-        err = E2BIG;
-    if (err == 0 && ch->broken)
-        err = EPIPE;
-    if (err != 0) {
-        pthread_mutex_unlock(&ch->lock);
-        fail_all(pids, errors, count, err);
-        return 0;
-    }
-    psp_pack((char *)ch->shared + ch->shared->data_offset, argv, envp);
-    int started = 0;
-    for (int first = 0; first < count;) {
-        int batch = count - first < capacity ? count - first : capacity;
-        started += submit_batch(ch, argc, envc, bytes, batch, pids + first, errors + first);
-        first += batch;
-        if (ch->broken) {
-            fail_all(pids + first, errors + first, count - first, EPIPE);
-            break;
-        }
-    }
-    pthread_mutex_unlock(&ch->lock);
-    return started;
 }

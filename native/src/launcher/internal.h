@@ -3,6 +3,7 @@
 #define PSPAWN_LAUNCHER_INTERNAL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +18,33 @@
 #define PSP_MIN_BUFFER_SIZE (64u << 10)
 #define PSP_RELAY_CAPACITY 4096u
 
+struct psp_attr_stdio {
+    int kind; /* enum psp_stdio_kind */
+    char *path;
+    int oflags;
+    mode_t mode;
+    int caller_fd;
+};
+
+struct pspawn_attr {
+    uint32_t set; /* PSP_OPT_* (CWD is implied by cwd != NULL) */
+    struct psp_attr_stdio stdio[3];
+    char *cwd;
+    mode_t umask;
+    pid_t pgroup;
+    int pdeathsig;
+    uint32_t rlimit_count;
+    struct psp_wire_rlimit rlimits[PSP_MAX_RLIMITS];
+    cpu_set_t *cpusets;
+    int cpuset_count;
+};
+
+/* attr.c: the wire form of options (struct psp_wire_options + strings + CPU sets). */
+size_t psp_attr_wire_size(const pspawn_attr_t *attr);
+/* Writes the blob; fills shared_fds[] (3 entries) with the caller descriptors to send. */
+void psp_attr_encode(const pspawn_attr_t *attr, void *dst, int *shared_fds);
+int psp_attr_pipe_count(const pspawn_attr_t *attr);
+
 /* One proxy and the channel to it. A context owns one today; multi-proxy contexts
  * (per core group / NUMA node) will own several and dispatch between them. */
 struct psp_channel {
@@ -25,6 +53,7 @@ struct psp_channel {
     size_t size;
     int segment_fd;
     int reply_fd;             /* eventfd the proxy writes when a request completes */
+    int socket_fd;            /* SOCK_SEQPACKET to the proxy, for SCM_RIGHTS */
     int proxy_pidfd;
     pid_t proxy_pid;
     int doorbell_signo;
@@ -52,9 +81,10 @@ int psp_channel_start(struct psp_channel *ch, const char *path, const char *prox
 void psp_channel_stop(struct psp_channel *ch);
 
 /* channel.c: fork `count` instances through the proxy. pids[i] = pid or -1,
- * errors[i] = 0 or errno. Returns the number started. */
-int psp_channel_spawn(struct psp_channel *ch, char *const argv[], char *const envp[],
-                      int count, pid_t *pids, int *errors);
+ * errors[i] = 0 or errno, stdio_fds[3i+k] = the caller's pipe end or -1 (stdio_fds may
+ * be NULL only without pipes). Returns the number started. */
+int psp_channel_spawn(struct psp_channel *ch, char *const argv[], char *const envp[], int count,
+                      const pspawn_attr_t *attr, pid_t *pids, int *errors, int *stdio_fds);
 /* One round trip without a fork. Returns 0 or an errno (the channel is then broken). */
 int psp_channel_ping(struct psp_channel *ch);
 /* Wake the proxy without a request (it then reaps consumed relay children). */
@@ -62,7 +92,7 @@ void psp_channel_ring(struct psp_channel *ch);
 
 /* spawn.c */
 int psp_fallback_spawn(struct pspawn_impl *impl, char *const argv[], char *const envp[],
-                       int count, pid_t *pids, int *errors);
+                       int count, const pspawn_attr_t *attr, pid_t *pids, int *errors, int *stdio_fds);
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t psp_now_ms(void);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -105,19 +106,14 @@ static char **build_proxy_env(char *const *base, const char *proxy_library, cons
     return env;
 }
 
-static void free_proxy_env(char **env, size_t base_count)
+/* Frees what build_proxy_env allocated: the array and our two strings (the caller's
+ * LD_PRELOAD and configuration entries were left out of the copy, so these are ours). */
+static void free_proxy_env(char **env)
 {
-    if (env == NULL)
-        return;
-    /* The two strings we allocated follow the copied base entries. */
-    size_t n = 0;
-    while (env[n] != NULL)
-        n++;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; env[i] != NULL; i++) {
         if (strncmp(env[i], "LD_PRELOAD=", 11) == 0 || strncmp(env[i], PSP_ENV_CONFIG "=", sizeof(PSP_ENV_CONFIG)) == 0)
             free(env[i]);
     }
-    (void)base_count;
     free(env);
 }
 
@@ -151,16 +147,17 @@ static int create_segment(struct psp_channel *ch, size_t size, bool relay)
     return 0;
 }
 
-static int spawn_proxy(struct psp_channel *ch, const char *path, char **env)
+static int spawn_proxy(struct psp_channel *ch, const char *path, int proxy_socket, char **env)
 {
-    /* Move our two descriptors out of the way of 3 and 4 before dup2-ing them there. */
+    /* Move our descriptors out of the way of 3..5 before dup2-ing them there. */
     int seg = fcntl(ch->segment_fd, F_DUPFD_CLOEXEC, 10);
     int rep = seg < 0 ? -1 : fcntl(ch->reply_fd, F_DUPFD_CLOEXEC, 10);
+    int sock = rep < 0 ? -1 : fcntl(proxy_socket, F_DUPFD_CLOEXEC, 10);
     int err = 0;
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t sa;
     bool fa_ok = false, sa_ok = false;
-    if (seg < 0 || rep < 0) {
+    if (seg < 0 || rep < 0 || sock < 0) {
         err = errno;
         goto out;
     }
@@ -169,7 +166,8 @@ static int spawn_proxy(struct psp_channel *ch, const char *path, char **env)
     fa_ok = true;
     if ((err = posix_spawn_file_actions_adddup2(&fa, seg, PSP_FD_SEGMENT)) != 0 ||
         (err = posix_spawn_file_actions_adddup2(&fa, rep, PSP_FD_REPLY)) != 0 ||
-        (err = posix_spawn_file_actions_addclosefrom_np(&fa, PSP_FD_REPLY + 1)) != 0)
+        (err = posix_spawn_file_actions_adddup2(&fa, sock, PSP_FD_SOCKET)) != 0 ||
+        (err = posix_spawn_file_actions_addclosefrom_np(&fa, PSP_FD_SOCKET + 1)) != 0)
         goto out;
     if ((err = posix_spawnattr_init(&sa)) != 0)
         goto out;
@@ -192,6 +190,8 @@ out:
         close(seg);
     if (rep >= 0)
         close(rep);
+    if (sock >= 0)
+        close(sock);
     return err;
 }
 
@@ -260,7 +260,8 @@ int psp_channel_start(struct psp_channel *ch, const char *path, const char *prox
                       const pspawn_context_attr_t *attr, bool relay)
 {
     memset(ch, 0, sizeof(*ch));
-    ch->segment_fd = ch->reply_fd = ch->proxy_pidfd = -1;
+    ch->segment_fd = ch->reply_fd = ch->proxy_pidfd = ch->socket_fd = -1;
+    int proxy_socket = -1;
     ch->proxy_pid = -1;
     ch->relay = relay;
     ch->doorbell_signo = SIGRTMIN + 5;
@@ -273,10 +274,13 @@ int psp_channel_start(struct psp_channel *ch, const char *path, const char *prox
     if ((err = create_segment(ch, size, relay)) != 0)
         goto fail;
     ch->reply_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (ch->reply_fd < 0) {
+    int pair[2];
+    if (ch->reply_fd < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
         err = errno;
         goto fail;
     }
+    ch->socket_fd = pair[0];
+    proxy_socket = pair[1];
 
     char config[128];
     snprintf(config, sizeof(config), "1:%d:%d:%u", (int)getpid(), ch->doorbell_signo, relay ? 1u : 0u);
@@ -286,8 +290,10 @@ int psp_channel_start(struct psp_channel *ch, const char *path, const char *prox
         err = ENOMEM;
         goto fail;
     }
-    err = spawn_proxy(ch, path, env);
-    free_proxy_env(env, 0);
+    err = spawn_proxy(ch, path, proxy_socket, env);
+    free_proxy_env(env);
+    close(proxy_socket);
+    proxy_socket = -1;
     if (err != 0)
         goto fail;
     ch->proxy_pidfd = pidfd_open_checked(ch->proxy_pid);
@@ -302,6 +308,8 @@ int psp_channel_start(struct psp_channel *ch, const char *path, const char *prox
         goto fail;
     return 0;
 fail:
+    if (proxy_socket >= 0)
+        close(proxy_socket);
     psp_channel_stop(ch);
     return err;
 }
@@ -315,9 +323,11 @@ void psp_channel_stop(struct psp_channel *ch)
         close(ch->reply_fd);
     if (ch->segment_fd >= 0)
         close(ch->segment_fd);
+    if (ch->socket_fd >= 0)
+        close(ch->socket_fd);
     if (ch->shared != NULL)
         munmap(ch->shared, ch->size);
-    ch->proxy_pidfd = ch->reply_fd = ch->segment_fd = -1;
+    ch->proxy_pidfd = ch->reply_fd = ch->segment_fd = ch->socket_fd = -1;
     ch->shared = NULL;
     pthread_mutex_destroy(&ch->lock);
 }

@@ -1,21 +1,85 @@
 /* The spawn entry points, over a proxy channel or, in fallback mode, posix_spawn. */
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "launcher/internal.h"
 
 extern char **environ;
 
+/* Adds the options posix_spawn can express; ENOTSUP for those it cannot (umask,
+ * resource limits, parent-death signal). Pipe ends for the child go to child_fds. */
+static int add_options(posix_spawn_file_actions_t *fa, posix_spawnattr_t *sa, short *flags,
+                       const pspawn_attr_t *attr, int *stdio_fds, int *child_fds)
+{
+    if ((attr->set & (PSP_OPT_UMASK | PSP_OPT_PDEATHSIG)) || attr->rlimit_count > 0)
+        return ENOTSUP;
+    int err = 0;
+    if (attr->cwd != NULL && (err = posix_spawn_file_actions_addchdir_np(fa, attr->cwd)) != 0)
+        return err;
+    for (int k = 0; k < 3 && err == 0; k++) {
+        const struct psp_attr_stdio *st = &attr->stdio[k];
+        switch (st->kind) {
+        case PSP_STDIO_NULL:
+            err = posix_spawn_file_actions_addopen(fa, k, "/dev/null", O_RDWR, 0);
+            break;
+        case PSP_STDIO_FILE:
+            err = posix_spawn_file_actions_addopen(fa, k, st->path, st->oflags, st->mode);
+            break;
+        case PSP_STDIO_FD:
+            err = posix_spawn_file_actions_adddup2(fa, st->caller_fd, k);
+            break;
+        case PSP_STDIO_PIPE: {
+            int p[2];
+            if (pipe2(p, O_CLOEXEC) != 0)
+                return errno;
+            stdio_fds[k] = k == 0 ? p[1] : p[0];
+            child_fds[k] = k == 0 ? p[0] : p[1];
+            err = posix_spawn_file_actions_adddup2(fa, child_fds[k], k);
+            break;
+        }
+        default:
+            break;
+        }
+    }
+    if (err == 0 && (attr->set & PSP_OPT_PGROUP)) {
+        *flags |= POSIX_SPAWN_SETPGROUP;
+        err = posix_spawnattr_setpgroup(sa, attr->pgroup);
+    }
+    if (err == 0 && (attr->set & PSP_OPT_SETSID))
+        *flags |= POSIX_SPAWN_SETSID;
+    return err;
+}
+
+static void apply_cpus(const pspawn_attr_t *attr, int instance, int core, pid_t pid)
+{
+    cpu_set_t one;
+    const cpu_set_t *set = NULL;
+    if (attr != NULL && (attr->set & PSP_OPT_CPUS)) {
+        set = &attr->cpusets[instance % attr->cpuset_count];
+    } else if (core >= 0) {
+        CPU_ZERO(&one);
+        CPU_SET((size_t)core, &one);
+        set = &one;
+    }
+    if (set != NULL)
+        (void)sched_setaffinity(pid, sizeof(*set), set);
+}
+
 /* posix_spawn with the state a zygote child gets: default signals, empty mask, only
- * descriptors 0-2. The CPU is set after the fact: glibc 2.36 has no spawn attribute
- * for affinity. */
-static int fallback_spawn_one(struct pspawn_impl *impl, char *const argv[], char *const envp[], pid_t *pid)
+ * descriptors 0-2. CPUs are set right after the spawn: glibc 2.36 has no spawn
+ * attribute for affinity. */
+static int fallback_spawn_one(struct pspawn_impl *impl, char *const argv[], char *const envp[],
+                              const pspawn_attr_t *attr, int instance, pid_t *pid, int *stdio_fds)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t sa;
+    int child_fds[3] = {-1, -1, -1};
     int err = posix_spawn_file_actions_init(&fa);
     if (err != 0)
         return err;
@@ -28,27 +92,39 @@ static int fallback_spawn_one(struct pspawn_impl *impl, char *const argv[], char
     sigemptyset(&none);
     posix_spawnattr_setsigdefault(&sa, &all);
     posix_spawnattr_setsigmask(&sa, &none);
-    posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
-    err = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+    if (attr != NULL)
+        err = add_options(&fa, &sa, &flags, attr, stdio_fds, child_fds);
+    if (err == 0)
+        err = posix_spawnattr_setflags(&sa, flags);
+    if (err == 0)
+        err = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     if (err == 0)
         err = posix_spawn(pid, impl->path, &fa, &sa, argv, envp);
     posix_spawnattr_destroy(&sa);
     posix_spawn_file_actions_destroy(&fa);
-    if (err == 0 && impl->core >= 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET((size_t)impl->core, &set);
-        (void)sched_setaffinity(*pid, sizeof(set), &set);
+    for (int k = 0; k < 3; k++) {
+        if (child_fds[k] >= 0)
+            close(child_fds[k]);
+        if (err != 0 && stdio_fds != NULL && stdio_fds[k] >= 0) {
+            close(stdio_fds[k]);
+            stdio_fds[k] = -1;
+        }
     }
+    if (err == 0)
+        apply_cpus(attr, instance, impl->core, *pid);
     return err;
 }
 
 int psp_fallback_spawn(struct pspawn_impl *impl, char *const argv[], char *const envp[], int count,
-                       pid_t *pids, int *errors)
+                       const pspawn_attr_t *attr, pid_t *pids, int *errors, int *stdio_fds)
 {
     int started = 0;
     for (int i = 0; i < count; i++) {
-        errors[i] = fallback_spawn_one(impl, argv, envp, &pids[i]);
+        int *fds = stdio_fds != NULL ? stdio_fds + 3 * i : NULL;
+        if (fds != NULL)
+            fds[0] = fds[1] = fds[2] = -1;
+        errors[i] = fallback_spawn_one(impl, argv, envp, attr, i, &pids[i], fds);
         if (errors[i] != 0)
             pids[i] = -1;
         else
@@ -57,10 +133,11 @@ int psp_fallback_spawn(struct pspawn_impl *impl, char *const argv[], char *const
     return started;
 }
 
-static int spawn_many(pid_t *pids, int *errors, pspawn_context_t *ctx, int n, char *const argv[],
-                      char *const envp[])
+static int spawn_many(pid_t *pids, int *errors, int *stdio_fds, pspawn_context_t *ctx, int n,
+                      char *const argv[], char *const envp[], const pspawn_attr_t *attr)
 {
-    if (ctx == NULL || ctx->impl == NULL || pids == NULL || argv == NULL || argv[0] == NULL || n < 0) {
+    if (ctx == NULL || ctx->impl == NULL || pids == NULL || argv == NULL || argv[0] == NULL || n < 0 ||
+        (stdio_fds == NULL && psp_attr_pipe_count(attr) > 0)) {
         errno = EINVAL;
         return -1;
     }
@@ -75,8 +152,8 @@ static int spawn_many(pid_t *pids, int *errors, pspawn_context_t *ctx, int n, ch
         envp = environ;
     struct pspawn_impl *impl = ctx->impl;
     int started = impl->mode == PSPAWN_MODE_FALLBACK
-                      ? psp_fallback_spawn(impl, argv, envp, n, pids, errs)
-                      : psp_channel_spawn(&impl->channel, argv, envp, n, pids, errs);
+                      ? psp_fallback_spawn(impl, argv, envp, n, attr, pids, errs, stdio_fds)
+                      : psp_channel_spawn(&impl->channel, argv, envp, n, attr, pids, errs, stdio_fds);
     int first_error = 0;
     for (int i = 0; i < n && first_error == 0; i++)
         first_error = errs[i];
@@ -87,21 +164,42 @@ static int spawn_many(pid_t *pids, int *errors, pspawn_context_t *ctx, int n, ch
     return started == 0 ? -1 : started;
 }
 
+int pspawn_nx(pid_t *pids, int *errors, int *stdio_fds, pspawn_context_t *ctx, int nspawns,
+              char *const argv[], char *const envp[], const pspawn_attr_t *attr)
+{
+    return spawn_many(pids, errors, stdio_fds, ctx, nspawns, argv, envp, attr);
+}
+
+pid_t pspawn_x(pspawn_context_t *ctx, char *const argv[], char *const envp[], const pspawn_attr_t *attr,
+               int stdio_fds[3])
+{
+    pid_t pid;
+    int fds[3];
+    int started = spawn_many(&pid, NULL, fds, ctx, 1, argv, envp, attr);
+    if (stdio_fds != NULL)
+        memcpy(stdio_fds, fds, sizeof(fds));
+    else if (started == 1)
+        for (int k = 0; k < 3; k++)
+            if (fds[k] >= 0)
+                close(fds[k]);
+    return started == 1 ? pid : -1;
+}
+
 int pspawn_ne(pid_t *pids, int *errors, pspawn_context_t *ctx, int nspawns, char *const argv[],
               char *const envp[])
 {
-    return spawn_many(pids, errors, ctx, nspawns, argv, envp);
+    return spawn_many(pids, errors, NULL, ctx, nspawns, argv, envp, NULL);
 }
 
 int pspawn_n(pid_t *pids, pspawn_context_t *ctx, int nspawns, char *const argv[])
 {
-    return spawn_many(pids, NULL, ctx, nspawns, argv, NULL);
+    return spawn_many(pids, NULL, NULL, ctx, nspawns, argv, NULL, NULL);
 }
 
 pid_t pspawn_e(pspawn_context_t *ctx, char *const argv[], char *const envp[])
 {
     pid_t pid;
-    return spawn_many(&pid, NULL, ctx, 1, argv, envp) == 1 ? pid : -1;
+    return spawn_many(&pid, NULL, NULL, ctx, 1, argv, envp, NULL) == 1 ? pid : -1;
 }
 
 pid_t pspawn(pspawn_context_t *ctx, char *const argv[])

@@ -1,10 +1,14 @@
 /* What a child does between clone and main: become the program the launcher asked for. */
 #include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -72,15 +76,110 @@ static const char *base_name(const char *path)
     return slash ? slash + 1 : path;
 }
 
-void psp_child_prepare(struct psp_proxy *p, struct psp_decoded *req)
+/* A descriptor that must survive the dup2s onto 0-2 is first moved above them. */
+static int above_stdio(int fd)
+{
+    if (fd < 0 || fd > 2)
+        return fd;
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    return moved < 0 ? -1 : moved;
+}
+
+static int open_stdio_source(const struct psp_wire_options *o, int k, uint32_t instance, const int *fds,
+                             int *source)
+{
+    const struct psp_wire_stdio *st = &o->stdio[k];
+    switch (st->kind) {
+    case PSP_STDIO_NULL:
+        *source = open("/dev/null", O_RDWR | O_CLOEXEC);
+        break;
+    case PSP_STDIO_FILE:
+        *source = open(psp_option_string(o, st->path_offset), st->oflags | O_CLOEXEC, (mode_t)st->mode);
+        break;
+    case PSP_STDIO_FD:
+        *source = fds[st->slot];
+        break;
+    case PSP_STDIO_PIPE:
+        *source = fds[o->shared_fds + instance * o->instance_fds + (uint32_t)st->slot];
+        break;
+    default:
+        *source = -1;
+        return 0;
+    }
+    if (*source < 0)
+        return errno;
+    *source = above_stdio(*source);
+    return *source < 0 ? errno : 0;
+}
+
+/* The per-spawn options, in the order posix_spawn would apply them, then stdio. Returns
+ * 0 or the errno of the first step that failed. */
+static int apply_options(struct psp_proxy *p, const struct psp_wire_options *o, uint32_t instance,
+                         const int *fds)
+{
+    if ((o->set & PSP_OPT_SETSID) && setsid() < 0)
+        return errno;
+    if ((o->set & PSP_OPT_PGROUP) && setpgid(0, o->pgroup) != 0)
+        return errno;
+    for (uint32_t i = 0; i < o->rlimit_count; i++) {
+        struct rlimit rl = {.rlim_cur = o->rlimits[i].soft, .rlim_max = o->rlimits[i].hard};
+        if (setrlimit((__rlimit_resource_t)o->rlimits[i].resource, &rl) != 0)
+            return errno;
+    }
+    if (o->set & PSP_OPT_UMASK)
+        umask((mode_t)o->umask);
+    if ((o->set & PSP_OPT_CWD) && chdir(psp_option_string(o, o->cwd_offset)) != 0)
+        return errno;
+    if (o->set & PSP_OPT_CPUS) {
+        const void *set = psp_option_string(o, o->cpusets_offset + (instance % o->cpuset_count) * o->cpuset_size);
+        if (sched_setaffinity(0, o->cpuset_size, set) != 0)
+            return errno;
+    }
+    int sources[3];
+    for (int k = 0; k < 3; k++) {
+        int err = open_stdio_source(o, k, instance, fds, &sources[k]);
+        if (err != 0)
+            return err;
+    }
+    for (int k = 0; k < 3; k++)
+        if (sources[k] >= 0 && dup2(sources[k], k) < 0)
+            return errno;
+    if (o->set & PSP_OPT_PDEATHSIG) {
+        pid_t parent = getppid();
+        if (prctl(PR_SET_PDEATHSIG, o->pdeathsig) != 0)
+            return errno;
+        if (getppid() != parent) /* it died before the signal was armed */
+            raise(o->pdeathsig);
+    }
+    (void)p;
+    return 0;
+}
+
+static _Noreturn void fail_child(int error_fd, uint32_t instance, int err)
+{
+    int32_t record[2] = {(int32_t)instance, err};
+    while (write(error_fd, record, sizeof(record)) < 0 && errno == EINTR) {
+    }
+    _exit(127);
+}
+
+void psp_child_prepare(struct psp_proxy *p, struct psp_decoded *req, uint32_t instance, const int *fds,
+                       int error_fd)
 {
     if (p->robust_head != NULL)
         syscall(SYS_set_robust_list, p->robust_head, p->robust_len);
+    if (req->options != NULL) {
+        error_fd = above_stdio(error_fd);
+        int err = apply_options(p, req->options, instance, fds);
+        if (err != 0)
+            fail_child(error_fd, instance, err);
+    }
     environ = req->envp;
     program_invocation_name = req->argv[0];
     program_invocation_short_name = (char *)base_name(req->argv[0]);
     set_cmdline(req);
     munmap(p->shared, p->size);
+    /* Also closes the error pipe: its EOF tells the proxy we got past set-up. */
     syscall(SYS_close_range, 3u, ~0u, 0u);
     sigprocmask(SIG_SETMASK, &p->saved_mask, NULL);
 }

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/protocol.h"
@@ -36,8 +37,11 @@ extern struct psp_proxy psp_the_proxy;
  * argv/envp it must run main with. Never returns in the proxy. */
 void psp_serve(struct psp_proxy *p, struct psp_decoded *child_request);
 
-/* child.c: everything a child does between clone and main. */
-void psp_child_prepare(struct psp_proxy *p, struct psp_decoded *req);
+/* child.c: everything a child does between clone and main. With options, `fds` are the
+ * descriptors received for the request and a failure is written to error_fd as
+ * {instance, errno} before the child exits with 127: it never runs main. */
+void psp_child_prepare(struct psp_proxy *p, struct psp_decoded *req, uint32_t instance, const int *fds,
+                       int error_fd);
 /* Drop our variables and our library from an environment, in place. */
 void psp_clean_environment(char **envp, const char *library_path);
 
@@ -45,5 +49,8 @@ void psp_clean_environment(char **envp, const char *library_path);
 struct psp_relay_slot *psp_relay_reserve(struct psp_proxy *p);
 void psp_relay_commit(struct psp_relay_slot *slot, pid_t pid);
 void psp_relay_collect(struct psp_proxy *p);
+/* Children that failed before main are not the launcher's to wait for: reap them. */
+void psp_relay_release_failed(struct psp_proxy *p, _Atomic int32_t *results, _Atomic int32_t *errors,
+                              uint32_t count);
 
 #endif

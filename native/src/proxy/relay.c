@@ -64,3 +64,21 @@ void psp_relay_collect(struct psp_proxy *p)
         syscall(SYS_futex, &p->shared->relay_generation, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
     }
 }
+
+void psp_relay_release_failed(struct psp_proxy *p, _Atomic int32_t *results, _Atomic int32_t *errors,
+                              uint32_t count)
+{
+    struct psp_relay_slot *table = psp_relay_table(p->shared);
+    for (uint32_t i = 0; i < count; i++) {
+        pid_t pid = atomic_load_explicit(&results[i], memory_order_relaxed);
+        if (pid <= 0 || atomic_load_explicit(&errors[i], memory_order_relaxed) == 0)
+            continue;
+        for (uint32_t k = 0; k < p->shared->relay_capacity; k++) {
+            if (atomic_load(&table[k].pid) == pid && atomic_load(&table[k].state) != PSP_RELAY_FREE) {
+                atomic_store(&table[k].state, PSP_RELAY_CONSUMED);
+                break;
+            }
+        }
+    }
+    psp_relay_collect(p);
+}

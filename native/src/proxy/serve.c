@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -153,24 +155,118 @@ static pid_t clone_child(struct psp_proxy *p)
     return (pid_t)syscall(SYS_clone, flags, NULL, NULL, p->tid_field, NULL);
 }
 
+/* Receives the request's descriptors, sent before the doorbell. The launcher counts
+ * what it sends; a shortfall within a second means a broken launcher. */
+static int receive_fds(int *fds, uint32_t count)
+{
+    uint32_t got = 0;
+    while (got < count) {
+        struct pollfd pfd = {.fd = PSP_FD_SOCKET, .events = POLLIN};
+        if (poll(&pfd, 1, 1000) != 1)
+            return EPROTO;
+        char byte;
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        union {
+            char buf[CMSG_SPACE(250 * sizeof(int))];
+            struct cmsghdr align;
+        } control;
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                             .msg_controllen = sizeof(control.buf)};
+        ssize_t r = recvmsg(PSP_FD_SOCKET, &msg, MSG_CMSG_CLOEXEC);
+        if (r <= 0)
+            return r == 0 ? EPIPE : errno;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                continue;
+            size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            int *data = (int *)CMSG_DATA(c);
+            for (size_t i = 0; i < n; i++) {
+                if (got < count)
+                    fds[got++] = data[i];
+                else
+                    close(data[i]); /* more than announced: refuse the surplus */
+            }
+        }
+        if (msg.msg_flags & MSG_CTRUNC)
+            return EPROTO;
+    }
+    return 0;
+}
+
+static void drain_socket(void)
+{
+    union {
+        char buf[CMSG_SPACE(250 * sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    char byte;
+    for (;;) {
+        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                             .msg_controllen = sizeof(control.buf)};
+        if (recvmsg(PSP_FD_SOCKET, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) <= 0)
+            return;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                continue;
+            size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < n; i++)
+                close(((int *)CMSG_DATA(c))[i]);
+        }
+    }
+}
+
+static void close_fds(int *fds, uint32_t count)
+{
+    for (uint32_t i = 0; i < count; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+/* Children that failed before main wrote {instance, errno} here; EOF means every child
+ * has either failed or closed its copy on the way to main. */
+static void collect_child_errors(int error_fd, _Atomic int32_t *errors, uint32_t count)
+{
+    int32_t record[2];
+    for (;;) {
+        ssize_t r = read(error_fd, record, sizeof(record));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r != (ssize_t)sizeof(record))
+            break;
+        if (record[0] >= 0 && (uint32_t)record[0] < count)
+            atomic_store_explicit(&errors[record[0]], record[1], memory_order_relaxed);
+    }
+}
+
 /* Fork every instance of the request. Returns true in a child. */
 static bool serve_request(struct psp_proxy *p, uint64_t seq, struct psp_decoded *req)
 {
     struct psp_shared *sh = p->shared;
     bool ping = sh->request.count == 0;
     int err = ping ? 0 : psp_decode_request(sh, p->size, req);
+    int *fds = NULL;
+    int error_pipe[2] = {-1, -1};
+    if (err == 0 && !ping && req->fd_count > 0) {
+        fds = calloc(req->fd_count, sizeof(int));
+        err = fds == NULL ? ENOMEM : receive_fds(fds, req->fd_count);
+    }
+    if (err == 0 && !ping && req->options != NULL && pipe2(error_pipe, O_CLOEXEC) != 0)
+        err = errno;
     if (err == 0 && !ping) {
         psp_clean_environment(req->envp, p->library_path);
         _Atomic int32_t *results = psp_results(sh, req->results_offset);
+        _Atomic int32_t *errors = psp_errors(sh, req->errors_offset);
         for (uint32_t i = 0; i < req->count; i++) {
             struct psp_relay_slot *slot = p->relay ? psp_relay_reserve(p) : NULL;
             pid_t pid = -1;
+            atomic_store_explicit(&errors[i], 0, memory_order_relaxed);
             if (p->relay && slot == NULL) {
                 errno = EAGAIN;
             } else {
                 pid = clone_child(p);
                 if (pid == 0) {
-                    psp_child_prepare(p, req);
+                    psp_child_prepare(p, req, i, fds, error_pipe[1]);
                     return true;
                 }
             }
@@ -179,10 +275,30 @@ static bool serve_request(struct psp_proxy *p, uint64_t seq, struct psp_decoded 
             else if (slot != NULL)
                 atomic_store(&slot->state, PSP_RELAY_FREE);
             atomic_store_explicit(&results[i], pid > 0 ? pid : -errno, memory_order_relaxed);
-            atomic_store(&sh->progress, i + 1);
+            if (req->options == NULL)
+                atomic_store(&sh->progress, i + 1);
         }
-        psp_decoded_free(req);
+        if (req->options != NULL) {
+            /* Results are final only once every child got past its set-up. */
+            close(error_pipe[1]);
+            error_pipe[1] = -1;
+            collect_child_errors(error_pipe[0], errors, req->count);
+            if (p->relay)
+                psp_relay_release_failed(p, results, errors, req->count);
+            atomic_store(&sh->progress, req->count);
+        }
     }
+    if (fds != NULL) {
+        close_fds(fds, req->fd_count);
+        free(fds);
+    } else if (err != 0) {
+        drain_socket(); /* a rejected request may have sent descriptors: never reuse them */
+    }
+    if (!ping)
+        psp_decoded_free(req);
+    for (int k = 0; k < 2; k++)
+        if (error_pipe[k] >= 0)
+            close(error_pipe[k]);
     atomic_store(&sh->reply_error, err);
     atomic_store(&sh->reply_seq, seq);
     notify_launcher(p);
