@@ -24,6 +24,9 @@
 /* The proxy finds its configuration in this variable (removed before main runs). */
 #define PSP_ENV_CONFIG "PSPAWN_PROXY_CONFIG"
 
+/* The doorbell is SIGRTMIN + this: clear of glibc's own real-time signals. */
+#define PSP_DOORBELL_OFFSET 5
+
 /* Descriptors the proxy inherits at fixed numbers. */
 #define PSP_FD_SEGMENT 3
 #define PSP_FD_REPLY 4

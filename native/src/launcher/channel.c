@@ -235,6 +235,9 @@ static int submit_batch(struct psp_channel *ch, const struct batch_layout *layou
         }
     }
 
+    /* Zero: no child. The kernel itself writes each pid here as the proxy forks. */
+    for (int i = 0; i < count; i++)
+        atomic_store_explicit(&results[i], 0, memory_order_relaxed);
     bool sent = err == 0;
     if (sent) {
         struct psp_request request = {
@@ -253,15 +256,17 @@ static int submit_batch(struct psp_channel *ch, const struct batch_layout *layou
         err = round_trip(ch, &request);
     }
     free(fds);
-    /* Whatever happened, the first `progress` results are final and reported. */
+    /* Whatever happened, every child that exists is reported: a positive slot is a pid
+     * (written by the kernel at fork), a negative one the errno of a failed fork, and a
+     * zero one an instance never forked, which gets the request's error. */
     uint32_t done = sent ? atomic_load(&sh->progress) : 0;
-    if (done > (uint32_t)count)
-        done = (uint32_t)count;
     if (err == 0 && (err = atomic_load(&sh->reply_error)) <= 0)
         err = done < (uint32_t)count ? EPROTO : 0;
     int started = 0;
     for (int i = 0; i < count; i++) {
-        int32_t r = (uint32_t)i < done ? atomic_load_explicit(&results[i], memory_order_relaxed) : -err;
+        int32_t r = sent ? atomic_load_explicit(&results[i], memory_order_relaxed) : 0;
+        if (r == 0)
+            r = -(err != 0 ? err : EPROTO);
         int32_t child_error = r > 0 && attr != NULL ? atomic_load_explicit(&child_errors[i], memory_order_relaxed) : 0;
         if (r > 0 && child_error != 0) {
             /* It failed before main and exited: reap it here (relay: the proxy does). */

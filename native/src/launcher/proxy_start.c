@@ -264,7 +264,7 @@ int psp_channel_start(struct psp_channel *ch, const char *path, const char *prox
     int proxy_socket = -1;
     ch->proxy_pid = -1;
     ch->relay = relay;
-    ch->doorbell_signo = SIGRTMIN + 5;
+    ch->doorbell_signo = SIGRTMIN + PSP_DOORBELL_OFFSET;
     ch->request_timeout_ms = attr->request_timeout_ms;
     int err = pthread_mutex_init(&ch->lock, NULL);
     if (err != 0)

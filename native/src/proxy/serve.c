@@ -145,14 +145,16 @@ static uint64_t start_up(struct psp_proxy *p)
     return served;
 }
 
-static pid_t clone_child(struct psp_proxy *p)
+/* In zygote mode the child becomes a sibling of the proxy: a child of the launcher,
+ * with the proxy's exit signal (SIGCHLD, as posix_spawn started us). The kernel writes
+ * the new pid into the shared results slot before clone returns (CLONE_PARENT_SETTID),
+ * so a proxy killed right after a fork cannot hide a child from the launcher. */
+static pid_t clone_child(struct psp_proxy *p, _Atomic int32_t *result_slot)
 {
-    /* In zygote mode the child becomes a sibling of the proxy: a child of the launcher,
-     * with the proxy's exit signal (SIGCHLD, as posix_spawn started us). */
-    unsigned long flags = p->relay ? (unsigned long)SIGCHLD : (unsigned long)CLONE_PARENT;
+    unsigned long flags = (p->relay ? (unsigned long)SIGCHLD : (unsigned long)CLONE_PARENT) | CLONE_PARENT_SETTID;
     if (p->tid_field != NULL)
         flags |= CLONE_CHILD_SETTID;
-    return (pid_t)syscall(SYS_clone, flags, NULL, NULL, p->tid_field, NULL);
+    return (pid_t)syscall(SYS_clone, flags, NULL, (void *)result_slot, p->tid_field, NULL);
 }
 
 /* Receives the request's descriptors, sent before the doorbell. The launcher counts
@@ -264,7 +266,7 @@ static bool serve_request(struct psp_proxy *p, uint64_t seq, struct psp_decoded 
             if (p->relay && slot == NULL) {
                 errno = EAGAIN;
             } else {
-                pid = clone_child(p);
+                pid = clone_child(p, &results[i]);
                 if (pid == 0) {
                     psp_child_prepare(p, req, i, fds, error_pipe[1]);
                     return true;

@@ -1,0 +1,339 @@
+/* Reliability and security of the C core: foreign requests refused, a proxy killed in
+ * mid-batch, a replaced executable, a soak, concurrency under a watchdog, bad input. */
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/protocol.h"
+#include "support.h"
+
+static int find_segment_fd(void)
+{
+    for (int fd = 3; fd < 1024; fd++) {
+        char link[64], target[256];
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            if (strncmp(target, "/memfd:pspawn", 13) == 0)
+                return fd;
+        }
+    }
+    return -1;
+}
+
+/* Another process of the same user that gets hold of the segment writes a request and
+ * rings the proxy itself: the proxy must not act on it (the sender is not its launcher). */
+static void foreign_request_refused(void)
+{
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create(&ctx, fixture("report"), -1) == 0);
+    pid_t proxy = pspawn_context_proxy_pid(&ctx);
+    int seg = find_segment_fd();
+    CHECK(seg >= 0);
+    char marker[4200], option[4300];
+    snprintf(marker, sizeof(marker), "%s/forged.json", temp_dir());
+    snprintf(option, sizeof(option), "--report-out=%s", marker);
+    struct stat sb;
+    CHECK(fstat(seg, &sb) == 0);
+    uint64_t reply_before = 0;
+
+    pid_t intruder = fork();
+    CHECK(intruder >= 0);
+    if (intruder == 0) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getppid(), seg);
+        int fd = open(path, O_RDWR); /* as any same-user process could */
+        struct psp_shared *sh = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (fd < 0 || sh == MAP_FAILED)
+            _exit(3);
+        char *argv[] = {"report", option, NULL};
+        char *envp[] = {NULL};
+        size_t bytes;
+        int argc, envc;
+        psp_measure(argv, envp, &bytes, &argc, &envc);
+        psp_pack((char *)sh + sh->data_offset, argv, envp);
+        uint64_t results = (sh->data_offset + bytes + 63) & ~(uint64_t)63;
+        sh->request = (struct psp_request){.count = 1, .argc = (uint32_t)argc, .envc = 0,
+                                           .strings_offset = sh->data_offset, .strings_length = bytes,
+                                           .results_offset = results, .errors_offset = results + 4};
+        atomic_fetch_add(&sh->request_seq, 1);
+        union sigval value = {.sival_int = 0};
+        for (int i = 0; i < 5; i++)
+            sigqueue(proxy, SIGRTMIN + PSP_DOORBELL_OFFSET, value);
+        _exit(0);
+    }
+    int st = wait_child(intruder, 5000);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    usleep(300000);
+    CHECK(access(marker, F_OK) != 0); /* nothing was spawned */
+    CHECK(process_alive(proxy));
+    (void)reply_before;
+    /* The launcher's own next request is served normally. */
+    char *argv[] = {"report", "--report-exit=9", "--report-out=/dev/null", NULL};
+    pid_t pid = pspawn(&ctx, argv);
+    CHECK(pid > 0);
+    st = wait_child(pid, 10000);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 9);
+    CHECK(access(marker, F_OK) != 0);
+    pspawn_context_destroy(&ctx);
+}
+
+static pspawn_context_t batch_ctx;
+static pid_t batch_pids[500];
+static int batch_errors[500];
+static int batch_started;
+
+static void *run_batch(void *arg)
+{
+    (void)arg;
+    char *argv[] = {"report", "--report-sleep-ms=200", "--report-out=/dev/null", NULL};
+    batch_started = pspawn_ne(batch_pids, batch_errors, &batch_ctx, 500, argv, NULL);
+    return NULL;
+}
+
+static void proxy_killed_mid_batch(void)
+{
+    CHECK(pspawn_context_create(&batch_ctx, fixture("report"), -1) == 0);
+    pid_t proxy = pspawn_context_proxy_pid(&batch_ctx);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, run_batch, NULL) == 0);
+    usleep(30000);
+    CHECK(kill(proxy, SIGKILL) == 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK(pthread_join(t, NULL) == 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK(t1.tv_sec - t0.tv_sec < 3); /* prompt */
+    int started = 0, failed = 0;
+    for (int i = 0; i < 500; i++) {
+        if (batch_pids[i] > 0) {
+            CHECK_EQ_INT(batch_errors[i], 0);
+            int st = wait_child(batch_pids[i], 10000); /* still ours, still waitable */
+            CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+            started++;
+        } else {
+            CHECK_EQ_INT(batch_errors[i], EPIPE);
+            failed++;
+        }
+    }
+    CHECK_EQ_INT(started, batch_started < 0 ? 0 : batch_started);
+    CHECK_EQ_INT(started + failed, 500);
+    fprintf(stderr, "proxy killed mid-batch: %d started, %d failed with EPIPE\n", started, failed);
+    pspawn_context_destroy(&batch_ctx);
+    /* No child the proxy forked went unreported: none is left unreaped. */
+    CHECK_EQ_INT(count_zombie_children(), 0);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    char *cmd = NULL;
+    CHECK(asprintf(&cmd, "cp '%s' '%s'", from, to) > 0);
+    CHECK(system(cmd) == 0);
+    free(cmd);
+}
+
+/* The proxy runs the image it loaded: deleting or replacing the file does not change
+ * what children run until the context is re-created. */
+static void executable_replaced(void)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/target", temp_dir());
+    copy_file(fixture("report"), path);
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create(&ctx, path, -1) == 0);
+    CHECK(unlink(path) == 0);
+    char *argv[] = {"target", "--report-exit=5", "--report-out=/dev/null", NULL};
+    pid_t pid = pspawn(&ctx, argv);
+    CHECK(pid > 0);
+    int st = wait_child(pid, 10000);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 5); /* report still ran */
+    copy_file(fixture("noop"), path);
+    pid = pspawn(&ctx, argv);
+    CHECK(pid > 0);
+    st = wait_child(pid, 10000);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 5); /* still report, not noop */
+    pspawn_context_destroy(&ctx);
+    CHECK(pspawn_context_create(&ctx, path, -1) == 0);
+    pid = pspawn(&ctx, argv);
+    CHECK(pid > 0);
+    st = wait_child(pid, 10000);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0); /* now noop */
+    pspawn_context_destroy(&ctx);
+}
+
+static long status_field(pid_t pid, const char *field)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    char *status = read_file(path);
+    const char *line = status ? strstr(status, field) : NULL;
+    long value = line ? strtol(line + strlen(field), NULL, 10) : -1;
+    free(status);
+    return value;
+}
+
+/* Every pid reaped exactly once with its own status; the launcher's descriptors,
+ * threads and memory and the proxy's memory flat. PSPAWN_SOAK sets the count. */
+static void soak(void)
+{
+    const char *env = getenv("PSPAWN_SOAK");
+    int total = env ? atoi(env) : 10000;
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create(&ctx, fixture("report"), -1) == 0);
+    pid_t proxy = pspawn_context_proxy_pid(&ctx);
+    int fds0 = count_open_fds();
+    long threads0 = status_field(getpid(), "Threads:");
+    long rss0 = 0, proxy_rss0 = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    enum { BATCH = 250 };
+    int done = 0;
+    for (int round = 0; done < total; round++) {
+        char opt[32];
+        int code = round % 256;
+        snprintf(opt, sizeof(opt), "--report-exit=%d", code);
+        char *argv[] = {"report", opt, "--report-out=/dev/null", NULL};
+        pid_t pids[BATCH];
+        int n = total - done < BATCH ? total - done : BATCH;
+        CHECK_EQ_INT(pspawn_n(pids, &ctx, n, argv), n);
+        for (int i = 0; i < n; i++) {
+            int st;
+            CHECK(waitpid(pids[i], &st, 0) == pids[i]);
+            CHECK(WIFEXITED(st) && WEXITSTATUS(st) == code);
+            errno = 0;
+            CHECK(waitpid(pids[i], &st, WNOHANG) == -1 && errno == ECHILD); /* exactly once */
+        }
+        done += n;
+        if (round == 3) {
+            rss0 = status_field(getpid(), "VmRSS:");
+            proxy_rss0 = status_field(proxy, "VmRSS:");
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long rss1 = status_field(getpid(), "VmRSS:"), proxy_rss1 = status_field(proxy, "VmRSS:");
+    fprintf(stderr,
+            "soak: %d spawns in %.1f s; fds %d -> %d; threads %ld -> %ld; launcher RSS %ld -> %ld kB; "
+            "proxy RSS %ld -> %ld kB\n",
+            total, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, fds0,
+            count_open_fds(), threads0, status_field(getpid(), "Threads:"), rss0, rss1, proxy_rss0, proxy_rss1);
+    CHECK_EQ_INT(count_open_fds(), fds0);
+    CHECK_EQ_INT(status_field(getpid(), "Threads:"), threads0);
+#ifndef __SANITIZE_ADDRESS__ /* ASan's quarantine keeps freed memory resident */
+    CHECK(rss1 - rss0 < 2048);
+#endif
+    CHECK(proxy_rss1 - proxy_rss0 < 1024);
+    CHECK_EQ_INT(count_zombie_children(), 0);
+    pspawn_context_destroy(&ctx);
+}
+
+static pspawn_context_t contexts[4];
+static _Atomic int spawned_total, failed_total;
+
+static void *spawn_and_wait(void *arg)
+{
+    pspawn_context_t *ctx = arg;
+    char *argv[] = {"report", "--report-exit=7", "--report-out=/dev/null", NULL};
+    for (int i = 0; i < 40; i++) {
+        pid_t pids[3];
+        int errors[3];
+        int n = pspawn_ne(pids, errors, ctx, 3, argv, NULL);
+        for (int k = 0; k < 3; k++) {
+            if (pids[k] > 0) {
+                int st;
+                CHECK(waitpid(pids[k], &st, 0) == pids[k]);
+                CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 7);
+                spawned_total++;
+            } else {
+                CHECK(errors[k] != 0);
+                failed_total++;
+            }
+        }
+        (void)n;
+    }
+    return NULL;
+}
+
+/* 8 threads on one context and 4 contexts at once, under a watchdog: a deadlock fails
+ * the test (SIGALRM) instead of hanging it. */
+static void concurrency_watchdog(void)
+{
+    alarm(120);
+    for (int c = 0; c < 4; c++)
+        CHECK(pspawn_context_create(&contexts[c], fixture("report"), -1) == 0);
+    pthread_t threads[16];
+    for (int i = 0; i < 8; i++)
+        CHECK(pthread_create(&threads[i], NULL, spawn_and_wait, &contexts[0]) == 0);
+    for (int i = 8; i < 16; i++)
+        CHECK(pthread_create(&threads[i], NULL, spawn_and_wait, &contexts[1 + i % 3]) == 0);
+    for (int i = 0; i < 16; i++)
+        CHECK(pthread_join(threads[i], NULL) == 0);
+    alarm(0);
+    CHECK_EQ_INT(spawned_total + failed_total, 16 * 40 * 3);
+    CHECK_EQ_INT(failed_total, 0);
+    for (int c = 0; c < 4; c++)
+        pspawn_context_destroy(&contexts[c]);
+    CHECK_EQ_INT(count_zombie_children(), 0);
+}
+
+static void bad_input(void)
+{
+    pspawn_context_t ctx;
+    char *long_path = malloc(PATH_MAX + 10);
+    memset(long_path, 'a', PATH_MAX + 9);
+    long_path[0] = '/';
+    long_path[PATH_MAX + 9] = '\0';
+    errno = 0;
+    CHECK(pspawn_context_create(&ctx, long_path, -1) == -1 && errno == ENAMETOOLONG);
+    free(long_path);
+    char file_as_dir[4200];
+    snprintf(file_as_dir, sizeof(file_as_dir), "%s/", fixture("noop"));
+    CHECK(pspawn_context_create(&ctx, file_as_dir, -1) == -1 && errno == ENOENT);
+
+    pspawn_context_attr_t attr;
+    pspawn_context_attr_init(&attr);
+    attr.buffer_size = 1024; /* below the minimum */
+    CHECK(pspawn_context_create_ex(&ctx, fixture("noop"), &attr) == -1 && errno == EINVAL);
+    pspawn_context_attr_init(&attr);
+    attr.flags = 0x80;
+    CHECK(pspawn_context_create_ex(&ctx, fixture("noop"), &attr) == -1 && errno == EINVAL);
+    pspawn_context_attr_init(&attr);
+    attr.size = 8; /* an older, smaller struct than this library knows */
+    CHECK(pspawn_context_create_ex(&ctx, fixture("noop"), &attr) == -1 && errno == EINVAL);
+
+    /* Beyond ARG_MAX, even with a buffer big enough. */
+    pspawn_context_attr_init(&attr);
+    attr.buffer_size = 64u << 20;
+    CHECK(pspawn_context_create_ex(&ctx, fixture("noop"), &attr) == 0);
+    size_t big = (size_t)sysconf(_SC_ARG_MAX) + 1;
+    char *arg = malloc(big + 1);
+    memset(arg, 'q', big);
+    arg[big] = '\0';
+    char *argv[] = {"noop", arg, NULL};
+    CHECK(pspawn(&ctx, argv) == -1 && errno == E2BIG);
+    free(arg);
+    char *ok[] = {"noop", NULL};
+    pid_t pid = pspawn(&ctx, ok);
+    CHECK(pid > 0 && WIFEXITED(wait_child(pid, 10000)));
+    pspawn_context_destroy(&ctx);
+    CHECK_EQ_INT(count_zombie_children(), 0);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct test_case cases[] = {
+        {"foreign_request_refused", foreign_request_refused},
+        {"proxy_killed_mid_batch", proxy_killed_mid_batch},
+        {"executable_replaced", executable_replaced},
+        {"soak", soak},
+        {"concurrency_watchdog", concurrency_watchdog},
+        {"bad_input", bad_input},
+    };
+    return run_tests(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
+}
