@@ -15,17 +15,37 @@ if ! dotnet build PSpawn.sln -c "$config" 2>&1 | tee "$logs/build.log"; then
     exit 1
 fi
 
-ctest --test-dir artifacts/native --output-on-failure -j2 --timeout 300 2>&1 | tee "$logs/ctest.log"
-ctest_status=${PIPESTATUS[0]}
+c_passed=0 c_failed=0
+# run_ctest NAME DIR [ctest args]: runs one ctest tree and adds its counts.
+run_ctest() {
+    local name=$1 dir=$2
+    shift 2
+    ctest --test-dir "$dir" --output-on-failure -j2 --timeout 300 "$@" 2>&1 | tee "$logs/$name.log"
+    local status=${PIPESTATUS[0]} failed total
+    # "97% tests passed, 1 tests failed out of 33"
+    read -r failed total < <(sed -nE 's/.*tests passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/p' "$logs/$name.log" | tail -1)
+    failed=${failed:-1}
+    total=${total:-$failed}
+    if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+    c_passed=$((c_passed + total - failed))
+    c_failed=$((c_failed + failed))
+}
+
+run_ctest ctest artifacts/native
+
+# The C core again under AddressSanitizer (with LeakSanitizer) and UBSan; the proxy library
+# under UBSan only (see native/CMakeLists.txt). The fuzz target is sanitized in both trees.
+if cmake -S native -B artifacts/native-asan -DPSPAWN_SANITIZE=ON -DPSPAWN_PYNAMIC_MAX=0 >"$logs/asan-build.log" 2>&1 &&
+    cmake --build artifacts/native-asan -j2 >>"$logs/asan-build.log" 2>&1; then
+    run_ctest ctest-asan artifacts/native-asan -E '^fuzz\.'
+else
+    echo "sanitizer build failed: see $logs/asan-build.log"
+    c_failed=$((c_failed + 1))
+fi
 
 dotnet test PSpawn.sln -c "$config" --no-build --logger "console;verbosity=normal" 2>&1 | tee "$logs/dotnet-test.log"
 dotnet_status=${PIPESTATUS[0]}
 
-# ctest: "97% tests passed, 1 tests failed out of 33"
-read -r c_failed c_total < <(sed -nE 's/.*tests passed, ([0-9]+) tests? failed out of ([0-9]+).*/\1 \2/p' "$logs/ctest.log" | tail -1)
-c_failed=${c_failed:-1}
-c_total=${c_total:-$c_failed}
-c_passed=$((c_total - c_failed))
 # dotnet test, per test assembly: "Passed!  - Failed:     0, Passed:    40, Skipped:     1, Total: ..."
 n_failed=0 n_passed=0 n_skipped=0
 while read -r f p s; do
@@ -33,9 +53,6 @@ while read -r f p s; do
 done < <(sed -nE 's/.*(Passed|Failed)! +- Failed: +([0-9]+), Passed: +([0-9]+), Skipped: +([0-9]+).*/\2 \3 \4/p' "$logs/dotnet-test.log")
 if [ "$dotnet_status" -ne 0 ] && [ "$n_failed" -eq 0 ]; then
     n_failed=1 # the runner failed without reporting a failed test (crash, build of a test project)
-fi
-if [ "$ctest_status" -ne 0 ] && [ "$c_failed" -eq 0 ]; then
-    c_failed=1
 fi
 
 echo "C tests: $c_passed passed, $c_failed failed; .NET tests: $n_passed passed, $n_failed failed, $n_skipped skipped"
