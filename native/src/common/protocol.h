@@ -21,8 +21,11 @@
 #define PSP_MAGIC 0x50535057u /* "PSPW" */
 #define PSP_PROTOCOL_VERSION 1u
 
-/* The proxy finds its configuration in this variable (removed before main runs). */
+/* The proxy finds its configuration in this variable (removed before main runs):
+ * "1:<launcher pid>:<doorbell signal>:<PSP_CONFIG_* flags>". */
 #define PSP_ENV_CONFIG "PSPAWN_PROXY_CONFIG"
+#define PSP_CONFIG_RELAY 0x1u
+#define PSP_CONFIG_PREFAULT 0x2u
 
 /* The doorbell is SIGRTMIN + this: clear of glibc's own real-time signals. */
 #define PSP_DOORBELL_OFFSET 5

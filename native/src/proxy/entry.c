@@ -21,8 +21,8 @@ __attribute__((constructor)) static void psp_proxy_constructor(void)
 {
     const char *config = getenv(PSP_ENV_CONFIG);
     int version, launcher, signo;
-    unsigned relay;
-    if (config == NULL || sscanf(config, "%d:%d:%d:%u", &version, &launcher, &signo, &relay) != 4 ||
+    unsigned flags;
+    if (config == NULL || sscanf(config, "%d:%d:%d:%u", &version, &launcher, &signo, &flags) != 4 ||
         version != 1 || getppid() != launcher)
         return;
     /* Until the proxy watches its launcher through a pidfd, let the kernel kill it
@@ -32,7 +32,8 @@ __attribute__((constructor)) static void psp_proxy_constructor(void)
         _exit(127);
     psp_the_proxy.launcher_pid = launcher;
     psp_the_proxy.doorbell_signo = signo;
-    psp_the_proxy.relay = relay != 0;
+    psp_the_proxy.relay = (flags & PSP_CONFIG_RELAY) != 0;
+    psp_the_proxy.prefault = (flags & PSP_CONFIG_PREFAULT) != 0;
     unsetenv(PSP_ENV_CONFIG);
     g_active = true;
 }

@@ -17,6 +17,7 @@ struct psp_proxy {
     pid_t launcher_pid;
     int doorbell_signo;
     bool relay;
+    bool prefault;
     struct psp_shared *shared;
     size_t size;
     int reply_fd;
@@ -32,6 +33,9 @@ struct psp_proxy {
 
 /* entry.c: the one proxy of this process. */
 extern struct psp_proxy psp_the_proxy;
+
+/* prefault.c: make forks copy the page tables of file mappings (see there). */
+void psp_prefault_mappings(void);
 
 /* serve.c: set up, then serve requests. Returns only in a child, with the request whose
  * argv/envp it must run main with. Never returns in the proxy. */

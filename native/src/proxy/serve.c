@@ -133,6 +133,8 @@ static uint64_t start_up(struct psp_proxy *p)
     if (count_threads() > 1)
         fail_startup(p, EDEADLK);
     p->tid_field = find_tid_field();
+    if (p->prefault)
+        psp_prefault_mappings();
     syscall(SYS_get_robust_list, 0, &p->robust_head, &p->robust_len);
     p->library_path = own_library_path();
     if ((err = watch_signals(p)) != 0 || (err = watch_launcher(p)) != 0)
