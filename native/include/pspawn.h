@@ -86,8 +86,9 @@ PSPAWN_API int pspawn_n(pid_t *pids, pspawn_context_t *ctx, int nspawns, char *c
 #define PSPAWN_CTX_FALLBACK     0x1u /* use posix_spawn when a zygote cannot serve this target */
 #define PSPAWN_CTX_RELAY        0x2u /* force relay mode (the proxy stays the parent) */
 #define PSPAWN_CTX_NO_BIND_NOW  0x4u /* do not resolve all symbols in the proxy before freezing */
-#define PSPAWN_CTX_NO_PREFAULT  0x8u /* do not make forks copy the page tables of the target's
-                                        file mappings (children then fault them in) */
+#define PSPAWN_CTX_PREFAULT     0x8u /* make forks copy the page tables of the target's file
+                                        mappings: fewer faults in children, slower forks (off by
+                                        default: it lost throughput here, see docs/benchmarks.md) */
 
 typedef struct pspawn_context_attr {
     size_t size;               /* sizeof(pspawn_context_attr_t); set by _init */

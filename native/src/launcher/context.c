@@ -86,7 +86,7 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
     }
     if (ctx == NULL || path == NULL || path[0] == '\0' || attr->size < sizeof(*attr) ||
         !core_allowed(attr->core) || (attr->buffer_size != 0 && attr->buffer_size < PSP_MIN_BUFFER_SIZE) ||
-        (attr->flags & ~(PSPAWN_CTX_FALLBACK | PSPAWN_CTX_RELAY | PSPAWN_CTX_NO_BIND_NOW | PSPAWN_CTX_NO_PREFAULT)) != 0) {
+        (attr->flags & ~(PSPAWN_CTX_FALLBACK | PSPAWN_CTX_RELAY | PSPAWN_CTX_NO_BIND_NOW | PSPAWN_CTX_PREFAULT)) != 0) {
         if (ctx != NULL)
             ctx->impl = NULL;
         errno = path != NULL && path[0] == '\0' ? ENOENT : EINVAL;

@@ -283,7 +283,7 @@ int psp_channel_start(struct psp_channel *ch, const char *path, const char *prox
     proxy_socket = pair[1];
 
     char config[128];
-    unsigned flags = (relay ? PSP_CONFIG_RELAY : 0) | (attr->flags & PSPAWN_CTX_NO_PREFAULT ? 0 : PSP_CONFIG_PREFAULT);
+    unsigned flags = (relay ? PSP_CONFIG_RELAY : 0) | (attr->flags & PSPAWN_CTX_PREFAULT ? PSP_CONFIG_PREFAULT : 0);
     snprintf(config, sizeof(config), "1:%d:%d:%u", (int)getpid(), ch->doorbell_signo, flags);
     char **env = build_proxy_env(attr->proxy_envp ? attr->proxy_envp : environ, proxy_library, config,
                                  !(attr->flags & PSPAWN_CTX_NO_BIND_NOW));
