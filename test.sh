@@ -43,7 +43,7 @@ else
     c_failed=$((c_failed + 1))
 fi
 
-dotnet test PSpawn.sln -c "$config" --no-build --logger "console;verbosity=normal" 2>&1 | tee "$logs/dotnet-test.log"
+dotnet test PSpawn.sln -c "$config" --no-build --blame-hang-timeout 10m --logger "console;verbosity=normal" 2>&1 | tee "$logs/dotnet-test.log"
 dotnet_status=${PIPESTATUS[0]}
 
 # dotnet test, per test assembly: "Passed!  - Failed:     0, Passed:    40, Skipped:     1, Total: ..."

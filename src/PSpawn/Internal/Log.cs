@@ -1,0 +1,51 @@
+using Microsoft.Extensions.Logging;
+
+namespace PSpawn;
+
+/// <summary>The library's log messages (source-generated with [LoggerMessage]).</summary>
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 1, EventName = "ProxyStarted", Level = LogLevel.Information,
+        Message = "Started the PSpawn proxy {ProxyPid} for {Path} in {Mode} mode")]
+    public static partial void ProxyStarted(ILogger logger, string path, int proxyPid, PSpawnMode mode);
+
+    [LoggerMessage(EventId = 2, EventName = "FallbackToPosixSpawn", Level = LogLevel.Warning,
+        Message = "A zygote cannot serve {Path}: {Reason}; spawning with posix_spawn instead")]
+    public static partial void FallbackToPosixSpawn(ILogger logger, string path, string reason);
+
+    [LoggerMessage(EventId = 3, EventName = "ContextCreateFailed", Level = LogLevel.Error,
+        Message = "Cannot create a PSpawn context for {Path}: {Error}")]
+    public static partial void ContextCreateFailed(ILogger logger, string path, string error, Exception exception);
+
+    [LoggerMessage(EventId = 4, EventName = "ProxyStopped", Level = LogLevel.Information,
+        Message = "Stopped the PSpawn proxy {ProxyPid} for {Path}")]
+    public static partial void ProxyStopped(ILogger logger, string path, int proxyPid);
+
+    [LoggerMessage(EventId = 5, EventName = "ProxyStopDeferred", Level = LogLevel.Information,
+        Message = "Disposed the PSpawn context for {Path}; its proxy {ProxyPid} stops once its {Children} running relay-mode children have been reaped")]
+    public static partial void ProxyStopDeferred(ILogger logger, string path, int proxyPid, int children);
+
+    [LoggerMessage(EventId = 6, EventName = "SpawnFailed", Level = LogLevel.Error,
+        Message = "Spawning {Path} failed: started {Started} of {Requested}: {Error}")]
+    public static partial void SpawnFailed(ILogger logger, string path, int started, int requested, string error, Exception exception);
+
+    [LoggerMessage(EventId = 7, EventName = "ProxyFailed", Level = LogLevel.Error,
+        Message = "The PSpawn proxy for {Path} failed ({Error}); the context is broken: dispose it and create a new one")]
+    public static partial void ProxyFailed(ILogger logger, string path, string error);
+
+    [LoggerMessage(EventId = 8, EventName = "Spawned", Level = LogLevel.Debug,
+        Message = "Spawned {Count} instance(s) of {Path}")]
+    public static partial void Spawned(ILogger logger, string path, int count);
+
+    [LoggerMessage(EventId = 9, EventName = "ExitStatusLost", Level = LogLevel.Error,
+        Message = "The exit status of process {Pid} ({Path}) could not be collected: {Error}")]
+    public static partial void ExitStatusLost(ILogger logger, string path, int pid, string error);
+
+    [LoggerMessage(EventId = 10, EventName = "FallbackContextDisposed", Level = LogLevel.Information,
+        Message = "Disposed the posix_spawn fallback context for {Path}")]
+    public static partial void FallbackContextDisposed(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 11, EventName = "ExitWatchUnavailable", Level = LogLevel.Debug,
+        Message = "Process {Pid} ({Path}) cannot be watched through a pidfd ({Error}); polling for its exit instead")]
+    public static partial void ExitWatchUnavailable(ILogger logger, string path, int pid, string error);
+}

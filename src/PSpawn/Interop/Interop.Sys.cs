@@ -1,0 +1,99 @@
+using System.Runtime.InteropServices;
+
+namespace PSpawn;
+
+internal static partial class Interop
+{
+    /// <summary>The few libc and Linux system calls the library needs (pidfds, epoll, waitpid, kill, close).</summary>
+    internal static unsafe partial class Sys
+    {
+        private const string LibC = "libc";
+
+        internal const int EINTR = 4;
+        internal const int ESRCH = 3;
+
+        internal const int WNOHANG = 1;
+
+        internal const int EPOLL_CLOEXEC = 0x80000;
+        internal const int EPOLL_CTL_ADD = 1;
+        internal const int EPOLL_CTL_DEL = 2;
+        internal const uint EPOLLIN = 0x001;
+        internal const uint EPOLLONESHOT = 1u << 30;
+
+        // Linux system call numbers; since 424 they are the same on every architecture.
+        private const nint SYS_pidfd_send_signal = 424;
+        private const nint SYS_pidfd_open = 434;
+
+        // pidfd_open and pidfd_send_signal got glibc wrappers only in 2.36: call them through syscall(2)
+        // so the library also runs on older distributions. syscall() is implemented in assembly and
+        // reads its arguments from registers, so declaring a fixed argument list is safe.
+        [LibraryImport(LibC, EntryPoint = "syscall", SetLastError = true)]
+        private static partial nint Syscall2(nint number, nint arg1, nint arg2);
+
+        [LibraryImport(LibC, EntryPoint = "syscall", SetLastError = true)]
+        private static partial nint Syscall4(nint number, nint arg1, nint arg2, nint arg3, nint arg4);
+
+        /// <summary>pidfd_open(pid, 0): a close-on-exec file descriptor referring to the process.</summary>
+        internal static int PidFdOpen(int pid) => (int)Syscall2(SYS_pidfd_open, pid, 0);
+
+        /// <summary>pidfd_send_signal(pidfd, sig, NULL, 0).</summary>
+        internal static int PidFdSendSignal(SafeHandle pidfd, int signal)
+        {
+            bool added = false;
+            try
+            {
+                pidfd.DangerousAddRef(ref added);
+                return (int)Syscall4(SYS_pidfd_send_signal, pidfd.DangerousGetHandle(), signal, 0, 0);
+            }
+            finally
+            {
+                if (added)
+                {
+                    pidfd.DangerousRelease();
+                }
+            }
+        }
+
+        [LibraryImport(LibC, EntryPoint = "close", SetLastError = true)]
+        internal static partial int Close(int fd);
+
+        [LibraryImport(LibC, EntryPoint = "kill", SetLastError = true)]
+        internal static partial int Kill(int pid, int signal);
+
+        [LibraryImport(LibC, EntryPoint = "waitpid", SetLastError = true)]
+        internal static partial int WaitPid(int pid, int* wstatus, int options);
+
+        [LibraryImport(LibC, EntryPoint = "epoll_create1", SetLastError = true)]
+        internal static partial int EpollCreate1(int flags);
+
+        /// <summary>epoll_ctl; <paramref name="evt"/> points to a buffer laid out as a kernel struct epoll_event (see <see cref="EpollEvent"/>).</summary>
+        [LibraryImport(LibC, EntryPoint = "epoll_ctl", SetLastError = true)]
+        internal static partial int EpollCtl(int epfd, int op, int fd, byte* evt);
+
+        [LibraryImport(LibC, EntryPoint = "epoll_wait", SetLastError = true)]
+        internal static partial int EpollWait(int epfd, byte* events, int maxEvents, int timeoutMs);
+
+        /// <summary>
+        /// struct epoll_event is packed on x86 and x86-64 (12 bytes, data at offset 4) and naturally aligned
+        /// elsewhere (16 bytes, data at offset 8); these helpers read and write it in either layout.
+        /// </summary>
+        internal static class EpollEvent
+        {
+            internal static readonly bool Packed =
+                RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.X86;
+
+            internal static int Size => Packed ? 12 : 16;
+
+            private static int DataOffset => Packed ? 4 : 8;
+
+            internal static void Write(byte* evt, uint events, ulong data)
+            {
+                *(uint*)evt = events;
+                System.Runtime.CompilerServices.Unsafe.WriteUnaligned(evt + DataOffset, data);
+            }
+
+            internal static ulong ReadData(byte* evt) =>
+                System.Runtime.CompilerServices.Unsafe.ReadUnaligned<ulong>(evt + DataOffset);
+        }
+    }
+}

@@ -1,0 +1,451 @@
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Mono.Unix.Native;
+
+namespace PSpawn;
+
+/// <summary>
+/// Spawns many instances of one executable through a zygote: the executable is started once with
+/// libpspawn_proxy.so preloaded, stopped just before main (after the dynamic loader, relocations and library
+/// constructors), and every spawn only forks that proxy and runs main with the new argument list and environment.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Children are children of this process (in <see cref="PSpawnMode.Zygote"/> mode), exactly as after fork and exec:
+/// <see cref="SpawnedProcess"/> observes them through pidfds. All members are thread-safe; many threads may call
+/// <see cref="Spawn"/> and <see cref="SpawnN"/> at once. <see cref="Dispose"/> stops the proxy (after calls in
+/// flight have finished); children already spawned keep running and stay waitable.
+/// </para>
+/// <para>
+/// The native libraries are looked up in the directory named by the environment variable <c>PSPAWN_NATIVE_DIR</c>,
+/// else next to the application, else in its <c>runtimes/linux-x64/native/</c> folder (a NuGet consumer's output).
+/// </para>
+/// <para>
+/// This library never creates a <c>Mono.Unix.UnixSignal</c>: a live UnixSignal takes over the process's signal
+/// handling (for SIGCHLD, that of System.Diagnostics.Process, whose WaitForExit then hangs), and its WaitOne is
+/// broken in the Mono.Unix build available for .NET. Exits are observed through pidfds instead, which need no
+/// signal handler at all. Mono.Unix is used only for errno and signal names and descriptions.
+/// </para>
+/// </remarks>
+public sealed class PSpawnContext : IDisposable, IAsyncDisposable
+{
+    private readonly ContextHandle _handle;
+    private int _disposed;
+    private int _runningRelayChildren;
+
+    private PSpawnContext(ContextHandle handle, string path, int core, PSpawnContextOptions options, ILogger logger, PSpawnMode mode, Errno? fallbackReason)
+    {
+        _handle = handle;
+        Path = path;
+        Core = core;
+        Options = options;
+        Logger = logger;
+        Mode = mode;
+        FallbackReason = fallbackReason;
+    }
+
+    /// <summary>The full path of the executable this context spawns.</summary>
+    public string Path { get; }
+
+    /// <summary>The CPU the proxy (and so every child) is pinned to, or -1.</summary>
+    public int Core { get; }
+
+    /// <summary>The options the context was created with.</summary>
+    public PSpawnContextOptions Options { get; }
+
+    /// <summary>How this context spawns.</summary>
+    public PSpawnMode Mode { get; }
+
+    /// <summary>
+    /// In <see cref="PSpawnMode.Fallback"/> mode, the error that prevented a zygote (<c>ENOTSUP</c>: statically linked,
+    /// <c>EPERM</c>: set-user-ID or set-group-ID, <c>EDEADLK</c>: threads started by constructors, <c>ETIMEDOUT</c> or
+    /// <c>EPIPE</c>: the proxy did not start); otherwise null.
+    /// </summary>
+    public Errno? FallbackReason { get; }
+
+    /// <summary>The proxy's process ID; null in <see cref="PSpawnMode.Fallback"/> mode, once the proxy has failed, or after <see cref="Dispose"/>.</summary>
+    public unsafe int? ProxyProcessId
+    {
+        get
+        {
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                return null;
+            }
+
+            bool added = false;
+            try
+            {
+                _handle.DangerousAddRef(ref added);
+                int pid = Interop.PSpawnCore.ContextProxyPid(_handle.Pointer);
+                return pid > 0 ? pid : null;
+            }
+            catch (ObjectDisposedException)
+            {
+                return null;
+            }
+            finally
+            {
+                if (added)
+                {
+                    _handle.DangerousRelease();
+                }
+            }
+        }
+    }
+
+    /// <summary>The version of the native core (libpspawn.so), "MAJOR.MINOR.PATCH".</summary>
+    public static unsafe string NativeVersion
+    {
+        get
+        {
+            NativeLibraryResolver.EnsureRegistered();
+            return Marshal.PtrToStringUTF8((IntPtr)Interop.PSpawnCore.Version()) ?? string.Empty;
+        }
+    }
+
+    internal ILogger Logger { get; }
+
+    internal ContextHandle Handle => _handle;
+
+    /// <summary>Starts a proxy for the executable at <paramref name="path"/>.</summary>
+    /// <param name="path">The executable (a file path, not a command name: PATH is not searched). Relative paths
+    /// are resolved against the current directory now.</param>
+    /// <param name="core">A CPU to pin the proxy, and so every child, to; -1 (the default) pins nothing.</param>
+    /// <param name="options">Options; null takes <see cref="PSpawnContextOptions.Default"/>.</param>
+    /// <returns>The context. Dispose it to stop the proxy.</returns>
+    /// <exception cref="FileNotFoundException">The executable does not exist (a <see cref="PSpawnFileNotFoundException"/>).</exception>
+    /// <exception cref="UnauthorizedAccessException">It is not a regular file or not executable by this user (a <see cref="PSpawnAccessDeniedException"/>).</exception>
+    /// <exception cref="PSpawnUnsupportedExecutableException">A zygote cannot serve it (statically linked, set-user-ID or set-group-ID,
+    /// threads started by its constructors, not an ELF executable) and <see cref="PSpawnContextOptions.FallbackPolicy"/> is
+    /// <see cref="FallbackPolicy.Throw"/> (or the file is not an ELF executable).</exception>
+    /// <exception cref="PSpawnProxyException">The proxy died or timed out during start-up.</exception>
+    /// <exception cref="PSpawnException">Another failure of the native core (every exception carries <see cref="IPSpawnError.Errno"/> and <see cref="IPSpawnError.Path"/>).</exception>
+    public static unsafe PSpawnContext Create(string path, int core = -1, PSpawnContextOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentOutOfRangeException.ThrowIfLessThan(core, -1);
+        options ??= PSpawnContextOptions.Default;
+        options.Validate();
+        ILogger logger = options.Logger ?? NullLogger.Instance;
+        string fullPath = System.IO.Path.GetFullPath(path);
+
+        NativeLibraryResolver.EnsureRegistered();
+        string? proxyLibrary = options.ProxyLibraryPath ?? NativeLibraryResolver.ProxyLibraryPath;
+
+        var proxyEnvironment = NativeStringArray.ToEnvironmentBlock(
+            options.ProxyEnvironment ?? NativeStringArray.CurrentEnvironment(), nameof(options));
+
+        var context = (Interop.PSpawnCore.Context*)NativeMemory.AllocZeroed((nuint)sizeof(Interop.PSpawnCore.Context));
+        int result;
+        int errno;
+        byte* nativePath = null;
+        byte* nativeProxyLibrary = null;
+        try
+        {
+            nativePath = NativeStringArray.AllocUtf8(fullPath);
+            nativeProxyLibrary = proxyLibrary is null ? null : NativeStringArray.AllocUtf8(proxyLibrary);
+            using NativeStringArray proxyEnvp = NativeStringArray.Create(proxyEnvironment, nameof(options));
+
+            Interop.PSpawnCore.ContextAttr attr;
+            _ = Interop.PSpawnCore.ContextAttrInit(&attr);
+            attr.Core = core;
+            attr.StartupTimeoutMs = PSpawnContextOptions.ToMilliseconds(options.StartupTimeout);
+            attr.RequestTimeoutMs = PSpawnContextOptions.ToMilliseconds(options.RequestTimeout);
+            if (options.SharedBufferSize is int bufferSize)
+            {
+                attr.BufferSize = (nuint)bufferSize;
+            }
+
+            if (options.FallbackPolicy == FallbackPolicy.PosixSpawn)
+            {
+                attr.Flags |= Interop.PSpawnCore.CtxFallback;
+            }
+
+            if (options.ForceRelayMode)
+            {
+                attr.Flags |= Interop.PSpawnCore.CtxRelay;
+            }
+
+            if (!options.BindNow)
+            {
+                attr.Flags |= Interop.PSpawnCore.CtxNoBindNow;
+            }
+
+            attr.ProxyLibrary = nativeProxyLibrary;
+            attr.ProxyEnvp = proxyEnvp.Pointer;
+
+            result = Interop.PSpawnCore.ContextCreateEx(context, nativePath, &attr);
+            errno = result != 0 ? Marshal.GetLastPInvokeError() : 0;
+        }
+        catch
+        {
+            NativeMemory.Free(context);
+            throw;
+        }
+        finally
+        {
+            if (nativePath is not null)
+            {
+                NativeStringArray.FreeUtf8(nativePath);
+            }
+
+            if (nativeProxyLibrary is not null)
+            {
+                NativeStringArray.FreeUtf8(nativeProxyLibrary);
+            }
+        }
+
+        if (result != 0)
+        {
+            NativeMemory.Free(context);
+            Errno e = ErrorMapper.ToErrno(errno);
+            Exception exception = ErrorMapper.ForCreate(e, fullPath, proxyLibrary, options.StartupTimeout);
+            Log.ContextCreateFailed(logger, fullPath, ErrorMapper.Describe(e), exception);
+            throw exception;
+        }
+
+        var handle = new ContextHandle(context);
+        int nativeMode = Interop.PSpawnCore.ContextMode(context);
+        var mode = nativeMode switch
+        {
+            Interop.PSpawnCore.ModeRelay => PSpawnMode.Relay,
+            Interop.PSpawnCore.ModeFallback => PSpawnMode.Fallback,
+            _ => PSpawnMode.Zygote,
+        };
+        Errno? fallbackReason = null;
+        if (mode == PSpawnMode.Fallback)
+        {
+            Errno reason = ErrorMapper.ToErrno(Interop.PSpawnCore.ContextFallbackReason(context));
+            fallbackReason = reason;
+            Log.FallbackToPosixSpawn(logger, fullPath, DescribeFallbackReason(reason));
+        }
+        else
+        {
+            int proxyPid = Interop.PSpawnCore.ContextProxyPid(context);
+            Log.ProxyStarted(logger, fullPath, proxyPid, mode);
+        }
+
+        return new PSpawnContext(handle, fullPath, core, options, logger, mode, fallbackReason);
+    }
+
+    /// <summary>Spawns one instance.</summary>
+    /// <param name="arguments">The arguments, without argv[0] (as <see cref="System.Diagnostics.ProcessStartInfo.ArgumentList"/>).</param>
+    /// <param name="options">Options; null takes <see cref="SpawnOptions.Default"/>.</param>
+    /// <returns>The new process.</returns>
+    /// <exception cref="PSpawnProxyException">The proxy is dead or did not answer in time; the context is broken.</exception>
+    /// <exception cref="PSpawnArgumentException">The arguments and environment are too large (<c>E2BIG</c>).</exception>
+    /// <exception cref="PSpawnException">Another failure (for example <c>EAGAIN</c>).</exception>
+    /// <exception cref="ObjectDisposedException">The context has been disposed.</exception>
+    public SpawnedProcess Spawn(IReadOnlyList<string> arguments, SpawnOptions? options = null) =>
+        SpawnCore(1, arguments, options)[0];
+
+    /// <summary>Spawns <paramref name="count"/> instances with the same arguments, in one request to the proxy.</summary>
+    /// <param name="count">How many; 0 returns an empty list.</param>
+    /// <param name="arguments">The arguments, without argv[0].</param>
+    /// <param name="options">Options; null takes <see cref="SpawnOptions.Default"/>.</param>
+    /// <returns>The new processes, in the order they were started.</returns>
+    /// <exception cref="PSpawnException">Not every instance started. The ones that did are in
+    /// <see cref="PSpawnException.StartedProcesses"/> (the exception may also be a <see cref="PSpawnArgumentException"/>
+    /// when none started).</exception>
+    /// <exception cref="ObjectDisposedException">The context has been disposed.</exception>
+    public IReadOnlyList<SpawnedProcess> SpawnN(int count, IReadOnlyList<string> arguments, SpawnOptions? options = null)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        return SpawnCore(count, arguments, options);
+    }
+
+    private unsafe SpawnedProcess[] SpawnCore(int count, IReadOnlyList<string> arguments, SpawnOptions? options)
+    {
+        ArgumentNullException.ThrowIfNull(arguments);
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        options ??= SpawnOptions.Default;
+        if (count == 0)
+        {
+            return [];
+        }
+
+        var argv = new string[arguments.Count + 1];
+        argv[0] = options.Argv0 ?? Path;
+        for (int i = 0; i < arguments.Count; i++)
+        {
+            argv[i + 1] = arguments[i];
+        }
+
+        using NativeStringArray nativeArgv = NativeStringArray.Create(argv, nameof(arguments));
+        using NativeStringArray nativeEnvp = NativeStringArray.Create(BuildEnvironment(options), nameof(options));
+
+        int[] pids = new int[count];
+        int[] errors = new int[count];
+        int started;
+        int errno;
+        bool added = false;
+        bool leased = false;
+        var processes = new List<SpawnedProcess>(count);
+        try
+        {
+            _handle.DangerousAddRef(ref added);
+            fixed (int* pidsPointer = pids)
+            fixed (int* errorsPointer = errors)
+            {
+                started = Interop.PSpawnCore.SpawnNE(pidsPointer, errorsPointer, _handle.Pointer, count, nativeArgv.Pointer, nativeEnvp.Pointer);
+                errno = started < count ? Marshal.GetLastPInvokeError() : 0;
+            }
+
+            int startedCount = 0;
+            foreach (int pid in pids)
+            {
+                if (pid > 0)
+                {
+                    startedCount++;
+                }
+            }
+
+            // In relay mode the children's exit statuses live in the proxy: they keep the context alive (one
+            // reference for the whole batch) until the last of them has been reaped.
+            ContextLease? lease = null;
+            if (Mode == PSpawnMode.Relay && startedCount > 0)
+            {
+                lease = new ContextLease(this, _handle, startedCount);
+                Interlocked.Add(ref _runningRelayChildren, startedCount);
+                leased = true;
+            }
+
+            foreach (int pid in pids)
+            {
+                if (pid > 0)
+                {
+                    var process = new SpawnedProcess(this, pid, lease);
+                    processes.Add(process);
+                    process.StartWatching();
+                }
+            }
+        }
+        finally
+        {
+            if (added && !leased)
+            {
+                _handle.DangerousRelease();
+            }
+        }
+
+        if (processes.Count == count)
+        {
+            Log.Spawned(Logger, Path, count);
+            return [.. processes];
+        }
+
+        int firstError = errno;
+        for (int i = 0; i < count; i++)
+        {
+            if (pids[i] <= 0 && errors[i] != 0)
+            {
+                firstError = errors[i];
+                break;
+            }
+        }
+
+        Errno e = ErrorMapper.ToErrno(firstError);
+        Exception exception = ErrorMapper.ForSpawn(e, Path, count, processes.AsReadOnly());
+        string what = ErrorMapper.Describe(e);
+        if (exception is PSpawnProxyException)
+        {
+            Log.ProxyFailed(Logger, Path, what);
+        }
+
+        Log.SpawnFailed(Logger, Path, processes.Count, count, what, exception);
+        throw exception;
+    }
+
+    private static List<string> BuildEnvironment(SpawnOptions options)
+    {
+        Dictionary<string, string> variables = options.InheritEnvironment
+            ? NativeStringArray.CurrentEnvironment()
+            : new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var (name, value) in options.Environment)
+        {
+            SpawnOptions.ValidateVariableName(name, nameof(options));
+            if (value is null)
+            {
+                variables.Remove(name);
+            }
+            else
+            {
+                variables[name] = value;
+            }
+        }
+
+        return NativeStringArray.ToEnvironmentBlock(variables, nameof(options));
+    }
+
+    private static string DescribeFallbackReason(Errno reason) => reason switch
+    {
+        Errno.EOPNOTSUPP => "statically linked (ENOTSUP)",
+        Errno.EPERM => "set-user-ID or set-group-ID (EPERM)",
+        Errno.EDEADLK => "its constructors start threads (EDEADLK)",
+        Errno.ETIMEDOUT => "the proxy did not complete start-up in time (ETIMEDOUT)",
+        Errno.EPIPE => "the proxy died during start-up (EPIPE)",
+        _ => ErrorMapper.Describe(reason),
+    };
+
+    internal void RelayChildReaped() => Interlocked.Decrement(ref _runningRelayChildren);
+
+    /// <summary>
+    /// Stops and reaps the proxy once no call on this context is in flight. Children already spawned keep
+    /// running and stay waitable; in <see cref="PSpawnMode.Relay"/> mode the proxy holds their exit statuses,
+    /// so it is stopped only after the last of them has exited and been reaped.
+    /// </summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        int? proxyPid = null;
+        if (Mode != PSpawnMode.Fallback)
+        {
+            bool added = false;
+            try
+            {
+                _handle.DangerousAddRef(ref added);
+                unsafe
+                {
+                    int pid = Interop.PSpawnCore.ContextProxyPid(_handle.Pointer);
+                    proxyPid = pid > 0 ? pid : null;
+                }
+            }
+            finally
+            {
+                if (added)
+                {
+                    _handle.DangerousRelease();
+                }
+            }
+        }
+
+        _handle.Dispose();
+        if (Mode == PSpawnMode.Fallback)
+        {
+            Log.FallbackContextDisposed(Logger, Path);
+        }
+        else if (_handle.Destroyed)
+        {
+            Log.ProxyStopped(Logger, Path, proxyPid ?? -1);
+        }
+        else
+        {
+            int running = Volatile.Read(ref _runningRelayChildren);
+            Log.ProxyStopDeferred(Logger, Path, proxyPid ?? -1, running);
+        }
+    }
+
+    /// <summary>Disposes the context (see <see cref="Dispose"/>); stopping the proxy takes milliseconds, so this completes synchronously.</summary>
+    /// <returns>A completed task.</returns>
+    public ValueTask DisposeAsync()
+    {
+        Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

@@ -1,0 +1,94 @@
+using Microsoft.Extensions.Logging;
+
+namespace PSpawn;
+
+/// <summary>Options of a <see cref="PSpawnContext"/>. Immutable: derive variants with <c>with</c> expressions.</summary>
+public sealed record PSpawnContextOptions
+{
+    /// <summary>The default start-up timeout: 10 seconds.</summary>
+    public static readonly TimeSpan DefaultStartupTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>The default request timeout: 60 seconds.</summary>
+    public static readonly TimeSpan DefaultRequestTimeout = TimeSpan.FromSeconds(60);
+
+    /// <summary>The defaults.</summary>
+    public static PSpawnContextOptions Default { get; } = new();
+
+    /// <summary>
+    /// Receives the context's log: proxy start and stop, fallbacks to posix_spawn, and failures.
+    /// Null (the default) logs nothing.
+    /// </summary>
+    public ILogger? Logger { get; init; }
+
+    /// <summary>What to do when a zygote cannot serve the executable. Default: <see cref="FallbackPolicy.Throw"/>.</summary>
+    public FallbackPolicy FallbackPolicy { get; init; } = FallbackPolicy.Throw;
+
+    /// <summary>
+    /// How long the proxy may take to start (load the executable and its libraries, run their constructors and
+    /// report ready). Default 10 seconds; at most <see cref="int.MaxValue"/> milliseconds.
+    /// </summary>
+    public TimeSpan StartupTimeout { get; init; } = DefaultStartupTimeout;
+
+    /// <summary>
+    /// How long one spawn request may wait for the proxy before it is declared dead (it is then killed and the
+    /// context is broken). Default 60 seconds; <see cref="Timeout.InfiniteTimeSpan"/> waits forever.
+    /// </summary>
+    public TimeSpan RequestTimeout { get; init; } = DefaultRequestTimeout;
+
+    /// <summary>
+    /// Use <see cref="PSpawnMode.Relay"/> even when zygote mode is possible: the proxy stays the parent of every
+    /// child and relays its exit status. Default false.
+    /// </summary>
+    public bool ForceRelayMode { get; init; }
+
+    /// <summary>
+    /// Resolve all of the executable's symbols in the proxy before it freezes (LD_BIND_NOW), so that children
+    /// skip lazy binding. Default true.
+    /// </summary>
+    public bool BindNow { get; init; } = true;
+
+    /// <summary>
+    /// Size in bytes of the buffer shared with the proxy, which carries the argument list and environment of a
+    /// request. Null (the default) takes the native default (4 MiB); the minimum is 64 KiB.
+    /// </summary>
+    public int? SharedBufferSize { get; init; }
+
+    /// <summary>
+    /// Full path of libpspawn_proxy.so. Null (the default) takes the one beside libpspawn.so
+    /// (see <see cref="PSpawnContext"/> for how that is found).
+    /// </summary>
+    public string? ProxyLibraryPath { get; init; }
+
+    /// <summary>
+    /// The environment the proxy is started with: what the dynamic loader and the executable's constructors see.
+    /// Null (the default) takes this process's environment (<see cref="Environment.GetEnvironmentVariables()"/>).
+    /// Children get their own environment from <see cref="SpawnOptions"/>.
+    /// </summary>
+    public IReadOnlyDictionary<string, string>? ProxyEnvironment { get; init; }
+
+    internal void Validate()
+    {
+        if (StartupTimeout <= TimeSpan.Zero || StartupTimeout.TotalMilliseconds > int.MaxValue)
+        {
+            throw new ArgumentOutOfRangeException(nameof(StartupTimeout), StartupTimeout, "The start-up timeout must be positive and at most int.MaxValue milliseconds.");
+        }
+
+        if (RequestTimeout != Timeout.InfiniteTimeSpan && (RequestTimeout <= TimeSpan.Zero || RequestTimeout.TotalMilliseconds > int.MaxValue))
+        {
+            throw new ArgumentOutOfRangeException(nameof(RequestTimeout), RequestTimeout, "The request timeout must be positive and at most int.MaxValue milliseconds, or Timeout.InfiniteTimeSpan.");
+        }
+
+        if (SharedBufferSize is < 64 * 1024)
+        {
+            throw new ArgumentOutOfRangeException(nameof(SharedBufferSize), SharedBufferSize, "The shared buffer must be at least 64 KiB.");
+        }
+
+        if (ProxyLibraryPath is { Length: 0 })
+        {
+            throw new ArgumentException("The proxy library path must not be empty.", nameof(ProxyLibraryPath));
+        }
+    }
+
+    internal static int ToMilliseconds(TimeSpan value) =>
+        value == Timeout.InfiniteTimeSpan ? -1 : (int)Math.Ceiling(value.TotalMilliseconds);
+}
