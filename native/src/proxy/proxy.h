@@ -34,6 +34,14 @@ struct psp_proxy {
 /* entry.c: the one proxy of this process. */
 extern struct psp_proxy psp_the_proxy;
 
+/* descriptors.c: the descriptors of a request, received over PSP_FD_SOCKET. */
+/* Receives exactly `count` descriptors (sent before the doorbell). Returns 0 or EPROTO /
+ * EPIPE / errno; on failure the ones received so far are in fds[] (the rest are -1). */
+int psp_receive_fds(int *fds, uint32_t count);
+/* Closes whatever is queued: a rejected request's descriptors must never be reused. */
+void psp_drain_fds(void);
+void psp_close_fds(int *fds, uint32_t count);
+
 /* prefault.c: make forks copy the page tables of file mappings (see there). */
 void psp_prefault_mappings(void);
 

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -159,74 +158,6 @@ static pid_t clone_child(struct psp_proxy *p, _Atomic int32_t *result_slot)
     return (pid_t)syscall(SYS_clone, flags, NULL, (void *)result_slot, p->tid_field, NULL);
 }
 
-/* Receives the request's descriptors, sent before the doorbell. The launcher counts
- * what it sends; a shortfall within a second means a broken launcher. */
-static int receive_fds(int *fds, uint32_t count)
-{
-    uint32_t got = 0;
-    while (got < count) {
-        struct pollfd pfd = {.fd = PSP_FD_SOCKET, .events = POLLIN};
-        if (poll(&pfd, 1, 1000) != 1)
-            return EPROTO;
-        char byte;
-        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-        union {
-            char buf[CMSG_SPACE(250 * sizeof(int))];
-            struct cmsghdr align;
-        } control;
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                             .msg_controllen = sizeof(control.buf)};
-        ssize_t r = recvmsg(PSP_FD_SOCKET, &msg, MSG_CMSG_CLOEXEC);
-        if (r <= 0)
-            return r == 0 ? EPIPE : errno;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                continue;
-            size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            int *data = (int *)CMSG_DATA(c);
-            for (size_t i = 0; i < n; i++) {
-                if (got < count)
-                    fds[got++] = data[i];
-                else
-                    close(data[i]); /* more than announced: refuse the surplus */
-            }
-        }
-        if (msg.msg_flags & MSG_CTRUNC)
-            return EPROTO;
-    }
-    return 0;
-}
-
-static void drain_socket(void)
-{
-    union {
-        char buf[CMSG_SPACE(250 * sizeof(int))];
-        struct cmsghdr align;
-    } control;
-    char byte;
-    for (;;) {
-        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                             .msg_controllen = sizeof(control.buf)};
-        if (recvmsg(PSP_FD_SOCKET, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) <= 0)
-            return;
-        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-                continue;
-            size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t i = 0; i < n; i++)
-                close(((int *)CMSG_DATA(c))[i]);
-        }
-    }
-}
-
-static void close_fds(int *fds, uint32_t count)
-{
-    for (uint32_t i = 0; i < count; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
-}
-
 /* Children that failed before main wrote {instance, errno} here; EOF means every child
  * has either failed or closed its copy on the way to main. */
 static void collect_child_errors(int error_fd, _Atomic int32_t *errors, uint32_t count)
@@ -253,7 +184,7 @@ static bool serve_request(struct psp_proxy *p, uint64_t seq, struct psp_decoded 
     int error_pipe[2] = {-1, -1};
     if (err == 0 && !ping && req->fd_count > 0) {
         fds = calloc(req->fd_count, sizeof(int));
-        err = fds == NULL ? ENOMEM : receive_fds(fds, req->fd_count);
+        err = fds == NULL ? ENOMEM : psp_receive_fds(fds, req->fd_count);
     }
     if (err == 0 && !ping && req->options != NULL && pipe2(error_pipe, O_CLOEXEC) != 0)
         err = errno;
@@ -293,10 +224,10 @@ static bool serve_request(struct psp_proxy *p, uint64_t seq, struct psp_decoded 
         }
     }
     if (fds != NULL) {
-        close_fds(fds, req->fd_count);
+        psp_close_fds(fds, req->fd_count);
         free(fds);
     } else if (err != 0) {
-        drain_socket(); /* a rejected request may have sent descriptors: never reuse them */
+        psp_drain_fds(); /* a rejected request may have sent descriptors */
     }
     if (!ping)
         psp_decoded_free(req);
