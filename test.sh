@@ -46,13 +46,16 @@ fi
 dotnet test PSpawn.sln -c "$config" --no-build --blame-hang-timeout 10m --logger "console;verbosity=normal" 2>&1 | tee "$logs/dotnet-test.log"
 dotnet_status=${PIPESTATUS[0]}
 
-# dotnet test, per test assembly: "Passed!  - Failed:     0, Passed:    40, Skipped:     1, Total: ..."
-n_failed=0 n_passed=0 n_skipped=0
-while read -r f p s; do
-    n_failed=$((n_failed + f)) n_passed=$((n_passed + p)) n_skipped=$((n_skipped + s))
-done < <(sed -nE 's/.*(Passed|Failed)! +- Failed: +([0-9]+), Passed: +([0-9]+), Skipped: +([0-9]+).*/\2 \3 \4/p' "$logs/dotnet-test.log")
-if [ "$dotnet_status" -ne 0 ] && [ "$n_failed" -eq 0 ]; then
-    n_failed=1 # the runner failed without reporting a failed test (crash, build of a test project)
+# dotnet test's summary, per test assembly ("Total tests: 58", "     Passed: 58",
+# "     Failed: 1", "    Skipped: 2").
+count_of() {
+    sed -nE "s/^ +$1: +([0-9]+) *\$/\1/p" "$logs/dotnet-test.log" | awk '{s += $1} END {print s + 0}'
+}
+n_passed=$(count_of Passed)
+n_failed=$(count_of Failed)
+n_skipped=$(count_of Skipped)
+if { [ "$dotnet_status" -ne 0 ] || [ $((n_passed + n_failed)) -eq 0 ]; } && [ "$n_failed" -eq 0 ]; then
+    n_failed=1 # the runner failed, or ran nothing, without reporting a failed test
 fi
 
 echo "C tests: $c_passed passed, $c_failed failed; .NET tests: $n_passed passed, $n_failed failed, $n_skipped skipped"
