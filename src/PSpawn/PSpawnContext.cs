@@ -176,8 +176,16 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
             attr.ProxyLibrary = nativeProxyLibrary;
             attr.ProxyEnvp = proxyEnvp.Pointer;
 
-            result = Interop.PSpawnCore.ContextCreateEx(context, nativePath, &attr);
-            errno = result != 0 ? Marshal.GetLastPInvokeError() : 0;
+            // On the dedicated creation thread: the children's parent thread must outlive them (see ContextCreationThread).
+            nint contextAddress = (nint)context;
+            nint pathAddress = (nint)nativePath;
+            nint attrAddress = (nint)(&attr);
+            (result, errno) = ContextCreationThread.Invoke(() =>
+            {
+                int r = Interop.PSpawnCore.ContextCreateEx(
+                    (Interop.PSpawnCore.Context*)contextAddress, (byte*)pathAddress, (Interop.PSpawnCore.ContextAttr*)attrAddress);
+                return (r, r != 0 ? Marshal.GetLastPInvokeError() : 0);
+            });
         }
         catch
         {
@@ -235,8 +243,14 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
     /// <param name="options">Options; null takes <see cref="SpawnOptions.Default"/>.</param>
     /// <returns>The new process.</returns>
     /// <exception cref="PSpawnProxyException">The proxy is dead or did not answer in time; the context is broken.</exception>
-    /// <exception cref="PSpawnArgumentException">The arguments and environment are too large (<c>E2BIG</c>).</exception>
-    /// <exception cref="PSpawnException">Another failure (for example <c>EAGAIN</c>).</exception>
+    /// <exception cref="PSpawnArgumentException">The arguments and environment are too large (<c>E2BIG</c>), or the
+    /// native core rejected an option.</exception>
+    /// <exception cref="ArgumentException">Options that can be checked up front are invalid (a CPU index out of 0 to 1023,
+    /// an empty CPU set, conflicting process-group options, a soft limit above its hard limit, ...).</exception>
+    /// <exception cref="PSpawnFileNotFoundException">A per-spawn option failed in the child with <c>ENOENT</c> (missing
+    /// working directory or standard-input file); the child never ran <c>main</c>.</exception>
+    /// <exception cref="PSpawnException">Another failure (for example <c>EAGAIN</c>), including a per-spawn option that
+    /// failed in the child (<c>EINVAL</c> for a refused CPU set, <c>EPERM</c> for a refused limit or group).</exception>
     /// <exception cref="ObjectDisposedException">The context has been disposed.</exception>
     public SpawnedProcess Spawn(IReadOnlyList<string> arguments, SpawnOptions? options = null) =>
         SpawnCore(1, arguments, options)[0];
@@ -247,8 +261,10 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
     /// <param name="options">Options; null takes <see cref="SpawnOptions.Default"/>.</param>
     /// <returns>The new processes, in the order they were started.</returns>
     /// <exception cref="PSpawnException">Not every instance started. The ones that did are in
-    /// <see cref="PSpawnException.StartedProcesses"/> (the exception may also be a <see cref="PSpawnArgumentException"/>
-    /// when none started).</exception>
+    /// <see cref="PSpawnException.StartedProcesses"/> and the error of each one that did not in
+    /// <see cref="PSpawnException.FailedInstances"/> (the exception may also be a <see cref="PSpawnArgumentException"/>
+    /// or <see cref="PSpawnFileNotFoundException"/> when none started).</exception>
+    /// <exception cref="ArgumentException">Options that can be checked up front are invalid.</exception>
     /// <exception cref="ObjectDisposedException">The context has been disposed.</exception>
     public IReadOnlyList<SpawnedProcess> SpawnN(int count, IReadOnlyList<string> arguments, SpawnOptions? options = null)
     {
@@ -276,8 +292,22 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
         using NativeStringArray nativeArgv = NativeStringArray.Create(argv, nameof(arguments));
         using NativeStringArray nativeEnvp = NativeStringArray.Create(BuildEnvironment(options), nameof(options));
 
+        // The fast path (no per-spawn option) calls pspawn_ne exactly as before: no attributes, no stdio array.
+        bool withOptions = options.HasNativeOptions;
+        NativeSpawnAttributes? attributes = null;
+        if (withOptions)
+        {
+            options.ValidateNativeOptions(nameof(options));
+            attributes = NativeSpawnAttributes.Create(options, Path);
+        }
+
         int[] pids = new int[count];
         int[] errors = new int[count];
+        // Pipe ends come back only for the streams that asked for one; every other slot must read -1 (the
+        // native core leaves the array untouched when no stream is piped), so never trust an unwritten slot.
+        bool[] piped = PipedStreams(options);
+        int[]? stdioFds = piped[0] || piped[1] || piped[2] ? new int[3 * count] : null;
+        stdioFds?.AsSpan().Fill(-1);
         int started;
         int errno;
         bool added = false;
@@ -288,8 +318,11 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
             _handle.DangerousAddRef(ref added);
             fixed (int* pidsPointer = pids)
             fixed (int* errorsPointer = errors)
+            fixed (int* stdioPointer = stdioFds)
             {
-                started = Interop.PSpawnCore.SpawnNE(pidsPointer, errorsPointer, _handle.Pointer, count, nativeArgv.Pointer, nativeEnvp.Pointer);
+                started = attributes is null
+                    ? Interop.PSpawnCore.SpawnNE(pidsPointer, errorsPointer, _handle.Pointer, count, nativeArgv.Pointer, nativeEnvp.Pointer)
+                    : Interop.PSpawnCore.SpawnNX(pidsPointer, errorsPointer, stdioPointer, _handle.Pointer, count, nativeArgv.Pointer, nativeEnvp.Pointer, attributes.Pointer);
                 errno = started < count ? Marshal.GetLastPInvokeError() : 0;
             }
 
@@ -312,18 +345,29 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
                 leased = true;
             }
 
-            foreach (int pid in pids)
+            int? knownGroup = withOptions ? NativeSpawnAttributes.KnownProcessGroup(options) : null;
+            for (int i = 0; i < count; i++)
             {
+                int pid = pids[i];
                 if (pid > 0)
                 {
                     var process = new SpawnedProcess(this, pid, lease);
                     processes.Add(process);
+                    if (withOptions)
+                    {
+                        // Owned by the process from here on, so that no pipe end can leak.
+                        process.AttachStdio(
+                            PipeEnd(stdioFds, piped, i, 0), PipeEnd(stdioFds, piped, i, 1), PipeEnd(stdioFds, piped, i, 2), knownGroup == 0 ? pid : knownGroup);
+                        process.StartLineCallbacks(options.OnOutputLine, options.OnErrorLine);
+                    }
+
                     process.StartWatching();
                 }
             }
         }
         finally
         {
+            attributes?.Dispose();
             if (added && !leased)
             {
                 _handle.DangerousRelease();
@@ -346,8 +390,17 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
             }
         }
 
+        var failed = new Dictionary<int, Errno>();
+        for (int i = 0; i < count; i++)
+        {
+            if (pids[i] <= 0 && errors[i] != 0)
+            {
+                failed[i] = ErrorMapper.ToErrno(errors[i]);
+            }
+        }
+
         Errno e = ErrorMapper.ToErrno(firstError);
-        Exception exception = ErrorMapper.ForSpawn(e, Path, count, processes.AsReadOnly());
+        Exception exception = ErrorMapper.ForSpawn(e, Path, count, processes.AsReadOnly(), withOptions, failed);
         string what = ErrorMapper.Describe(e);
         if (exception is PSpawnProxyException)
         {
@@ -357,6 +410,18 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
         Log.SpawnFailed(Logger, Path, processes.Count, count, what, exception);
         throw exception;
     }
+
+    /// <summary>Which of stdin, stdout and stderr get a pipe.</summary>
+    private static bool[] PipedStreams(SpawnOptions options) =>
+    [
+        options.StandardInput.Kind == StdioKind.Pipe,
+        options.StandardOutput.Kind == StdioKind.Pipe || options.OnOutputLine is not null,
+        options.StandardError.Kind == StdioKind.Pipe || options.OnErrorLine is not null,
+    ];
+
+    /// <summary>The caller's pipe end of stream <paramref name="k"/> of instance <paramref name="i"/>, or -1.</summary>
+    private static int PipeEnd(int[]? stdioFds, bool[] piped, int i, int k) =>
+        stdioFds is not null && piped[k] ? stdioFds[(3 * i) + k] : -1;
 
     private static List<string> BuildEnvironment(SpawnOptions options)
     {

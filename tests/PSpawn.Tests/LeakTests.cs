@@ -54,6 +54,49 @@ public sealed class LeakTests
     }
 
     [Fact]
+    public async Task No_leaked_fds_over_10000_spawns_with_pipes()
+    {
+        await WarmUp();
+        var options = new SpawnOptions { StandardInput = StdioTarget.Pipe, StandardOutput = StdioTarget.Pipe, StandardError = StdioTarget.Pipe };
+        using (var context = PSpawnContext.Create(Fixtures.Noop))
+        {
+            // One warm-up batch with pipes, then measure.
+            foreach (SpawnedProcess process in context.SpawnN(10, [], options))
+            {
+                using (process)
+                {
+                    await process.ReadOutputToEndAsync().Within();
+                }
+            }
+
+            int fdsBefore = LinuxProcesses.OpenFdCount();
+            long memoryBefore = GC.GetTotalMemory(forceFullCollection: true);
+            for (int batch = 0; batch < 100; batch++)
+            {
+                IReadOnlyList<SpawnedProcess> processes = context.SpawnN(100, [], options);
+                foreach (SpawnedProcess process in processes)
+                {
+                    process.StandardInput.Dispose();
+                }
+
+                await Task.WhenAll(processes.Select(p => p.ReadOutputToEndAsync())).Within();
+                await processes.ExitAll();
+                foreach (SpawnedProcess process in processes)
+                {
+                    Assert.Equal(0, process.ExitCode);
+                    process.Dispose();
+                }
+            }
+
+            int fdsAfter = LinuxProcesses.OpenFdCount();
+            long memoryAfter = GC.GetTotalMemory(forceFullCollection: true);
+            Assert.True(fdsAfter <= fdsBefore + 2, $"fds before: {fdsBefore}, after 10,000 spawns with pipes: {fdsAfter}");
+            Assert.True(memoryAfter < memoryBefore + (16 << 20), $"managed memory before: {memoryBefore}, after: {memoryAfter}");
+            Assert.Empty(LinuxProcesses.Zombies());
+        }
+    }
+
+    [Fact]
     public async Task No_zombies_when_nobody_waits()
     {
         await WarmUp();

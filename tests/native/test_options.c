@@ -358,6 +358,23 @@ static void process_group_kill_takes_grandchild(void)
     pspawn_context_destroy(&ctx);
 }
 
+static void no_pipe_means_minus_one(void)
+{
+    pspawn_context_t ctx = open_report();
+    pspawn_attr_t *attr = new_attr();
+    CHECK(pspawn_attr_stdio_null(attr, 1) == 0);
+    pid_t pids[2];
+    int errors[2], fds[6] = {0, 1, 2, 0, 1, 2};
+    char *argv[] = {"report", NULL};
+    CHECK_EQ_INT(pspawn_nx(pids, errors, fds, &ctx, 2, argv, NULL, attr), 2);
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ_INT(fds[i], -1);
+    for (int i = 0; i < 2; i++)
+        CHECK(WIFEXITED(wait_child(pids[i], 10000)));
+    pspawn_attr_destroy(attr);
+    pspawn_context_destroy(&ctx);
+}
+
 static void limits_and_umask(void)
 {
     pspawn_context_t ctx = open_report();
@@ -511,6 +528,7 @@ int main(int argc, char **argv)
         {"working_directory", working_directory},
         {"cpu_placement", cpu_placement},
         {"process_group_kill_takes_grandchild", process_group_kill_takes_grandchild},
+        {"no_pipe_means_minus_one", no_pipe_means_minus_one},
         {"limits_and_umask", limits_and_umask},
         {"parent_death_signal", parent_death_signal},
         {"ten_thousand_piped_spawns_flat", ten_thousand_piped_spawns_flat},

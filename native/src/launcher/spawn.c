@@ -150,6 +150,8 @@ static int spawn_many(pid_t *pids, int *errors, int *stdio_fds, pspawn_context_t
     }
     if (envp == NULL)
         envp = environ;
+    for (int i = 0; stdio_fds != NULL && i < 3 * n; i++)
+        stdio_fds[i] = -1; /* no pipe asked for, or not started: -1, as documented */
     struct pspawn_impl *impl = ctx->impl;
     int started = impl->mode == PSPAWN_MODE_FALLBACK
                       ? psp_fallback_spawn(impl, argv, envp, n, attr, pids, errs, stdio_fds)

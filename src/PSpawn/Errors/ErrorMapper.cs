@@ -85,10 +85,25 @@ internal static class ErrorMapper
     }
 
     /// <summary>The exception for a failed (or partly failed) pspawn_ne.</summary>
-    internal static Exception ForSpawn(Errno errno, string path, int requested, IReadOnlyList<SpawnedProcess> started)
+    internal static Exception ForSpawn(Errno errno, string path, int requested, IReadOnlyList<SpawnedProcess> started, bool withOptions = false, IReadOnlyDictionary<int, Errno>? failed = null)
     {
         Exception? inner = MonoUnixException(errno);
         string what = Describe(errno);
+        IReadOnlyDictionary<int, Errno> failures = failed ?? new Dictionary<int, Errno>();
+        if (withOptions && errno is not (Errno.EPIPE or Errno.ETIMEDOUT or Errno.E2BIG))
+        {
+            // Reported by the child before main: say which options can fail that way.
+            what += errno switch
+            {
+                Errno.ENOENT => " (a per-spawn option failed in the child: the working directory or a standard stream's file does not exist)",
+                Errno.EACCES => " (a per-spawn option failed in the child: the working directory or a standard stream's file is not accessible)",
+                Errno.EINVAL => " (a per-spawn option failed in the child: for example a CPU set with no online CPU this process may use, or a process group that does not exist)",
+                Errno.EPERM => " (a per-spawn option failed in the child: for example a hard resource limit above this process's, or a process group of another session)",
+                Errno.EOPNOTSUPP => " (the posix_spawn fallback cannot apply umask, resource limits or a parent-death signal)",
+                _ => " (possibly reported by the child for a per-spawn option)",
+            };
+        }
+
         string count = requested == 1
             ? "Cannot spawn"
             : $"Started {started.Count} of {requested} instances; cannot spawn";
@@ -96,22 +111,23 @@ internal static class ErrorMapper
         {
             Errno.E2BIG => new PSpawnArgumentException(
                 $"{count} '{path}': the arguments and environment do not fit the shared buffer or exceed ARG_MAX: {what}.", null, errno, path, inner),
+            Errno.EINVAL when withOptions => new PSpawnException($"{count} '{path}': {what}.", errno, path, inner) { StartedProcesses = started, FailedInstances = failures },
             Errno.EINVAL => new PSpawnArgumentException(
                 $"{count} '{path}': the native core rejected an argument: {what}.", null, errno, path, inner),
             Errno.EPIPE => new PSpawnProxyException(
-                $"{count} '{path}': the proxy is dead; the context is broken, dispose it and create a new one: {what}.", errno, path, duringStartup: false, inner) { StartedProcesses = started },
+                $"{count} '{path}': the proxy is dead; the context is broken, dispose it and create a new one: {what}.", errno, path, duringStartup: false, inner) { StartedProcesses = started, FailedInstances = failures },
             Errno.ETIMEDOUT => new PSpawnProxyException(
-                $"{count} '{path}': the proxy did not answer within the request timeout and was killed; the context is broken, dispose it and create a new one: {what}.", errno, path, duringStartup: false, inner) { StartedProcesses = started },
+                $"{count} '{path}': the proxy did not answer within the request timeout and was killed; the context is broken, dispose it and create a new one: {what}.", errno, path, duringStartup: false, inner) { StartedProcesses = started, FailedInstances = failures },
             Errno.ENOENT => new PSpawnFileNotFoundException($"{count} '{path}': {what}.", errno, path, inner),
             Errno.EACCES => new PSpawnAccessDeniedException($"{count} '{path}': {what}.", errno, path, inner),
             Errno.EAGAIN => new PSpawnException(
-                $"{count} '{path}': a resource limit was reached (process limit, or the relay mode's exit-status table is full until children are waited for): {what}.", errno, path, inner) { StartedProcesses = started },
-            _ => new PSpawnException($"{count} '{path}': {what}.", errno, path, inner) { StartedProcesses = started },
+                $"{count} '{path}': a resource limit was reached (process limit, or the relay mode's exit-status table is full until children are waited for): {what}.", errno, path, inner) { StartedProcesses = started, FailedInstances = failures },
+            _ => new PSpawnException($"{count} '{path}': {what}.", errno, path, inner) { StartedProcesses = started, FailedInstances = failures },
         };
         if (started.Count > 0 && exception is not PSpawnException)
         {
             // Some instances run: never lose them, whatever the error type.
-            exception = new PSpawnException(exception.Message, errno, path, exception) { StartedProcesses = started };
+            exception = new PSpawnException(exception.Message, errno, path, exception) { StartedProcesses = started, FailedInstances = failures };
         }
 
         return exception;

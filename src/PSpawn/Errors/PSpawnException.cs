@@ -5,7 +5,10 @@ namespace PSpawn;
 /// <summary>A failure of the native core that no more specific exception type describes.</summary>
 public class PSpawnException : Exception, IPSpawnError
 {
+    private static readonly IReadOnlyDictionary<int, Errno> s_noFailures = new Dictionary<int, Errno>();
+
     private readonly IReadOnlyList<SpawnedProcess> _startedProcesses = [];
+    private readonly IReadOnlyDictionary<int, Errno> _failedInstances = s_noFailures;
 
     /// <summary>Creates an exception with a default message.</summary>
     public PSpawnException()
@@ -54,5 +57,16 @@ public class PSpawnException : Exception, IPSpawnError
     {
         get => _startedProcesses;
         init => _startedProcesses = value ?? [];
+    }
+
+    /// <summary>
+    /// When <see cref="PSpawnContext.SpawnN"/> did not start every instance: the error of each instance that failed,
+    /// by its index in the request (0 to count - 1); the other instances are <see cref="StartedProcesses"/>, in
+    /// index order. Empty when the request failed as a whole or nothing is known per instance.
+    /// </summary>
+    public IReadOnlyDictionary<int, Errno> FailedInstances
+    {
+        get => _failedInstances;
+        init => _failedInstances = value ?? s_noFailures;
     }
 }

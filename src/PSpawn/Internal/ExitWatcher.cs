@@ -7,7 +7,7 @@ namespace PSpawn;
 /// One epoll instance and one background thread for every spawned process of every context: each process's
 /// pidfd is registered (EPOLLIN | EPOLLONESHOT) right after the spawn, and when it becomes readable (the
 /// process has exited) the process is reaped and its waiters are completed. No thread is blocked per process,
-/// and a cancelled <see cref="SpawnedProcess.WaitForExitAsync"/> leaves nothing behind: waiters only observe a
+/// and a cancelled <see cref="SpawnedProcess.WaitForExitAsync(CancellationToken)"/> leaves nothing behind: waiters only observe a
 /// task, the registration belongs to the process and ends when it is reaped.
 /// </summary>
 /// <remarks>
@@ -23,7 +23,7 @@ internal sealed unsafe class ExitWatcher
     private static readonly Lazy<ExitWatcher?> s_instance = new(Start, LazyThreadSafetyMode.ExecutionAndPublication);
 
     private readonly int _epollFd;
-    private readonly ConcurrentDictionary<ulong, SpawnedProcess> _watched = new();
+    private readonly ConcurrentDictionary<ulong, object> _watched = new(); // SpawnedProcess or PipeEndStream
     private long _lastKey;
 
     private ExitWatcher(int epollFd)
@@ -34,7 +34,7 @@ internal sealed unsafe class ExitWatcher
     /// <summary>The watcher, or null when epoll is not available (then processes are polled).</summary>
     public static ExitWatcher? Instance => s_instance.Value;
 
-    /// <summary>The number of processes currently registered (for tests and diagnostics).</summary>
+    /// <summary>The number of processes and pipe waits currently registered (for tests and diagnostics).</summary>
     public int WatchedCount => _watched.Count;
 
     private static ExitWatcher? Start()
@@ -116,6 +116,35 @@ internal sealed unsafe class ExitWatcher
         }
     }
 
+    /// <summary>
+    /// Arms a one-shot wait for <paramref name="events"/> on a pipe end: EPOLL_CTL_ADD the first time
+    /// (<paramref name="added"/> false), EPOLL_CTL_MOD afterwards. The caller holds a reference on the descriptor.
+    /// </summary>
+    public bool TryArm(PipeEndStream stream, int fd, uint events, ulong key, bool added, out int errno)
+    {
+        _watched[key] = stream;
+        byte* evt = stackalloc byte[16];
+        Interop.Sys.EpollEvent.Write(evt, events | Interop.Sys.EPOLLONESHOT, key);
+        int op = added ? Interop.Sys.EPOLL_CTL_MOD : Interop.Sys.EPOLL_CTL_ADD;
+        if (Interop.Sys.EpollCtl(_epollFd, op, fd, evt) == 0)
+        {
+            errno = 0;
+            return true;
+        }
+
+        errno = Marshal.GetLastPInvokeError();
+        _watched.TryRemove(key, out _);
+        return false;
+    }
+
+    /// <summary>Removes a pipe end from the epoll set (before it is closed); the caller holds a reference on it.</summary>
+    public void Disarm(int fd, ulong key)
+    {
+        _watched.TryRemove(key, out _);
+        byte* evt = stackalloc byte[16];
+        _ = Interop.Sys.EpollCtl(_epollFd, Interop.Sys.EPOLL_CTL_DEL, fd, evt);
+    }
+
     private void Run()
     {
         int eventSize = Interop.Sys.EpollEvent.Size;
@@ -137,9 +166,16 @@ internal sealed unsafe class ExitWatcher
             for (int i = 0; i < count; i++)
             {
                 ulong key = Interop.Sys.EpollEvent.ReadData(events + (i * eventSize));
-                if (_watched.TryRemove(key, out SpawnedProcess? process))
+                if (_watched.TryRemove(key, out object? target))
                 {
-                    process.OnExitObserved();
+                    if (target is SpawnedProcess process)
+                    {
+                        process.OnExitObserved();
+                    }
+                    else
+                    {
+                        ((PipeEndStream)target).OnReady();
+                    }
                 }
             }
         }

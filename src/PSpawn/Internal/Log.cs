@@ -48,4 +48,8 @@ internal static partial class Log
     [LoggerMessage(EventId = 11, EventName = "ExitWatchUnavailable", Level = LogLevel.Debug,
         Message = "Process {Pid} ({Path}) cannot be watched through a pidfd ({Error}); polling for its exit instead")]
     public static partial void ExitWatchUnavailable(ILogger logger, string path, int pid, string error);
+
+    [LoggerMessage(EventId = 12, EventName = "LineCallbackFailed", Level = LogLevel.Warning,
+        Message = "Delivering the standard {Stream} lines of process {Pid} ({Path}) failed")]
+    public static partial void LineCallbackFailed(ILogger logger, string path, int pid, string stream, Exception exception);
 }

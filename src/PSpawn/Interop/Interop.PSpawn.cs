@@ -61,6 +61,62 @@ internal static partial class Interop
         [LibraryImport(LibraryName, EntryPoint = "pspawn_ne", SetLastError = true)]
         internal static partial int SpawnNE(int* pids, int* errors, Context* ctx, int nspawns, byte** argv, byte** envp);
 
+        /// <summary>The size of a glibc cpu_set_t (CPU_SETSIZE = 1024 bits).</summary>
+        internal const int CpuSetBytes = 128;
+
+        /// <summary>The number of CPUs a cpu_set_t can name.</summary>
+        internal const int CpuSetSize = 1024;
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_nx", SetLastError = true)]
+        internal static partial int SpawnNX(int* pids, int* errors, int* stdioFds, Context* ctx, int nspawns, byte** argv, byte** envp, IntPtr attr);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_create", SetLastError = true)]
+        internal static partial int AttrCreate(IntPtr* attr);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_destroy")]
+        internal static partial void AttrDestroy(IntPtr attr);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_stdio_inherit", SetLastError = true)]
+        internal static partial int AttrStdioInherit(IntPtr attr, int fd);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_stdio_null", SetLastError = true)]
+        internal static partial int AttrStdioNull(IntPtr attr, int fd);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_stdio_file", SetLastError = true)]
+        internal static partial int AttrStdioFile(IntPtr attr, int fd, byte* path, int oflags, uint mode);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_stdio_fd", SetLastError = true)]
+        internal static partial int AttrStdioFd(IntPtr attr, int fd, int callerFd);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_stdio_pipe", SetLastError = true)]
+        internal static partial int AttrStdioPipe(IntPtr attr, int fd);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_set_cwd", SetLastError = true)]
+        internal static partial int AttrSetCwd(IntPtr attr, byte* dir);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_set_umask", SetLastError = true)]
+        internal static partial int AttrSetUmask(IntPtr attr, uint mask);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_set_process_group", SetLastError = true)]
+        internal static partial int AttrSetProcessGroup(IntPtr attr, int pgid);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_set_new_session", SetLastError = true)]
+        internal static partial int AttrSetNewSession(IntPtr attr);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_add_rlimit", SetLastError = true)]
+        internal static partial int AttrAddRlimit(IntPtr attr, int resource, ulong soft, ulong hard);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_set_parent_death_signal", SetLastError = true)]
+        internal static partial int AttrSetParentDeathSignal(IntPtr attr, int signal);
+
+        /// <summary>pspawn_attr_set_cpus; <paramref name="set"/> is one cpu_set_t (<see cref="CpuSetBytes"/> bytes).</summary>
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_set_cpus", SetLastError = true)]
+        internal static partial int AttrSetCpus(IntPtr attr, byte* set);
+
+        /// <summary>pspawn_attr_set_cpus_per_instance; <paramref name="sets"/> is <paramref name="count"/> cpu_set_t.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_set_cpus_per_instance", SetLastError = true)]
+        internal static partial int AttrSetCpusPerInstance(IntPtr attr, byte* sets, int count);
+
         [LibraryImport(LibraryName, EntryPoint = "pspawn_waitpid", SetLastError = true)]
         internal static partial int WaitPid(Context* ctx, int pid, int* wstatus, int options);
 

@@ -54,6 +54,53 @@ internal static partial class Interop
             }
         }
 
+        internal const int EAGAIN = 11;
+        internal const int EPOLL_CTL_MOD = 3;
+        internal const uint EPOLLOUT = 0x004;
+
+        internal const int F_GETFL = 3;
+        internal const int F_SETFL = 4;
+        internal const int O_NONBLOCK = 0x800;
+
+        // open(2) flags (the generic Linux values, used by x86-64, arm64 and most others).
+        internal const int O_RDONLY = 0;
+        internal const int O_WRONLY = 1;
+        internal const int O_RDWR = 2;
+        internal const int O_CREAT = 0x40;
+        internal const int O_EXCL = 0x80;
+        internal const int O_TRUNC = 0x200;
+        internal const int O_APPEND = 0x400;
+
+        internal const short POLLIN = 0x001;
+        internal const short POLLOUT = 0x004;
+
+        /// <summary>struct pollfd.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct PollFd
+        {
+            public int Fd;
+            public short Events;
+            public short Revents;
+        }
+
+        [LibraryImport(LibC, EntryPoint = "fcntl", SetLastError = true)]
+        internal static partial int Fcntl(int fd, int command, int argument);
+
+        [LibraryImport(LibC, EntryPoint = "read", SetLastError = true)]
+        internal static partial nint Read(int fd, byte* buffer, nuint count);
+
+        [LibraryImport(LibC, EntryPoint = "write", SetLastError = true)]
+        internal static partial nint Write(int fd, byte* buffer, nuint count);
+
+        [LibraryImport(LibC, EntryPoint = "poll", SetLastError = true)]
+        internal static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
+
+        [LibraryImport(LibC, EntryPoint = "getpgid", SetLastError = true)]
+        internal static partial int GetPgid(int pid);
+
+        [LibraryImport(LibC, EntryPoint = "getpgrp")]
+        internal static partial int GetPgrp();
+
         [LibraryImport(LibC, EntryPoint = "close", SetLastError = true)]
         internal static partial int Close(int fd);
 

@@ -40,6 +40,19 @@ public sealed class ReportOutput
         return new ReportOutput(document.RootElement.Clone());
     }
 
+    /// <summary>Parses the JSON the fixture wrote to its standard output (without --report-out).</summary>
+    public static ReportOutput Parse(string json)
+    {
+        using var document = JsonDocument.Parse(json);
+        return new ReportOutput(document.RootElement.Clone());
+    }
+
+    public int Number(string name) => Root.GetProperty(name).GetInt32();
+
+    public string Text(string name) => Root.GetProperty(name).GetString()!;
+
+    public int[] Numbers(string name) => Root.GetProperty(name).EnumerateArray().Select(e => e.GetInt32()).ToArray();
+
     private static string[] Strings(JsonElement root, string name) =>
         root.GetProperty(name).EnumerateArray()
             .Select(e => Encoding.UTF8.GetString(Convert.FromHexString(e.GetString()!)))
