@@ -13,6 +13,7 @@
  *
  * Error numbers of pspawn_context_create / pspawn_context_create_ex:
  *   ENOENT      the executable does not exist
+ *   ENAMETOOLONG  the path is PATH_MAX bytes or longer
  *   EACCES      not a regular file, or not executable by the caller
  *   ENOEXEC     not an ELF executable for this machine (empty file, script, wrong arch)
  *   ENOTSUP     statically linked: LD_PRELOAD would be ignored            (fallback-able)
@@ -27,7 +28,8 @@
  *
  * Error numbers of pspawn / pspawn_n / pspawn_e / pspawn_ne:
  *   E2BIG       argv + environment do not fit the shared buffer (or exceed ARG_MAX)
- *   EINVAL      bad argument (NULL argv, argv[0] missing, nspawns < 0, destroyed context)
+ *   EINVAL      bad argument (NULL argv, argv[0] missing, nspawns < 0 or > PSPAWN_MAX_SPAWNS,
+ *               destroyed context)
  *   EPIPE       the proxy is dead (the context is broken; destroy it)
  *   ETIMEDOUT   the proxy did not answer within the request timeout (it is killed; the
  *               context is broken)
@@ -73,6 +75,9 @@ PSPAWN_API void pspawn_context_destroy(pspawn_context_t *ctx);
 /* Spawn one instance with `argv` (execve convention: argv[0] is the program name,
  * NULL-terminated) and the caller's current environment. Returns the child's pid. */
 PSPAWN_API pid_t pspawn(pspawn_context_t *ctx, char *const argv[]);
+
+/* The most instances one call may ask for (larger counts are EINVAL). */
+#define PSPAWN_MAX_SPAWNS (1 << 20)
 
 /* Spawn `nspawns` instances with the same argv, in one request to the proxy.
  * Fills pids[0..nspawns-1] (-1 for an instance that did not start) and returns the

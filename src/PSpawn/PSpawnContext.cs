@@ -256,7 +256,7 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
         SpawnCore(1, arguments, options)[0];
 
     /// <summary>Spawns <paramref name="count"/> instances with the same arguments, in one request to the proxy.</summary>
-    /// <param name="count">How many; 0 returns an empty list.</param>
+    /// <param name="count">How many, from 0 (an empty list) to <see cref="MaxSpawnCount"/>.</param>
     /// <param name="arguments">The arguments, without argv[0].</param>
     /// <param name="options">Options; null takes <see cref="SpawnOptions.Default"/>.</param>
     /// <returns>The new processes, in the order they were started.</returns>
@@ -269,8 +269,12 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
     public IReadOnlyList<SpawnedProcess> SpawnN(int count, IReadOnlyList<string> arguments, SpawnOptions? options = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(count, MaxSpawnCount);
         return SpawnCore(count, arguments, options);
     }
+
+    /// <summary>The most instances one <see cref="SpawnN"/> call may ask for (1,048,576, as the native core).</summary>
+    public const int MaxSpawnCount = 1 << 20;
 
     private unsafe SpawnedProcess[] SpawnCore(int count, IReadOnlyList<string> arguments, SpawnOptions? options)
     {

@@ -316,6 +316,7 @@ static void bad_arguments(void)
     CHECK(pspawn(&ctx, NULL) == -1 && errno == EINVAL);
     CHECK(pspawn(&ctx, no_argv0) == -1 && errno == EINVAL);
     CHECK(pspawn_n(pids, &ctx, -1, argv) == -1 && errno == EINVAL);
+    CHECK(pspawn_n(pids, &ctx, PSPAWN_MAX_SPAWNS + 1, argv) == -1 && errno == EINVAL);
     CHECK(pspawn_n(NULL, &ctx, 1, argv) == -1 && errno == EINVAL);
     CHECK(pspawn(NULL, argv) == -1 && errno == EINVAL);
     CHECK(pspawn_context_create(NULL, fixture("noop"), -1) == -1 && errno == EINVAL);

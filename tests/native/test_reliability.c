@@ -292,6 +292,18 @@ static void bad_input(void)
     errno = 0;
     CHECK(pspawn_context_create(&ctx, long_path, -1) == -1 && errno == ENAMETOOLONG);
     free(long_path);
+    /* Long but made of missing directories: still "too long", not "missing". */
+    char *deep = malloc(PATH_MAX + 300);
+    size_t at = 0;
+    while (at < PATH_MAX + 50) {
+        deep[at++] = '/';
+        memset(deep + at, 'd', 200);
+        at += 200;
+    }
+    deep[at] = '\0';
+    errno = 0;
+    CHECK(pspawn_context_create(&ctx, deep, -1) == -1 && errno == ENAMETOOLONG);
+    free(deep);
     char file_as_dir[4200];
     snprintf(file_as_dir, sizeof(file_as_dir), "%s/", fixture("noop"));
     CHECK(pspawn_context_create(&ctx, file_as_dir, -1) == -1 && errno == ENOENT);

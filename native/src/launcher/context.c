@@ -1,5 +1,6 @@
 /* Context lifetime: checks, mode selection, proxy start, fallback. */
 #include <errno.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -93,6 +94,10 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
         return -1;
     }
     ctx->impl = NULL;
+    if (strnlen(path, PATH_MAX) >= PATH_MAX) { /* realpath would say ENOENT for a long missing path */
+        errno = ENAMETOOLONG;
+        return -1;
+    }
     struct pspawn_impl *impl = calloc(1, sizeof(*impl));
     if (impl == NULL || (impl->path = realpath(path, NULL)) == NULL) {
         int err = impl == NULL ? ENOMEM : (errno == ENOTDIR ? ENOENT : errno);

@@ -137,6 +137,7 @@ static int spawn_many(pid_t *pids, int *errors, int *stdio_fds, pspawn_context_t
                       char *const argv[], char *const envp[], const pspawn_attr_t *attr)
 {
     if (ctx == NULL || ctx->impl == NULL || pids == NULL || argv == NULL || argv[0] == NULL || n < 0 ||
+        n > PSPAWN_MAX_SPAWNS ||
         (stdio_fds == NULL && psp_attr_pipe_count(attr) > 0)) {
         errno = EINVAL;
         return -1;

@@ -80,6 +80,8 @@ internal static class ErrorMapper
                 $"The proxy library ({proxyLibrary ?? NativeLibraryResolver.ProxyFileName + " beside libpspawn.so"}) could not be found or read: {what}. Set {NativeLibraryResolver.DirectoryVariable} to the directory holding libpspawn.so and libpspawn_proxy.so.", errno, path, inner),
             Errno.EINVAL => new PSpawnArgumentException(
                 $"The native core rejected an argument of the context for '{path}' (is the CPU core in range and allowed for this process?): {what}.", null, errno, path, inner),
+            Errno.ENAMETOOLONG => new PSpawnArgumentException(
+                $"Cannot create a PSpawn context: the path '{path}' is too long: {what}.", nameof(path), errno, path, inner),
             _ => new PSpawnException($"Cannot create a PSpawn context for '{path}': {what}.", errno, path, inner),
         };
     }
