@@ -99,13 +99,18 @@ public sealed class SpawnedProcess : IDisposable
     /// <summary>Waits until the process exits.</summary>
     /// <exception cref="PSpawnException">The exit status could not be collected (for example because other code
     /// reaped the process with waitpid(-1)).</exception>
-    public void WaitForExit() => Completion.GetAwaiter().GetResult();
+    public void WaitForExit()
+    {
+        BlockUntilExited(Timeout.Infinite);
+        Completion.GetAwaiter().GetResult();
+    }
 
     /// <summary>Waits until the process exits or <paramref name="timeout"/> elapses.</summary>
     /// <param name="timeout">How long to wait; <see cref="Timeout.InfiniteTimeSpan"/> waits forever.</param>
     /// <returns>True if the process exited, false on time-out.</returns>
     public bool WaitForExit(TimeSpan timeout)
     {
+        BlockUntilExited(timeout == Timeout.InfiniteTimeSpan ? Timeout.Infinite : (int)Math.Clamp(timeout.TotalMilliseconds, 0, int.MaxValue));
         Task task = Completion;
         try
         {
@@ -479,6 +484,46 @@ public sealed class SpawnedProcess : IDisposable
         }
 
         _ = PollForExitAsync();
+    }
+
+    /// <summary>
+    /// Blocks in poll(2) on the pidfd until the process has exited (or the timeout passes), then reaps it here if
+    /// the watcher thread has not yet. A task wait would spin before blocking, which costs the launcher CPU for
+    /// every child that lives longer than the spin; a blocking poll costs one system call.
+    /// </summary>
+    private unsafe void BlockUntilExited(int timeoutMs)
+    {
+        PidFdHandle? pidfd = Volatile.Read(ref _pidfd);
+        if (pidfd is null || TryReap())
+        {
+            return;
+        }
+
+        bool added = false;
+        try
+        {
+            pidfd.DangerousAddRef(ref added);
+            var pollFd = new Interop.Sys.PollFd { Fd = (int)pidfd.DangerousGetHandle(), Events = Interop.Sys.POLLIN };
+            int result;
+            do
+            {
+                result = Interop.Sys.Poll(&pollFd, 1, timeoutMs);
+            }
+            while (result < 0 && Marshal.GetLastPInvokeError() == Interop.Sys.EINTR);
+        }
+        catch (ObjectDisposedException)
+        {
+            return; // closed because the process was reaped meanwhile
+        }
+        finally
+        {
+            if (added)
+            {
+                pidfd.DangerousRelease();
+            }
+        }
+
+        _ = TryReap(); // in relay mode the status may lag the exit: the task wait below covers that
     }
 
     /// <summary>Called by the watcher thread when the pidfd became readable.</summary>
