@@ -45,6 +45,8 @@ public sealed class ReliabilitySoakTests(ITestOutputHelper output)
         string proxyPid = proxy.ToString(CultureInfo.InvariantCulture);
 
         Sample? baseline = null;
+
+        int baselinePoolThreads = 0;
         var samples = new List<Sample>();
         int maxThreads = 0;
         int spawned = 0;
@@ -75,6 +77,7 @@ public sealed class ReliabilitySoakTests(ITestOutputHelper output)
                 if (batch == warmUpBatches - 1)
                 {
                     baseline = sample;
+                    baselinePoolThreads = ThreadPool.ThreadCount;
                 }
             }
         }
@@ -112,9 +115,12 @@ public sealed class ReliabilitySoakTests(ITestOutputHelper output)
         Assert.Empty(zombies);
         Assert.True(settled.Fds <= warm.Fds, $"descriptors grew: {warm.Fds} -> {settled.Fds}");
 
-        // A per-spawn thread leak would show thousands; the thread pool may add or retire a few.
-        Assert.True(settled.Threads <= warm.Threads + 8, $"threads grew: {warm.Threads} -> {settled.Threads}");
-        Assert.True(maxThreads <= warm.Threads + 24, $"threads peaked at {maxThreads} (baseline {warm.Threads})");
+        // A per-spawn thread leak would show thousands. The thread pool adds workers under load (its threads
+        // retire only after ~20 s idle), so threads outside the pool are what must stay flat.
+        int poolGrowth = Math.Max(0, ThreadPool.ThreadCount - baselinePoolThreads);
+        Assert.True(settled.Threads - poolGrowth <= warm.Threads + 4,
+            $"threads outside the thread pool grew: {warm.Threads} -> {settled.Threads} (the pool grew by {poolGrowth})");
+        Assert.True(maxThreads <= warm.Threads + 64, $"threads peaked at {maxThreads} (baseline {warm.Threads})");
 
         // Generous bounds: the runtime's heaps move; a leak of ~1 kB per spawn would exceed them at 100,000.
         Assert.True(settled.ManagedBytes <= warm.ManagedBytes + (16L << 20), $"managed heap grew: {warm.ManagedBytes} -> {settled.ManagedBytes} bytes");
