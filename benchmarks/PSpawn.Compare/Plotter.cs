@@ -61,34 +61,8 @@ internal static class Plotter
     {
         var plot = new Plot();
         string[] targets = [.. r.Targets.Select(Path.GetFileName).OfType<string>()];
-        var palette = new ScottPlot.Palettes.Category10();
-        var allY = new List<double>();
-        foreach (string method in r.Methods)
-        {
-            var xs = new List<double>();
-            var ys = new List<double>();
-            for (int i = 0; i < targets.Length; i++)
-            {
-                var s = r.StatOf(r.Main, targets[i], method, Metric.PerSec);
-                if (!s.IsEmpty && s.Median > 0)
-                {
-                    xs.Add(i);
-                    ys.Add(Math.Log10(s.Median));
-                }
-            }
-
-            if (xs.Count == 0)
-            {
-                continue;
-            }
-
-            allY.AddRange(ys);
-            var sc = plot.Add.Scatter(xs.ToArray(), ys.ToArray(), palette.GetColor(r.Methods.ToList().IndexOf(method)));
-            sc.LegendText = $"{method} ({RunResults.ViaOf(method)})";
-            sc.MarkerSize = 8;
-            sc.LineWidth = method is "SpawnN" or "pspawn_n" ? 3 : 1.5f;
-        }
-
+        List<double> allY = AddMethodLines(plot, r, method =>
+            targets.Select((target, i) => ((double)i, r.StatOf(r.Main, target, method, Metric.PerSec))));
         LogY(plot, allY);
         plot.Axes.Bottom.SetTicks([.. Enumerable.Range(0, targets.Length).Select(i => (double)i)], targets);
         plot.Axes.SetLimitsX(-0.3, targets.Length - 0.7);
@@ -106,40 +80,39 @@ internal static class Plotter
         }
 
         var plot = new Plot();
-        var palette = new ScottPlot.Palettes.Category10();
-        var allY = new List<double>();
         int[] ns = [.. r.Scaling.Select(m => m.N).Distinct().Order()];
-        foreach (string method in r.Methods)
-        {
-            var xs = new List<double>();
-            var ys = new List<double>();
-            foreach (int n in ns)
-            {
-                var s = r.StatOf(r.Scaling, r.Scaling[0].Target, method, Metric.PerSec, n);
-                if (!s.IsEmpty && s.Median > 0)
-                {
-                    xs.Add(Math.Log10(n));
-                    ys.Add(Math.Log10(s.Median));
-                }
-            }
-
-            if (xs.Count == 0)
-            {
-                continue;
-            }
-
-            allY.AddRange(ys);
-            var sc = plot.Add.Scatter(xs.ToArray(), ys.ToArray(), palette.GetColor(r.Methods.ToList().IndexOf(method)));
-            sc.LegendText = $"{method} ({RunResults.ViaOf(method)})";
-            sc.MarkerSize = 8;
-            sc.LineWidth = method is "SpawnN" or "pspawn_n" ? 3 : 1.5f;
-        }
-
+        List<double> allY = AddMethodLines(plot, r, method =>
+            ns.Select(n => (Math.Log10(n), r.StatOf(r.Scaling, r.Scaling[0].Target, method, Metric.PerSec, n))));
         LogY(plot, allY);
         plot.Axes.Bottom.SetTicks([.. ns.Select(n => Math.Log10(n))], [.. ns.Select(n => n.ToString(Inv))]);
         plot.Title($"Throughput against N ({r.ScalingTarget}; medians)");
         plot.YLabel("spawned and reaped per second (log)");
         plot.XLabel("N, instances per measurement (log)");
         return plot;
+    }
+
+    /// <summary>One line per method through its (x, median) points, y on a log scale; returns every y drawn.</summary>
+    private static List<double> AddMethodLines(Plot plot, RunResults r, Func<string, IEnumerable<(double X, Stat Stat)>> pointsOf)
+    {
+        var palette = new ScottPlot.Palettes.Category10();
+        var methods = r.Methods.ToList();
+        var allY = new List<double>();
+        foreach (string method in methods)
+        {
+            var points = pointsOf(method).Where(p => !p.Stat.IsEmpty && p.Stat.Median > 0).ToList();
+            if (points.Count == 0)
+            {
+                continue;
+            }
+
+            double[] ys = [.. points.Select(p => Math.Log10(p.Stat.Median))];
+            allY.AddRange(ys);
+            var sc = plot.Add.Scatter([.. points.Select(p => p.X)], ys, palette.GetColor(methods.IndexOf(method)));
+            sc.LegendText = $"{method} ({RunResults.ViaOf(method)})";
+            sc.MarkerSize = 8;
+            sc.LineWidth = method is "SpawnN" or "pspawn_n" ? 3 : 1.5f;
+        }
+
+        return allY;
     }
 }
