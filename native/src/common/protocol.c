@@ -126,7 +126,7 @@ int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, stru
 
     if (data_offset < sizeof(*shared) || data_offset > mapped_size)
         return EINVAL;
-    if (req.count == 0 || req.count > (1u << 20) || req.argc == 0 || req.argc > (1u << 24) ||
+    if (req.count == 0 || req.count > PSP_MAX_COUNT || req.argc == 0 || req.argc > (1u << 24) ||
         req.envc > (1u << 24) || (req.flags & ~PSP_REQ_OPTIONS) != 0)
         return EINVAL;
     if (req.results_offset % sizeof(int32_t) != 0 || req.errors_offset % sizeof(int32_t) != 0 ||

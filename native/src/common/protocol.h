@@ -27,6 +27,11 @@
 #define PSP_CONFIG_RELAY 0x1u
 #define PSP_CONFIG_PREFAULT 0x2u
 
+/* Instances one request may carry (= PSPAWN_MAX_SPAWNS, the most one call may ask for). */
+#define PSP_MAX_COUNT (1u << 20)
+/* Descriptors per SCM_RIGHTS message (the kernel's SCM_MAX_FD is 253). */
+#define PSP_MAX_FDS_PER_MESSAGE 250
+
 /* The doorbell is SIGRTMIN + this: clear of glibc's own real-time signals. */
 #define PSP_DOORBELL_OFFSET 5
 

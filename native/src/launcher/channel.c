@@ -42,13 +42,8 @@ static void drain_reply(struct psp_channel *ch)
     }
 }
 
-static bool proxy_exited(struct psp_channel *ch)
-{
-    struct pollfd p = {.fd = ch->proxy_pidfd, .events = POLLIN};
-    return poll(&p, 1, 0) > 0;
-}
-
-/* Kill an unresponsive proxy and wait until it is gone, so that `progress` is final. */
+/* Kill a dead or unresponsive proxy and wait until it is gone, so that `progress` is
+ * final (on one that is already dead, this returns at once). */
 static void kill_proxy(struct psp_channel *ch)
 {
     syscall(SYS_pidfd_send_signal, ch->proxy_pidfd, SIGKILL, NULL, 0);
@@ -71,10 +66,8 @@ static int await_reply(struct psp_channel *ch, uint64_t seq)
             deadline = psp_now_ms() + timeout;
         }
         int64_t left = deadline - psp_now_ms();
-        if (left <= 0) {
-            kill_proxy(ch);
+        if (left <= 0)
             return ETIMEDOUT;
-        }
         struct pollfd fds[2] = {{.fd = ch->reply_fd, .events = POLLIN}, {.fd = ch->proxy_pidfd, .events = POLLIN}};
         int n = poll(fds, 2, (int)(left < 1000 ? left : 1000));
         if (n < 0 && errno != EINTR)
@@ -119,8 +112,8 @@ static void plan_layout(const struct psp_channel *ch, size_t string_bytes, size_
     if (out->arrays_offset + 2 * sizeof(int32_t) > ch->size)
         return;
     uint64_t fit = (ch->size - out->arrays_offset) / (2 * sizeof(int32_t));
-    if (fit > (1u << 20))
-        fit = 1u << 20;
+    if (fit > PSP_MAX_COUNT)
+        fit = PSP_MAX_COUNT;
     if (piped && fit > PSP_MAX_PIPED_BATCH)
         fit = PSP_MAX_PIPED_BATCH;
     out->capacity = (int)fit;
@@ -141,21 +134,20 @@ static int round_trip(struct psp_channel *ch, const struct psp_request *request)
         err = await_reply(ch, seq);
     if (err != 0) {
         ch->broken = true;
-        if (!proxy_exited(ch))
-            kill_proxy(ch);
+        kill_proxy(ch);
     }
     return err;
 }
 
-/* Sends `count` descriptors to the proxy, at most 250 per message (SCM_MAX_FD). */
+/* Sends `count` descriptors to the proxy, PSP_MAX_FDS_PER_MESSAGE per message. */
 static int send_fds(struct psp_channel *ch, const int *fds, int count)
 {
     for (int sent = 0; sent < count;) {
-        int n = count - sent < 250 ? count - sent : 250;
+        int n = count - sent < PSP_MAX_FDS_PER_MESSAGE ? count - sent : PSP_MAX_FDS_PER_MESSAGE;
         char byte = 0;
         struct iovec iov = {.iov_base = &byte, .iov_len = 1};
         union {
-            char buf[CMSG_SPACE(250 * sizeof(int))];
+            char buf[CMSG_SPACE(PSP_MAX_FDS_PER_MESSAGE * sizeof(int))];
             struct cmsghdr align;
         } control;
         memset(&control, 0, sizeof(control));

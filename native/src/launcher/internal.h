@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <spawn.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +18,8 @@
 #define PSP_DEFAULT_BUFFER_SIZE (4u << 20)
 #define PSP_MIN_BUFFER_SIZE (64u << 10)
 #define PSP_RELAY_CAPACITY 4096u
+
+_Static_assert(PSPAWN_MAX_SPAWNS == PSP_MAX_COUNT, "one call's limit is one request's limit");
 
 struct psp_attr_stdio {
     int kind; /* enum psp_stdio_kind */
@@ -91,6 +94,9 @@ int psp_channel_ping(struct psp_channel *ch);
 void psp_channel_ring(struct psp_channel *ch);
 
 /* spawn.c */
+/* Every signal default and none blocked in the child, as after exec from a clean
+ * process; returns the flags to set. */
+short psp_spawnattr_default_signals(posix_spawnattr_t *sa);
 int psp_fallback_spawn(struct pspawn_impl *impl, char *const argv[], char *const envp[],
                        int count, const pspawn_attr_t *attr, pid_t *pids, int *errors, int *stdio_fds);
 

@@ -172,12 +172,7 @@ static int spawn_proxy(struct psp_channel *ch, const char *path, int proxy_socke
     if ((err = posix_spawnattr_init(&sa)) != 0)
         goto out;
     sa_ok = true;
-    sigset_t all, none;
-    sigfillset(&all);
-    sigemptyset(&none);
-    posix_spawnattr_setsigdefault(&sa, &all);
-    posix_spawnattr_setsigmask(&sa, &none);
-    posix_spawnattr_setflags(&sa, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    posix_spawnattr_setflags(&sa, psp_spawnattr_default_signals(&sa));
 
     char *const argv[] = {(char *)path, NULL};
     err = posix_spawn(&ch->proxy_pid, path, &fa, &sa, argv, env);

@@ -12,6 +12,16 @@
 
 extern char **environ;
 
+short psp_spawnattr_default_signals(posix_spawnattr_t *sa)
+{
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    posix_spawnattr_setsigdefault(sa, &all);
+    posix_spawnattr_setsigmask(sa, &none);
+    return POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+}
+
 /* Adds the options posix_spawn can express; ENOTSUP for those it cannot (umask,
  * resource limits, parent-death signal). Pipe ends for the child go to child_fds. */
 static int add_options(posix_spawn_file_actions_t *fa, posix_spawnattr_t *sa, short *flags,
@@ -87,12 +97,7 @@ static int fallback_spawn_one(struct pspawn_impl *impl, char *const argv[], char
         posix_spawn_file_actions_destroy(&fa);
         return err;
     }
-    sigset_t all, none;
-    sigfillset(&all);
-    sigemptyset(&none);
-    posix_spawnattr_setsigdefault(&sa, &all);
-    posix_spawnattr_setsigmask(&sa, &none);
-    short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+    short flags = psp_spawnattr_default_signals(&sa);
     if (attr != NULL)
         err = add_options(&fa, &sa, &flags, attr, stdio_fds, child_fds);
     if (err == 0)

@@ -6,8 +6,6 @@
 
 #include "proxy/proxy.h"
 
-#define MAX_PER_MESSAGE 250 /* the launcher sends at most this many (SCM_MAX_FD is 253) */
-
 /* Receives one message; keeps up to `capacity - *got` descriptors in fds[*got...] and
  * closes any beyond that. Returns the recvmsg result, or -1 on a truncated message. */
 static ssize_t receive_message(int flags, int *fds, uint32_t capacity, uint32_t *got)
@@ -15,7 +13,7 @@ static ssize_t receive_message(int flags, int *fds, uint32_t capacity, uint32_t 
     char byte;
     struct iovec iov = {.iov_base = &byte, .iov_len = 1};
     union {
-        char buf[CMSG_SPACE(MAX_PER_MESSAGE * sizeof(int))];
+        char buf[CMSG_SPACE(PSP_MAX_FDS_PER_MESSAGE * sizeof(int))];
         struct cmsghdr align;
     } control;
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
