@@ -259,6 +259,17 @@ int count_zombie_children(void)
     return n;
 }
 
+long proc_status_field(pid_t pid, const char *field)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    char *status = read_file(path);
+    const char *line = status ? strstr(status, field) : NULL;
+    long value = line ? strtol(line + strlen(field), NULL, 10) : -1;
+    free(status);
+    return value;
+}
+
 bool process_alive(pid_t pid)
 {
     char state = proc_state(pid, NULL);

@@ -64,6 +64,8 @@ void free_strings(char **list, size_t count);
 /* Open descriptors of this process; zombie children of this process. */
 int count_open_fds(void);
 int count_zombie_children(void);
+/* A decimal field of /proc/<pid>/status ("VmRSS:", "Threads:"), or -1. */
+long proc_status_field(pid_t pid, const char *field);
 /* True if /proc/<pid> exists and is not a zombie. */
 bool process_alive(pid_t pid);
 

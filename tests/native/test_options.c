@@ -447,15 +447,6 @@ static void parent_death_signal(void)
     pspawn_context_destroy(&thread_ctx);
 }
 
-static long rss_kb(void)
-{
-    char *status = read_file("/proc/self/status");
-    const char *line = strstr(status, "VmRSS:");
-    long kb = line ? strtol(line + 6, NULL, 10) : -1;
-    free(status);
-    return kb;
-}
-
 static void ten_thousand_piped_spawns_flat(void)
 {
     pspawn_context_t ctx;
@@ -475,11 +466,11 @@ static void ten_thousand_piped_spawns_flat(void)
             CHECK(waitpid(pids[i], NULL, 0) == pids[i]);
         }
         if (round == 9)
-            rss_before = rss_kb(); /* after warm-up */
+            rss_before = proc_status_field(getpid(), "VmRSS:"); /* after warm-up */
     }
     CHECK_EQ_INT(count_open_fds(), fds_before);
     CHECK_EQ_INT(count_zombie_children(), 0);
-    long growth = rss_kb() - rss_before;
+    long growth = proc_status_field(getpid(), "VmRSS:") - rss_before;
 #ifdef __SANITIZE_ADDRESS__
     growth = 0; /* ASan's quarantine keeps freed memory resident: RSS says nothing there */
 #endif

@@ -168,17 +168,6 @@ static void executable_replaced(void)
     pspawn_context_destroy(&ctx);
 }
 
-static long status_field(pid_t pid, const char *field)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    char *status = read_file(path);
-    const char *line = status ? strstr(status, field) : NULL;
-    long value = line ? strtol(line + strlen(field), NULL, 10) : -1;
-    free(status);
-    return value;
-}
-
 /* Every pid reaped exactly once with its own status; the launcher's descriptors,
  * threads and memory and the proxy's memory flat. PSPAWN_SOAK sets the count. */
 static void soak(void)
@@ -189,7 +178,7 @@ static void soak(void)
     CHECK(pspawn_context_create(&ctx, fixture("report"), -1) == 0);
     pid_t proxy = pspawn_context_proxy_pid(&ctx);
     int fds0 = count_open_fds();
-    long threads0 = status_field(getpid(), "Threads:");
+    long threads0 = proc_status_field(getpid(), "Threads:");
     long rss0 = 0, proxy_rss0 = 0;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -212,19 +201,19 @@ static void soak(void)
         }
         done += n;
         if (round == 3) {
-            rss0 = status_field(getpid(), "VmRSS:");
-            proxy_rss0 = status_field(proxy, "VmRSS:");
+            rss0 = proc_status_field(getpid(), "VmRSS:");
+            proxy_rss0 = proc_status_field(proxy, "VmRSS:");
         }
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    long rss1 = status_field(getpid(), "VmRSS:"), proxy_rss1 = status_field(proxy, "VmRSS:");
+    long rss1 = proc_status_field(getpid(), "VmRSS:"), proxy_rss1 = proc_status_field(proxy, "VmRSS:");
     fprintf(stderr,
             "soak: %d spawns in %.1f s; fds %d -> %d; threads %ld -> %ld; launcher RSS %ld -> %ld kB; "
             "proxy RSS %ld -> %ld kB\n",
             total, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, fds0,
-            count_open_fds(), threads0, status_field(getpid(), "Threads:"), rss0, rss1, proxy_rss0, proxy_rss1);
+            count_open_fds(), threads0, proc_status_field(getpid(), "Threads:"), rss0, rss1, proxy_rss0, proxy_rss1);
     CHECK_EQ_INT(count_open_fds(), fds0);
-    CHECK_EQ_INT(status_field(getpid(), "Threads:"), threads0);
+    CHECK_EQ_INT(proc_status_field(getpid(), "Threads:"), threads0);
 #ifndef __SANITIZE_ADDRESS__ /* ASan's quarantine keeps freed memory resident */
     CHECK(rss1 - rss0 < 2048);
 #endif
