@@ -491,7 +491,7 @@ public sealed class SpawnedProcess : IDisposable
     /// the watcher thread has not yet. A task wait would spin before blocking, which costs the launcher CPU for
     /// every child that lives longer than the spin; a blocking poll costs one system call.
     /// </summary>
-    private unsafe void BlockUntilExited(int timeoutMs)
+    private void BlockUntilExited(int timeoutMs)
     {
         PidFdHandle? pidfd = Volatile.Read(ref _pidfd);
         if (pidfd is null || TryReap())
@@ -499,28 +499,13 @@ public sealed class SpawnedProcess : IDisposable
             return;
         }
 
-        bool added = false;
         try
         {
-            pidfd.DangerousAddRef(ref added);
-            var pollFd = new Interop.Sys.PollFd { Fd = (int)pidfd.DangerousGetHandle(), Events = Interop.Sys.POLLIN };
-            int result;
-            do
-            {
-                result = Interop.Sys.Poll(&pollFd, 1, timeoutMs);
-            }
-            while (result < 0 && Marshal.GetLastPInvokeError() == Interop.Sys.EINTR);
+            HandlePoll.Wait(pidfd, Interop.Sys.POLLIN, timeoutMs);
         }
         catch (ObjectDisposedException)
         {
             return; // closed because the process was reaped meanwhile
-        }
-        finally
-        {
-            if (added)
-            {
-                pidfd.DangerousRelease();
-            }
         }
 
         _ = TryReap(); // in relay mode the status may lag the exit: the task wait below covers that

@@ -268,30 +268,7 @@ internal sealed class PipeEndStream : Stream
     }
 
     /// <summary>poll(2) on the descriptor; true when it is ready (or in error: the next call reports it).</summary>
-    private unsafe bool Poll(short events, int timeoutMs)
-    {
-        bool added = false;
-        try
-        {
-            _handle.DangerousAddRef(ref added);
-            var pollFd = new Interop.Sys.PollFd { Fd = (int)_handle.DangerousGetHandle(), Events = events };
-            int result;
-            do
-            {
-                result = Interop.Sys.Poll(&pollFd, 1, timeoutMs);
-            }
-            while (result < 0 && Marshal.GetLastPInvokeError() == Interop.Sys.EINTR);
-
-            return result != 0;
-        }
-        finally
-        {
-            if (added)
-            {
-                _handle.DangerousRelease();
-            }
-        }
-    }
+    private bool Poll(short events, int timeoutMs) => HandlePoll.Wait(_handle, events, timeoutMs);
 
     private async Task WaitReadyAsync(uint epollEvents, short pollEvents, CancellationToken cancellationToken)
     {
