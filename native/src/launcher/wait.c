@@ -27,10 +27,6 @@ static void futex_wait_ms(_Atomic uint32_t *word, uint32_t expected, int ms)
 static pid_t relay_wait(struct pspawn_impl *impl, pid_t pid, int *wstatus, int options)
 {
     struct psp_channel *ch = &impl->channel;
-    if (ch->shared == NULL) {
-        errno = ECHILD;
-        return -1;
-    }
     for (;;) {
         uint32_t generation = atomic_load(&ch->shared->relay_generation);
         struct psp_relay_slot *slot = find_slot(ch, pid);
