@@ -271,6 +271,34 @@ static void concurrency_watchdog(void)
     CHECK_EQ_INT(count_zombie_children(), 0);
 }
 
+/* The report fixture must never rename over a path that is not a regular file: as root
+ * that replaced /dev/null with a regular file on every machine that ran these tests. */
+static void report_out_keeps_special_files(void)
+{
+    char fifo[4200], option[4300];
+    snprintf(fifo, sizeof(fifo), "%s/out.fifo", temp_dir());
+    CHECK(mkfifo(fifo, 0600) == 0);
+    snprintf(option, sizeof(option), "--report-out=%s", fifo);
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create(&ctx, fixture("report"), -1) == 0);
+    char *argv[] = {"report", option, NULL};
+    pid_t pid = pspawn(&ctx, argv);
+    CHECK(pid > 0);
+    int fd = open(fifo, O_RDONLY | O_CLOEXEC); /* blocks until the child opens it */
+    CHECK(fd >= 0);
+    char buf[65536];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    CHECK(n > 0);
+    buf[n] = '\0';
+    CHECK(strstr(buf, "\"argv\"") != NULL);
+    int st = wait_child(pid, 10000);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    struct stat sb;
+    CHECK(lstat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode));
+    pspawn_context_destroy(&ctx);
+}
+
 static void bad_input(void)
 {
     pspawn_context_t ctx;
@@ -335,6 +363,7 @@ int main(int argc, char **argv)
         {"soak", soak},
         {"concurrency_watchdog", concurrency_watchdog},
         {"bad_input", bad_input},
+        {"report_out_keeps_special_files", report_out_keeps_special_files},
     };
     return run_tests(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }
