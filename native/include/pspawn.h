@@ -19,6 +19,9 @@
  *   ENOTSUP     statically linked: LD_PRELOAD would be ignored            (fallback-able)
  *   EPERM       set-uid or set-gid: the loader would drop LD_PRELOAD      (fallback-able)
  *   EDEADLK     the target's constructors started threads; forking it is unsafe (fallback-able)
+ *   ENOSYS      the executable does not start through glibc's __libc_start_main (its own
+ *               _start, -nostartfiles, Go): the proxy could not stop it before main, so it
+ *               is refused before any of its code runs                   (fallback-able)
  *   ETIMEDOUT   the proxy did not complete its start-up handshake in time (fallback-able)
  *   EPIPE       the proxy died during start-up                            (fallback-able)
  *   ELIBACC     libpspawn_proxy.so could not be found or read
@@ -30,7 +33,10 @@
  *   E2BIG       argv + environment do not fit the shared buffer (or exceed ARG_MAX)
  *   EINVAL      bad argument (NULL argv, argv[0] missing, nspawns < 0 or > PSPAWN_MAX_SPAWNS,
  *               destroyed context)
- *   EPIPE       the proxy is dead (the context is broken; destroy it)
+ *   EPIPE       the proxy died and could not be restarted (or max_restarts is used up)
+ *   EPERM       the calling process's credentials (uids, gids, groups) are not those it
+ *               had at pspawn_context_create: a proxy started with the old ones would give
+ *               children the old ones, so nothing is spawned (destroy and re-create)
  *   ETIMEDOUT   the proxy did not answer within the request timeout (it is killed; the
  *               context is broken)
  *   EAGAIN      relay mode: the exit-status table is full; or fork() failed with EAGAIN
@@ -106,6 +112,9 @@ typedef struct pspawn_context_attr {
                                   else the directory holding libpspawn.so */
     char *const *proxy_envp;   /* environment the proxy is exec'd with (what the loader and
                                   constructors see); NULL = the caller's environment */
+    int max_restarts;          /* a dead proxy is restarted on the next spawn, at most this
+                                  many times over the context's life; default 8, 0 = never,
+                                  -1 = no limit */
 } pspawn_context_attr_t;
 
 /* Fill `attr` with the defaults. Returns 0. */
@@ -131,6 +140,9 @@ PSPAWN_API int pspawn_context_fallback_reason(const pspawn_context_t *ctx);
 
 /* The proxy's pid, or -1 (fallback mode, or broken context). */
 PSPAWN_API pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx);
+
+/* How many times the context restarted a dead proxy (0 in fallback mode). */
+PSPAWN_API int pspawn_context_restarts(const pspawn_context_t *ctx);
 
 /* pspawn with an explicit environment (NULL-terminated; NULL = the caller's environ). */
 PSPAWN_API pid_t pspawn_e(pspawn_context_t *ctx, char *const argv[], char *const envp[]);

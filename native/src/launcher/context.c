@@ -21,6 +21,7 @@ int pspawn_context_attr_init(pspawn_context_attr_t *attr)
     attr->startup_timeout_ms = PSP_DEFAULT_STARTUP_TIMEOUT_MS;
     attr->request_timeout_ms = PSP_DEFAULT_REQUEST_TIMEOUT_MS;
     attr->buffer_size = PSP_DEFAULT_BUFFER_SIZE;
+    attr->max_restarts = PSP_DEFAULT_MAX_RESTARTS;
     return 0;
 }
 
@@ -156,6 +157,11 @@ pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx)
     if (ctx == NULL || ctx->impl == NULL || ctx->impl->mode == PSPAWN_MODE_FALLBACK || ctx->impl->channel.broken)
         return -1;
     return ctx->impl->channel.proxy_pid;
+}
+
+int pspawn_context_restarts(const pspawn_context_t *ctx)
+{
+    return ctx != NULL && ctx->impl != NULL ? ctx->impl->restarts : 0;
 }
 
 int pspawn_context_ping(pspawn_context_t *ctx)

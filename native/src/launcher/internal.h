@@ -18,6 +18,7 @@
 #define PSP_DEFAULT_BUFFER_SIZE (4u << 20)
 #define PSP_MIN_BUFFER_SIZE (64u << 10)
 #define PSP_RELAY_CAPACITY 4096u
+#define PSP_DEFAULT_MAX_RESTARTS 8
 
 _Static_assert(PSPAWN_MAX_SPAWNS == PSP_MAX_COUNT, "one call's limit is one request's limit");
 
@@ -70,6 +71,7 @@ struct pspawn_impl {
     pspawn_mode_t mode;
     int fallback_reason;
     int core;
+    int restarts;
     struct psp_channel channel;
 };
 

@@ -29,6 +29,8 @@ struct psp_proxy {
     size_t robust_len;
     sigset_t saved_mask;    /* the signal mask the target had when it reached main */
     char *library_path;     /* our own path, stripped from children's LD_PRELOAD */
+    int saved_dumpable;     /* PR_GET_DUMPABLE before the proxy made itself non-dumpable;
+                               children restore it right before main */
 };
 
 /* entry.c: the one proxy of this process. */

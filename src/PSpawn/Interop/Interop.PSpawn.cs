@@ -38,6 +38,7 @@ internal static partial class Interop
             public nuint BufferSize;
             public byte* ProxyLibrary;
             public byte** ProxyEnvp;
+            public int MaxRestarts;
         }
 
         [LibraryImport(LibraryName, EntryPoint = "pspawn_context_attr_init")]
@@ -57,6 +58,9 @@ internal static partial class Interop
 
         [LibraryImport(LibraryName, EntryPoint = "pspawn_context_proxy_pid")]
         internal static partial int ContextProxyPid(Context* ctx);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_context_restarts")]
+        internal static partial int ContextRestarts(Context* ctx);
 
         [LibraryImport(LibraryName, EntryPoint = "pspawn_ne", SetLastError = true)]
         internal static partial int SpawnNE(int* pids, int* errors, Context* ctx, int nspawns, byte** argv, byte** envp);
