@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -185,6 +186,35 @@ static void stopped_proxy_times_out(void)
     CHECK_EQ_INT(count_zombie_children(), 0);
 }
 
+/* Under a low RLIMIT_NOFILE a context either starts or fails with EMFILE, never EINVAL
+ * (F_DUPFD with a minimum at or above the limit is EINVAL, which the core used to pass on). */
+static void low_descriptor_limit(void)
+{
+    const char *noop = fixture("noop");
+    struct rlimit saved;
+    CHECK(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    int created = 0;
+    for (rlim_t limit = 4; limit <= 32; limit++) {
+        struct rlimit low = {.rlim_cur = limit, .rlim_max = saved.rlim_max};
+        CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+        pspawn_context_t ctx;
+        errno = 0;
+        int r = pspawn_context_create(&ctx, noop, -1);
+        int err = errno;
+        CHECK(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+        if (r == 0) {
+            created++;
+            pspawn_context_destroy(&ctx);
+        } else {
+            if (err != EMFILE)
+                fprintf(stderr, "RLIMIT_NOFILE %d: %s\n", (int)limit, strerror(err));
+            CHECK_EQ_INT(err, EMFILE);
+        }
+        CHECK_EQ_INT(count_zombie_children(), 0);
+    }
+    CHECK(created > 0); /* the higher limits are enough */
+}
+
 int main(int argc, char **argv)
 {
     static const struct test_case cases[] = {
@@ -202,6 +232,7 @@ int main(int argc, char **argv)
         {"proxy_killed", proxy_killed},
         {"launcher_death_kills_proxy", launcher_death_kills_proxy},
         {"stopped_proxy_times_out", stopped_proxy_times_out},
+        {"low_descriptor_limit", low_descriptor_limit},
     };
     return run_tests(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }

@@ -150,15 +150,15 @@ static int create_segment(struct psp_channel *ch, size_t size, bool relay)
 static int spawn_proxy(struct psp_channel *ch, const char *path, int proxy_socket, char **env)
 {
     /* Move our descriptors out of the way of 3..5 before dup2-ing them there. */
-    int seg = fcntl(ch->segment_fd, F_DUPFD_CLOEXEC, 10);
-    int rep = seg < 0 ? -1 : fcntl(ch->reply_fd, F_DUPFD_CLOEXEC, 10);
-    int sock = rep < 0 ? -1 : fcntl(proxy_socket, F_DUPFD_CLOEXEC, 10);
+    int seg = fcntl(ch->segment_fd, F_DUPFD_CLOEXEC, PSP_FD_SOCKET + 1);
+    int rep = seg < 0 ? -1 : fcntl(ch->reply_fd, F_DUPFD_CLOEXEC, PSP_FD_SOCKET + 1);
+    int sock = rep < 0 ? -1 : fcntl(proxy_socket, F_DUPFD_CLOEXEC, PSP_FD_SOCKET + 1);
     int err = 0;
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t sa;
     bool fa_ok = false, sa_ok = false;
     if (seg < 0 || rep < 0 || sock < 0) {
-        err = errno;
+        err = errno == EINVAL ? EMFILE : errno; /* EINVAL: RLIMIT_NOFILE is at most the minimum asked for */
         goto out;
     }
     if ((err = posix_spawn_file_actions_init(&fa)) != 0)
