@@ -312,22 +312,42 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
         bool[] piped = PipedStreams(options);
         int[]? stdioFds = piped[0] || piped[1] || piped[2] ? new int[3 * count] : null;
         stdioFds?.AsSpan().Fill(-1);
-        int started;
-        int errno;
+        int started = 0;
+        int errno = 0;
         bool added = false;
         bool leased = false;
         var processes = new List<SpawnedProcess>(count);
+        List<SpawnedProcess>? polled = null;
+        int pollErrno = 0;
+        DescriptorBudget.Refresh(); // the application may have changed RLIMIT_NOFILE since the last call
+
+        // Pipe ends stay in this process: start only as many instances as fit above the descriptor reserve
+        // (the others fail with EMFILE, as if pipe2 had failed), so that pipes can never starve the runtime.
+        int fitting = stdioFds is null ? count : FittingPipedInstances(count, piped);
+        for (int i = fitting; i < count; i++)
+        {
+            errors[i] = Interop.Sys.EMFILE;
+        }
+
         try
         {
             _handle.DangerousAddRef(ref added);
-            fixed (int* pidsPointer = pids)
-            fixed (int* errorsPointer = errors)
-            fixed (int* stdioPointer = stdioFds)
+            if (fitting > 0)
             {
-                started = attributes is null
-                    ? Interop.PSpawnCore.SpawnNE(pidsPointer, errorsPointer, _handle.Pointer, count, nativeArgv.Pointer, nativeEnvp.Pointer)
-                    : Interop.PSpawnCore.SpawnNX(pidsPointer, errorsPointer, stdioPointer, _handle.Pointer, count, nativeArgv.Pointer, nativeEnvp.Pointer, attributes.Pointer);
-                errno = started < count ? Marshal.GetLastPInvokeError() : 0;
+                fixed (int* pidsPointer = pids)
+                fixed (int* errorsPointer = errors)
+                fixed (int* stdioPointer = stdioFds)
+                {
+                    started = attributes is null
+                        ? Interop.PSpawnCore.SpawnNE(pidsPointer, errorsPointer, _handle.Pointer, fitting, nativeArgv.Pointer, nativeEnvp.Pointer)
+                        : Interop.PSpawnCore.SpawnNX(pidsPointer, errorsPointer, stdioPointer, _handle.Pointer, fitting, nativeArgv.Pointer, nativeEnvp.Pointer, attributes.Pointer);
+                    errno = started < fitting ? Marshal.GetLastPInvokeError() : 0;
+                }
+            }
+
+            if (fitting < count && errno == 0)
+            {
+                errno = Interop.Sys.EMFILE;
             }
 
             int startedCount = 0;
@@ -365,7 +385,11 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
                         process.StartLineCallbacks(options.OnOutputLine, options.OnErrorLine);
                     }
 
-                    process.StartWatching();
+                    if (!process.StartWatching(out int watchErrno))
+                    {
+                        (polled ??= []).Add(process);
+                        pollErrno = pollErrno != 0 ? pollErrno : watchErrno;
+                    }
                 }
             }
         }
@@ -375,6 +399,19 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
             if (added && !leased)
             {
                 _handle.DangerousRelease();
+            }
+
+            if (polled is not null)
+            {
+                // One wake-up of the poller for the whole batch.
+                ExitPoller.AddRange(polled);
+                if (pollErrno != 0 && Logger.IsEnabled(LogLevel.Debug))
+                {
+                    string reason = ErrorMapper.Describe(ErrorMapper.ToErrno(pollErrno));
+                    int limit = DescriptorBudget.Limit;
+                    int reserve = DescriptorBudget.Reserve;
+                    Log.ExitWatchPolling(Logger, Path, polled.Count, processes.Count, reason, limit, reserve);
+                }
             }
         }
 
@@ -413,6 +450,20 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
 
         Log.SpawnFailed(Logger, Path, processes.Count, count, what, exception);
         throw exception;
+    }
+
+    /// <summary>
+    /// How many of <paramref name="count"/> piped instances fit above the descriptor reserve: each keeps one
+    /// descriptor per piped stream here, and the native core briefly holds both ends of up to 64 instances' pipes.
+    /// </summary>
+    private static int FittingPipedInstances(int count, bool[] piped)
+    {
+        int perInstance = (piped[0] ? 1 : 0) + (piped[1] ? 1 : 0) + (piped[2] ? 1 : 0);
+        const int InFlight = 64; // PSP_MAX_PIPED_BATCH: instances whose pipes are made and sent at once
+        long budget = DescriptorBudget.Available() / perInstance; // in instances
+        // k instances hold k + min(k, InFlight) instances' worth of descriptors at the peak.
+        long fitting = budget > 2 * InFlight ? budget - InFlight : budget / 2;
+        return (int)Math.Clamp(fitting, 0, count);
     }
 
     /// <summary>Which of stdin, stdout and stderr get a pipe.</summary>

@@ -92,7 +92,11 @@ internal static class ErrorMapper
         Exception? inner = MonoUnixException(errno);
         string what = Describe(errno);
         IReadOnlyDictionary<int, Errno> failures = failed ?? new Dictionary<int, Errno>();
-        if (withOptions && errno is not (Errno.EPIPE or Errno.ETIMEDOUT or Errno.E2BIG))
+        if (errno is Errno.EMFILE or Errno.ENFILE)
+        {
+            what += $" (this process has no descriptor left for the pipes above PSpawn's reserve of {DescriptorBudget.Reserve} of its {DescriptorBudget.Limit} (soft RLIMIT_NOFILE): each piped standard stream holds one until it is disposed; dispose finished children or raise the limit)";
+        }
+        else if (withOptions && errno is not (Errno.EPIPE or Errno.ETIMEDOUT or Errno.E2BIG))
         {
             // Reported by the child before main: say which options can fail that way.
             what += errno switch

@@ -45,9 +45,9 @@ internal static partial class Log
         Message = "Disposed the posix_spawn fallback context for {Path}")]
     public static partial void FallbackContextDisposed(ILogger logger, string path);
 
-    [LoggerMessage(EventId = 11, EventName = "ExitWatchUnavailable", Level = LogLevel.Debug,
-        Message = "Process {Pid} ({Path}) cannot be watched through a pidfd ({Error}); polling for its exit instead")]
-    public static partial void ExitWatchUnavailable(ILogger logger, string path, int pid, string error);
+    [LoggerMessage(EventId = 11, EventName = "ExitWatchPolling", Level = LogLevel.Debug,
+        Message = "{Polled} of {Spawned} new processes of {Path} are watched by polling, without a pidfd ({Error}; soft RLIMIT_NOFILE {Limit}, {Reserve} descriptors kept in reserve)")]
+    public static partial void ExitWatchPolling(ILogger logger, string path, int polled, int spawned, string error, int limit, int reserve);
 
     [LoggerMessage(EventId = 12, EventName = "LineCallbackFailed", Level = LogLevel.Warning,
         Message = "Delivering the standard {Stream} lines of process {Pid} ({Path}) failed")]
