@@ -113,10 +113,15 @@ static void fallback_posix_spawn(void)
     CHECK(pspawn_context_create_ex(&ctx, "/nonexistent", &attr) == -1 && errno == ENOENT);
 }
 
+/* With restarts off, a dead proxy is EPIPE for every later request (the default,
+ * restarting it, is test_hardening's dead_proxy_restarts). */
 static void proxy_killed(void)
 {
+    pspawn_context_attr_t attr;
+    pspawn_context_attr_init(&attr);
+    attr.max_restarts = 0;
     pspawn_context_t ctx;
-    CHECK(pspawn_context_create(&ctx, fixture("report"), -1) == 0);
+    CHECK(pspawn_context_create_ex(&ctx, fixture("report"), &attr) == 0);
     char *argv[] = {"report", "--report-sleep-ms=300", "--report-out=/dev/null", NULL};
     pid_t before = pspawn(&ctx, argv);
     CHECK(before > 0);
@@ -170,6 +175,7 @@ static void stopped_proxy_times_out(void)
     pspawn_context_attr_t attr;
     pspawn_context_attr_init(&attr);
     attr.request_timeout_ms = 500;
+    attr.max_restarts = 0;
     pspawn_context_t ctx;
     CHECK(pspawn_context_create_ex(&ctx, fixture("noop"), &attr) == 0);
     pid_t proxy = pspawn_context_proxy_pid(&ctx);
@@ -178,7 +184,7 @@ static void stopped_proxy_times_out(void)
     errno = 0;
     CHECK(pspawn(&ctx, argv) == -1);
     CHECK_EQ_INT(errno, ETIMEDOUT);
-    /* The stopped proxy was killed; the context is broken for good. */
+    /* The stopped proxy was killed; without restarts the context is broken for good. */
     CHECK(!process_alive(proxy));
     CHECK(pspawn(&ctx, argv) == -1 && errno == EPIPE);
     pspawn_context_destroy(&ctx);
