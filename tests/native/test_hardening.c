@@ -423,6 +423,29 @@ static void restarts_bounded(void)
     CHECK(pspawn_context_create_ex(&ctx, fixture("noop"), &attr) == -1 && errno == EINVAL);
 }
 
+/* Relay mode: the restarted proxy serves new children; the old proxy's children were
+ * its own, so their statuses went with it (documented: ECHILD). */
+static void relay_proxy_restarts(void)
+{
+    pspawn_context_attr_t attr;
+    pspawn_context_attr_init(&attr);
+    attr.flags = PSPAWN_CTX_RELAY;
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create_ex(&ctx, fixture("report"), &attr) == 0);
+    pid_t before = spawn_report(&ctx, "--report-sleep-ms=200", "--report-exit=4");
+    CHECK(before > 0);
+    CHECK(kill(pspawn_context_proxy_pid(&ctx), SIGKILL) == 0);
+    usleep(50000);
+    pid_t after = spawn_report(&ctx, "--report-sleep-ms=0", "--report-exit=6");
+    CHECK(after > 0);
+    CHECK_EQ_INT(pspawn_context_restarts(&ctx), 1);
+    int st;
+    CHECK(pspawn_waitpid(&ctx, after, &st, 0) == after && WIFEXITED(st) && WEXITSTATUS(st) == 6);
+    errno = 0;
+    CHECK(pspawn_waitpid(&ctx, before, &st, 0) == -1 && errno == ECHILD);
+    pspawn_context_destroy(&ctx);
+}
+
 /* Defect 9 (native part): RLIMIT_NOFILE 8-10 made create fail EINVAL; and a child whose
  * error pipe could not be moved above stdio was reported as started. With stdin closed,
  * the request's error pipe takes descriptor 0; every small limit must then give either
@@ -480,6 +503,7 @@ int main(int argc, char **argv)
         {"signal_queue_full", signal_queue_full},
         {"dead_proxy_restarts", dead_proxy_restarts},
         {"restarts_bounded", restarts_bounded},
+        {"relay_proxy_restarts", relay_proxy_restarts},
         {"low_descriptor_limits", low_descriptor_limits},
     };
     return run_tests(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
