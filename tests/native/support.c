@@ -1,6 +1,7 @@
 #include "support.h"
 
 #include <dirent.h>
+#include <ftw.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -33,14 +34,33 @@ const char *fixture(const char *name)
     return path;
 }
 
+static char g_temp_dir[64];
+static pid_t g_temp_owner;
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Only the process that made it removes it (forked children exit through here too). */
+static void remove_temp_dir(void)
+{
+    if (g_temp_dir[0] != '\0' && getpid() == g_temp_owner)
+        nftw(g_temp_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 const char *temp_dir(void)
 {
-    static char dir[64];
-    if (dir[0] == '\0') {
-        snprintf(dir, sizeof(dir), "/tmp/pspawn-test-XXXXXX");
-        CHECK(mkdtemp(dir) != NULL);
+    if (g_temp_dir[0] == '\0') {
+        snprintf(g_temp_dir, sizeof(g_temp_dir), "/tmp/pspawn-test-XXXXXX");
+        CHECK(mkdtemp(g_temp_dir) != NULL);
+        g_temp_owner = getpid();
+        atexit(remove_temp_dir);
     }
-    return dir;
+    return g_temp_dir;
 }
 
 const char *make_file(const char *name, const char *content, unsigned mode)

@@ -1,5 +1,5 @@
-/* Reliability and security of the C core: foreign requests refused, a proxy killed in
- * mid-batch, a replaced executable, a soak, concurrency under a watchdog, bad input. */
+/* Reliability of the C core: a proxy killed in mid-batch, a replaced executable, a soak,
+ * concurrency under a watchdog, bad input. (Forged requests: test_hardening.c.) */
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -10,80 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/protocol.h"
 #include "support.h"
-
-static int find_segment_fd(void)
-{
-    for (int fd = 3; fd < 1024; fd++) {
-        char link[64], target[256];
-        snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-        ssize_t n = readlink(link, target, sizeof(target) - 1);
-        if (n > 0) {
-            target[n] = '\0';
-            if (strncmp(target, "/memfd:pspawn", 13) == 0)
-                return fd;
-        }
-    }
-    return -1;
-}
-
-/* Another process of the same user that gets hold of the segment writes a request and
- * rings the proxy itself: the proxy must not act on it (the sender is not its launcher). */
-static void foreign_request_refused(void)
-{
-    pspawn_context_t ctx;
-    CHECK(pspawn_context_create(&ctx, fixture("report"), -1) == 0);
-    pid_t proxy = pspawn_context_proxy_pid(&ctx);
-    int seg = find_segment_fd();
-    CHECK(seg >= 0);
-    char marker[4200], option[4300];
-    snprintf(marker, sizeof(marker), "%s/forged.json", temp_dir());
-    snprintf(option, sizeof(option), "--report-out=%s", marker);
-    struct stat sb;
-    CHECK(fstat(seg, &sb) == 0);
-    uint64_t reply_before = 0;
-
-    pid_t intruder = fork();
-    CHECK(intruder >= 0);
-    if (intruder == 0) {
-        char path[64];
-        snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)getppid(), seg);
-        int fd = open(path, O_RDWR); /* as any same-user process could */
-        struct psp_shared *sh = mmap(NULL, (size_t)sb.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (fd < 0 || sh == MAP_FAILED)
-            _exit(3);
-        char *argv[] = {"report", option, NULL};
-        char *envp[] = {NULL};
-        size_t bytes;
-        int argc, envc;
-        psp_measure(argv, envp, &bytes, &argc, &envc);
-        psp_pack((char *)sh + sh->data_offset, argv, envp);
-        uint64_t results = (sh->data_offset + bytes + 63) & ~(uint64_t)63;
-        sh->request = (struct psp_request){.count = 1, .argc = (uint32_t)argc, .envc = 0,
-                                           .strings_offset = sh->data_offset, .strings_length = bytes,
-                                           .results_offset = results, .errors_offset = results + 4};
-        atomic_fetch_add(&sh->request_seq, 1);
-        union sigval value = {.sival_int = 0};
-        for (int i = 0; i < 5; i++)
-            sigqueue(proxy, SIGRTMIN + PSP_DOORBELL_OFFSET, value);
-        _exit(0);
-    }
-    int st = wait_child(intruder, 5000);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    usleep(300000);
-    CHECK(access(marker, F_OK) != 0); /* nothing was spawned */
-    CHECK(process_alive(proxy));
-    (void)reply_before;
-    /* The launcher's own next request is served normally. */
-    char *argv[] = {"report", "--report-exit=9", "--report-out=/dev/null", NULL};
-    pid_t pid = pspawn(&ctx, argv);
-    CHECK(pid > 0);
-    st = wait_child(pid, 10000);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 9);
-    CHECK(access(marker, F_OK) != 0);
-    pspawn_context_destroy(&ctx);
-}
 
 static pspawn_context_t batch_ctx;
 static pid_t batch_pids[500];
@@ -357,7 +284,6 @@ static void bad_input(void)
 int main(int argc, char **argv)
 {
     static const struct test_case cases[] = {
-        {"foreign_request_refused", foreign_request_refused},
         {"proxy_killed_mid_batch", proxy_killed_mid_batch},
         {"executable_replaced", executable_replaced},
         {"soak", soak},

@@ -5,9 +5,15 @@
  *
  * Segment:  [ psp_shared header | relay table | results | strings ]
  * One request is in flight per proxy: the launcher writes it, bumps request_seq and
- * rings the doorbell (a real-time signal); the proxy forks, writes one result per
- * instance (pid or -errno) and bumps `progress` after each, then sets reply_seq and
- * writes the reply eventfd.
+ * rings the doorbell (an eventfd); the proxy forks, writes one result per instance (pid
+ * or -errno) and bumps `progress` after each, then sets reply_seq and writes the reply
+ * eventfd.
+ *
+ * Who can reach the channel: the segment travels to the proxy over the socket pair
+ * (SCM_RIGHTS) and neither side keeps a descriptor of it once it is mapped; eventfds and
+ * sockets cannot be reopened through /proc/<pid>/fd; and the proxy is not dumpable, so
+ * its /proc files belong to root. A process of the same user without ptrace rights over
+ * the launcher can neither write a request nor ring the doorbell (docs/design.md).
  */
 #ifndef PSPAWN_PROTOCOL_H
 #define PSPAWN_PROTOCOL_H
@@ -19,10 +25,10 @@
 #include <sys/types.h>
 
 #define PSP_MAGIC 0x50535057u /* "PSPW" */
-#define PSP_PROTOCOL_VERSION 1u
+#define PSP_PROTOCOL_VERSION 2u
 
 /* The proxy finds its configuration in this variable (removed before main runs):
- * "1:<launcher pid>:<doorbell signal>:<PSP_CONFIG_* flags>". */
+ * "2:<launcher pid>:<PSP_CONFIG_* flags>". */
 #define PSP_ENV_CONFIG "PSPAWN_PROXY_CONFIG"
 #define PSP_CONFIG_RELAY 0x1u
 #define PSP_CONFIG_PREFAULT 0x2u
@@ -32,13 +38,13 @@
 /* Descriptors per SCM_RIGHTS message (the kernel's SCM_MAX_FD is 253). */
 #define PSP_MAX_FDS_PER_MESSAGE 250
 
-/* The doorbell is SIGRTMIN + this: clear of glibc's own real-time signals. */
-#define PSP_DOORBELL_OFFSET 5
-
-/* Descriptors the proxy inherits at fixed numbers. */
-#define PSP_FD_SEGMENT 3
-#define PSP_FD_REPLY 4
-#define PSP_FD_SOCKET 5 /* SOCK_SEQPACKET: descriptors travel here with SCM_RIGHTS */
+/* Descriptors the proxy inherits at fixed numbers. The segment is not among them: it
+ * is the first message on the socket. */
+#define PSP_FD_REPLY 3    /* eventfd: the proxy writes it when a request is complete */
+#define PSP_FD_DOORBELL 4 /* eventfd: the launcher writes it when a request is ready */
+#define PSP_FD_SOCKET 5   /* SOCK_SEQPACKET: descriptors travel here with SCM_RIGHTS; its
+                             hang-up means the launcher is gone or destroying the context */
+#define PSP_FD_FIRST_FREE 6
 
 enum psp_state {
     PSP_STATE_STARTING = 0,

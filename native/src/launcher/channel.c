@@ -13,17 +13,15 @@
 
 #include "launcher/internal.h"
 
+/* An eventfd write: no signal, so no permission check after a credential change and no
+ * pending-signal quota that other processes of the user can exhaust. */
 static int ring_doorbell(struct psp_channel *ch)
 {
-    siginfo_t info;
-    memset(&info, 0, sizeof(info));
-    info.si_signo = ch->doorbell_signo;
-    info.si_code = SI_QUEUE;
-    info.si_pid = getpid();
-    info.si_uid = getuid();
-    /* Through the pidfd: a reaped-and-reused pid can never receive our doorbell. */
-    if (syscall(SYS_pidfd_send_signal, ch->proxy_pidfd, ch->doorbell_signo, &info, 0) != 0)
-        return errno == ESRCH ? EPIPE : errno;
+    uint64_t one = 1;
+    while (write(ch->doorbell_fd, &one, sizeof(one)) < 0) {
+        if (errno != EINTR)
+            return errno; /* EAGAIN needs 2^64 - 2 unread rings: not transient */
+    }
     return 0;
 }
 
@@ -42,21 +40,27 @@ static void drain_reply(struct psp_channel *ch)
     }
 }
 
-/* Kill a dead or unresponsive proxy and wait until it is gone, so that `progress` is
- * final (on one that is already dead, this returns at once). */
-static void kill_proxy(struct psp_channel *ch)
+static bool proxy_alive(const struct psp_channel *ch)
 {
-    syscall(SYS_pidfd_send_signal, ch->proxy_pidfd, SIGKILL, NULL, 0);
     struct pollfd p = {.fd = ch->proxy_pidfd, .events = POLLIN};
-    while (poll(&p, 1, -1) < 0 && errno == EINTR) {
-    }
+    return poll(&p, 1, 0) == 0;
+}
+
+/* Before a request: a proxy that died since the last one (killed, OOM) is replaced, so
+ * the request does not fail for a death nobody could have prevented. */
+static int ensure_proxy(struct psp_channel *ch)
+{
+    if (!ch->broken && proxy_alive(ch))
+        return 0;
+    ch->broken = true;
+    return psp_channel_restart(ch);
 }
 
 /* Wait until the proxy completes request `seq`. The timeout is a liveness limit: it
  * restarts whenever the proxy reports progress, so a long batch never times out. */
 static int await_reply(struct psp_channel *ch, uint64_t seq)
 {
-    int timeout = ch->request_timeout_ms == 0 ? PSP_DEFAULT_REQUEST_TIMEOUT_MS : ch->request_timeout_ms;
+    int timeout = ch->config.request_timeout_ms == 0 ? PSP_DEFAULT_REQUEST_TIMEOUT_MS : ch->config.request_timeout_ms;
     uint32_t last_progress = 0;
     int64_t deadline = timeout < 0 ? INT64_MAX : psp_now_ms() + timeout;
     while (atomic_load(&ch->shared->reply_seq) != seq) {
@@ -120,7 +124,7 @@ static void plan_layout(const struct psp_channel *ch, size_t string_bytes, size_
 }
 
 /* Publish `request`, ring, and wait for the reply. On failure the channel is broken
- * and the proxy is dead, so everything it wrote is final. Returns 0 or an errno. */
+ * and the proxy is stopped, so everything it wrote is final. Returns 0 or an errno. */
 static int round_trip(struct psp_channel *ch, const struct psp_request *request)
 {
     struct psp_shared *sh = ch->shared;
@@ -134,13 +138,14 @@ static int round_trip(struct psp_channel *ch, const struct psp_request *request)
         err = await_reply(ch, seq);
     if (err != 0) {
         ch->broken = true;
-        kill_proxy(ch);
+        /* Bounded: a proxy we cannot stop makes `progress` unreliable, but it stops
+         * forking at the hang-up, which terminate sends too. */
+        (void)psp_channel_terminate(ch);
     }
     return err;
 }
 
-/* Sends `count` descriptors to the proxy, PSP_MAX_FDS_PER_MESSAGE per message. */
-static int send_fds(struct psp_channel *ch, const int *fds, int count)
+int psp_send_fds(int socket_fd, const int *fds, int count)
 {
     for (int sent = 0; sent < count;) {
         int n = count - sent < PSP_MAX_FDS_PER_MESSAGE ? count - sent : PSP_MAX_FDS_PER_MESSAGE;
@@ -159,7 +164,7 @@ static int send_fds(struct psp_channel *ch, const int *fds, int count)
         cmsg->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
         memcpy(CMSG_DATA(cmsg), fds + sent, (size_t)n * sizeof(int));
         ssize_t r;
-        while ((r = sendmsg(ch->socket_fd, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+        while ((r = sendmsg(socket_fd, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
         }
         if (r < 0)
             return errno == ECONNREFUSED || errno == EPIPE ? EPIPE : errno;
@@ -220,7 +225,7 @@ static int submit_batch(struct psp_channel *ch, const struct batch_layout *layou
                 fds[nshared + i] = -1;
             if (npipes > 0)
                 err = make_pipes(attr, count, stdio_fds, fds + nshared);
-            if (err == 0 && (err = send_fds(ch, fds, fd_count)) != 0)
+            if (err == 0 && (err = psp_send_fds(ch->socket_fd, fds, fd_count)) != 0)
                 ch->broken = true; /* the socket may hold part of this batch: unusable */
             for (int i = nshared; i < fd_count; i++)
                 close_fd(&fds[i]); /* the child ends now travel in the socket */
@@ -262,7 +267,7 @@ static int submit_batch(struct psp_channel *ch, const struct batch_layout *layou
         int32_t child_error = r > 0 && attr != NULL ? atomic_load_explicit(&child_errors[i], memory_order_relaxed) : 0;
         if (r > 0 && child_error != 0) {
             /* It failed before main and exited: reap it here (relay: the proxy does). */
-            if (!ch->relay)
+            if (!ch->config.relay)
                 while (waitpid(r, NULL, 0) < 0 && errno == EINTR) {
                 }
             r = -child_error;
@@ -303,13 +308,15 @@ int psp_channel_spawn(struct psp_channel *ch, char *const argv[], char *const en
 
     pthread_mutex_lock(&ch->lock);
     struct batch_layout layout = {0};
+    if (err == 0 && !psp_credentials_unchanged(&ch->credentials))
+        err = EPERM;
+    if (err == 0)
+        err = ensure_proxy(ch);
     if (err == 0)
         plan_layout(ch, bytes, attr != NULL ? psp_attr_wire_size(attr) : 0, psp_attr_pipe_count(attr) > 0,
                     &layout);
     if (err == 0 && layout.capacity == 0)
         err = E2BIG;
-    if (err == 0 && ch->broken)
-        err = EPIPE;
     if (err != 0) {
         pthread_mutex_unlock(&ch->lock);
         fail_all(pids, errors, stdio_fds, count, err);
@@ -342,7 +349,9 @@ int psp_channel_ping(struct psp_channel *ch)
 {
     pthread_mutex_lock(&ch->lock);
     struct psp_request ping = {.count = 0};
-    int err = ch->broken ? EPIPE : round_trip(ch, &ping);
+    int err = ensure_proxy(ch);
+    if (err == 0)
+        err = round_trip(ch, &ping);
     pthread_mutex_unlock(&ch->lock);
     return err;
 }

@@ -56,16 +56,62 @@ static bool can_fall_back(int err)
     return err == ENOTSUP || err == EPERM || err == EDEADLK || err == ETIMEDOUT || err == EPIPE;
 }
 
+static char **copy_envp(char *const *envp, int *err)
+{
+    if (envp == NULL)
+        return NULL;
+    size_t n = 0;
+    while (envp[n] != NULL)
+        n++;
+    char **copy = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; copy != NULL && i < n; i++) {
+        if ((copy[i] = strdup(envp[i])) == NULL) {
+            while (i > 0)
+                free(copy[--i]);
+            free(copy);
+            copy = NULL;
+        }
+    }
+    if (copy == NULL)
+        *err = ENOMEM;
+    return copy;
+}
+
+/* What the channel keeps to start its proxy again after a death. */
+static int make_proxy_config(const struct pspawn_impl *impl, const pspawn_context_attr_t *attr,
+                             struct psp_proxy_config *out)
+{
+    memset(out, 0, sizeof(*out));
+    int err = psp_find_proxy_library(attr, &out->proxy_library);
+    if (err != 0)
+        return err;
+    out->path = strdup(impl->path);
+    out->proxy_envp = copy_envp(attr->proxy_envp, &err);
+    if (out->path == NULL)
+        err = ENOMEM;
+    if (err != 0) {
+        psp_proxy_config_free(out);
+        return err;
+    }
+    out->flags = attr->flags;
+    out->core = attr->core;
+    out->startup_timeout_ms = attr->startup_timeout_ms;
+    out->request_timeout_ms = attr->request_timeout_ms;
+    out->buffer_size = attr->buffer_size;
+    out->max_restarts = attr->max_restarts;
+    out->relay = (attr->flags & PSPAWN_CTX_RELAY) || must_relay();
+    return 0;
+}
+
 static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
 {
     int err = psp_check_executable(impl->path);
     if (err == 0) {
-        char *proxy_library = NULL;
-        if ((err = psp_find_proxy_library(attr, &proxy_library)) != 0)
+        struct psp_proxy_config config;
+        if ((err = make_proxy_config(impl, attr, &config)) != 0)
             return err;
-        bool relay = (attr->flags & PSPAWN_CTX_RELAY) || must_relay();
-        err = psp_channel_start(&impl->channel, impl->path, proxy_library, attr, relay);
-        free(proxy_library);
+        bool relay = config.relay;
+        err = psp_channel_start(&impl->channel, &config);
         if (err == 0) {
             impl->mode = relay ? PSPAWN_MODE_RELAY : PSPAWN_MODE_ZYGOTE;
             return 0;
@@ -88,6 +134,7 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
     }
     if (ctx == NULL || path == NULL || path[0] == '\0' || attr->size < sizeof(*attr) ||
         !core_allowed(attr->core) || (attr->buffer_size != 0 && attr->buffer_size < PSP_MIN_BUFFER_SIZE) ||
+        attr->max_restarts < -1 ||
         (attr->flags & ~(PSPAWN_CTX_FALLBACK | PSPAWN_CTX_RELAY | PSPAWN_CTX_NO_BIND_NOW | PSPAWN_CTX_PREFAULT)) != 0) {
         if (ctx != NULL)
             ctx->impl = NULL;
@@ -154,14 +201,20 @@ int pspawn_context_fallback_reason(const pspawn_context_t *ctx)
 
 pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx)
 {
-    if (ctx == NULL || ctx->impl == NULL || ctx->impl->mode == PSPAWN_MODE_FALLBACK || ctx->impl->channel.broken)
+    if (ctx == NULL || ctx->impl == NULL || ctx->impl->mode == PSPAWN_MODE_FALLBACK)
         return -1;
-    return ctx->impl->channel.proxy_pid;
+    struct psp_channel *ch = &ctx->impl->channel;
+    pthread_mutex_lock(&ch->lock);
+    pid_t pid = ch->broken ? -1 : ch->proxy_pid;
+    pthread_mutex_unlock(&ch->lock);
+    return pid;
 }
 
 int pspawn_context_restarts(const pspawn_context_t *ctx)
 {
-    return ctx != NULL && ctx->impl != NULL ? ctx->impl->restarts : 0;
+    if (ctx == NULL || ctx->impl == NULL || ctx->impl->mode == PSPAWN_MODE_FALLBACK)
+        return 0;
+    return atomic_load(&ctx->impl->channel.restarts);
 }
 
 int pspawn_context_ping(pspawn_context_t *ctx)

@@ -1,4 +1,5 @@
-/* Starting a proxy: shared segment, reply eventfd, exec with LD_PRELOAD, handshake. */
+/* Starting a proxy: shared segment, eventfds, exec with LD_PRELOAD, handshake; and
+ * stopping one within a bounded time, also one we may no longer signal. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -117,23 +119,34 @@ static void free_proxy_env(char **env)
     free(env);
 }
 
-static int create_segment(struct psp_channel *ch, size_t size, bool relay)
-{
-    ch->segment_fd = memfd_create("pspawn", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (ch->segment_fd < 0)
-        return errno;
-    if (ftruncate(ch->segment_fd, (off_t)size) != 0)
-        return errno;
-    /* A fixed size: neither side can make the other's accesses fault with SIGBUS. */
-    if (fcntl(ch->segment_fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
-        return errno;
-    void *map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, ch->segment_fd, 0);
-    if (map == MAP_FAILED)
-        return errno;
-    ch->shared = map;
-    ch->size = size;
+/* While we hold a descriptor of a fresh segment, processes of our user could reopen it
+ * through /proc/<us>/fd. For those few system calls we are not dumpable, which makes
+ * our /proc files root's. Nested and concurrent creations share one window. */
+static pthread_mutex_t g_window_lock = PTHREAD_MUTEX_INITIALIZER;
+static int g_window_depth;
+static bool g_window_restore;
 
-    struct psp_shared *sh = ch->shared;
+static void private_window_enter(void)
+{
+    pthread_mutex_lock(&g_window_lock);
+    if (g_window_depth++ == 0) {
+        g_window_restore = prctl(PR_GET_DUMPABLE) == 1;
+        if (g_window_restore)
+            prctl(PR_SET_DUMPABLE, 0);
+    }
+    pthread_mutex_unlock(&g_window_lock);
+}
+
+static void private_window_leave(void)
+{
+    pthread_mutex_lock(&g_window_lock);
+    if (--g_window_depth == 0 && g_window_restore)
+        prctl(PR_SET_DUMPABLE, 1);
+    pthread_mutex_unlock(&g_window_lock);
+}
+
+static void init_segment(struct psp_shared *sh, size_t size, bool relay)
+{
     sh->magic = PSP_MAGIC;
     sh->version = PSP_PROTOCOL_VERSION;
     sh->size = size;
@@ -144,65 +157,122 @@ static int create_segment(struct psp_channel *ch, size_t size, bool relay)
     sh->data_offset = sh->relay_offset + (uint64_t)sh->relay_capacity * sizeof(struct psp_relay_slot);
     sh->data_offset = (sh->data_offset + 63) & ~(uint64_t)63;
     atomic_store(&sh->state, PSP_STATE_STARTING);
+}
+
+/* Creates, seals and maps the segment, and queues it on the socket for the proxy (its
+ * first message); no descriptor of it remains with us. */
+static int create_segment(struct psp_channel *ch, size_t size, bool relay)
+{
+    private_window_enter();
+    int err = 0;
+    int fd = memfd_create("pspawn", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    void *map = MAP_FAILED;
+    if (fd < 0 || ftruncate(fd, (off_t)size) != 0 ||
+        /* A fixed size: neither side can make the other's accesses fault with SIGBUS. */
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0 ||
+        (map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED)
+        err = errno;
+    if (err == 0) {
+        init_segment(map, size, relay);
+        err = psp_send_fds(ch->socket_fd, &fd, 1);
+    }
+    if (fd >= 0)
+        close(fd);
+    private_window_leave();
+    if (err != 0) {
+        if (map != MAP_FAILED)
+            munmap(map, size);
+        return err;
+    }
+    ch->size = size;
+    __atomic_store_n(&ch->shared, (struct psp_shared *)map, __ATOMIC_RELEASE);
     return 0;
 }
 
-static int spawn_proxy(struct psp_channel *ch, const char *path, int proxy_socket, char **env)
+/* A copy of `fd` at PSP_FD_FIRST_FREE or above, clear of the numbers dup2 will fill. */
+static int move_clear(int fd)
 {
-    /* Move our descriptors out of the way of 3..5 before dup2-ing them there. */
-    int seg = fcntl(ch->segment_fd, F_DUPFD_CLOEXEC, PSP_FD_SOCKET + 1);
-    int rep = seg < 0 ? -1 : fcntl(ch->reply_fd, F_DUPFD_CLOEXEC, PSP_FD_SOCKET + 1);
-    int sock = rep < 0 ? -1 : fcntl(proxy_socket, F_DUPFD_CLOEXEC, PSP_FD_SOCKET + 1);
-    int err = 0;
+    int moved = fcntl(fd, F_DUPFD_CLOEXEC, PSP_FD_FIRST_FREE);
+    if (moved < 0 && errno == EINVAL) /* the limit is below PSP_FD_FIRST_FREE */
+        errno = EMFILE;
+    return moved;
+}
+
+static int spawn_proxy(struct psp_channel *ch, int proxy_socket, char **env)
+{
+    int fds[3] = {move_clear(ch->reply_fd), -1, -1};
+    if (fds[0] >= 0)
+        fds[1] = move_clear(ch->doorbell_fd);
+    if (fds[1] >= 0)
+        fds[2] = move_clear(proxy_socket);
+    int err = fds[2] < 0 ? errno : 0;
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t sa;
     bool fa_ok = false, sa_ok = false;
-    if (seg < 0 || rep < 0 || sock < 0) {
-        err = errno == EINVAL ? EMFILE : errno; /* EINVAL: RLIMIT_NOFILE is at most the minimum asked for */
+    if (err != 0)
         goto out;
-    }
     if ((err = posix_spawn_file_actions_init(&fa)) != 0)
         goto out;
     fa_ok = true;
-    if ((err = posix_spawn_file_actions_adddup2(&fa, seg, PSP_FD_SEGMENT)) != 0 ||
-        (err = posix_spawn_file_actions_adddup2(&fa, rep, PSP_FD_REPLY)) != 0 ||
-        (err = posix_spawn_file_actions_adddup2(&fa, sock, PSP_FD_SOCKET)) != 0 ||
-        (err = posix_spawn_file_actions_addclosefrom_np(&fa, PSP_FD_SOCKET + 1)) != 0)
+    if ((err = posix_spawn_file_actions_adddup2(&fa, fds[0], PSP_FD_REPLY)) != 0 ||
+        (err = posix_spawn_file_actions_adddup2(&fa, fds[1], PSP_FD_DOORBELL)) != 0 ||
+        (err = posix_spawn_file_actions_adddup2(&fa, fds[2], PSP_FD_SOCKET)) != 0 ||
+        (err = posix_spawn_file_actions_addclosefrom_np(&fa, PSP_FD_FIRST_FREE)) != 0)
         goto out;
     if ((err = posix_spawnattr_init(&sa)) != 0)
         goto out;
     sa_ok = true;
     posix_spawnattr_setflags(&sa, psp_spawnattr_default_signals(&sa));
 
-    char *const argv[] = {(char *)path, NULL};
-    err = posix_spawn(&ch->proxy_pid, path, &fa, &sa, argv, env);
+    char *const argv[] = {ch->config.path, NULL};
+    err = posix_spawn(&ch->proxy_pid, ch->config.path, &fa, &sa, argv, env);
 out:
     if (fa_ok)
         posix_spawn_file_actions_destroy(&fa);
     if (sa_ok)
         posix_spawnattr_destroy(&sa);
-    if (seg >= 0)
-        close(seg);
-    if (rep >= 0)
-        close(rep);
-    if (sock >= 0)
-        close(sock);
+    for (int k = 0; k < 3; k++)
+        if (fds[k] >= 0)
+            close(fds[k]);
     return err;
 }
 
+bool psp_channel_terminate(struct psp_channel *ch)
+{
+    if (ch->proxy_pidfd < 0)
+        return true;
+    /* EPERM after the caller changed its credentials: the hang-up below still stops it
+     * (the proxy watches the socket, also between two forks). */
+    syscall(SYS_pidfd_send_signal, ch->proxy_pidfd, SIGKILL, NULL, 0);
+    if (ch->socket_fd >= 0)
+        shutdown(ch->socket_fd, SHUT_RDWR);
+    struct pollfd p = {.fd = ch->proxy_pidfd, .events = POLLIN};
+    int64_t deadline = psp_now_ms() + PSP_TERMINATE_TIMEOUT_MS;
+    for (;;) {
+        int64_t left = deadline - psp_now_ms();
+        if (left <= 0)
+            return false;
+        int n = poll(&p, 1, (int)left);
+        if (n > 0)
+            return true;
+        if (n < 0 && errno != EINTR)
+            return false;
+    }
+}
+
+/* Stops and reaps the proxy, bounded. One that outlives the bound (stopped by a ptracer,
+ * unkillable after a credential change and stuck in the kernel) is left to exit on its
+ * own when it sees the hang-up; it stays our child and is reaped by nobody. */
 static void kill_and_reap_proxy(struct psp_channel *ch)
 {
     if (ch->proxy_pid <= 0)
         return;
+    bool gone = psp_channel_terminate(ch);
     if (ch->proxy_pidfd >= 0) {
-        syscall(SYS_pidfd_send_signal, ch->proxy_pidfd, SIGKILL, NULL, 0);
         siginfo_t info;
         /* ECHILD is fine: a runtime that reaps every child (pid 1) may have done it. */
-        while (waitid(P_PIDFD, (id_t)ch->proxy_pidfd, &info, WEXITED) != 0 && errno == EINTR) {
-        }
-    } else {
-        kill(ch->proxy_pid, SIGKILL);
-        while (waitpid(ch->proxy_pid, NULL, 0) < 0 && errno == EINTR) {
+        while (waitid(P_PIDFD, (id_t)ch->proxy_pidfd, &info, WEXITED | (gone ? 0 : WNOHANG)) != 0 &&
+               errno == EINTR) {
         }
     }
     ch->proxy_pid = -1;
@@ -251,45 +321,65 @@ static int pin_proxy(pid_t pid, int core)
     return sched_setaffinity(pid, sizeof(set), &set) == 0 ? 0 : errno;
 }
 
-int psp_channel_start(struct psp_channel *ch, const char *path, const char *proxy_library,
-                      const pspawn_context_attr_t *attr, bool relay)
+static void close_fd(int *fd)
 {
-    memset(ch, 0, sizeof(*ch));
-    ch->segment_fd = ch->reply_fd = ch->proxy_pidfd = ch->socket_fd = -1;
-    int proxy_socket = -1;
-    ch->proxy_pid = -1;
-    ch->relay = relay;
-    ch->doorbell_signo = SIGRTMIN + PSP_DOORBELL_OFFSET;
-    ch->request_timeout_ms = attr->request_timeout_ms;
-    int err = pthread_mutex_init(&ch->lock, NULL);
-    if (err != 0)
-        return err;
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
 
-    size_t size = attr->buffer_size ? attr->buffer_size : PSP_DEFAULT_BUFFER_SIZE;
-    if ((err = create_segment(ch, size, relay)) != 0)
-        goto fail;
-    ch->reply_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+/* Stops the current proxy and releases what belongs to it. With `retire`, its segment
+ * stays mapped until the channel is stopped (see struct psp_retired_segment). */
+static void stop_proxy(struct psp_channel *ch, bool retire)
+{
+    kill_and_reap_proxy(ch);
+    close_fd(&ch->proxy_pidfd);
+    close_fd(&ch->reply_fd);
+    close_fd(&ch->doorbell_fd);
+    close_fd(&ch->socket_fd);
+    if (ch->shared != NULL) {
+        struct psp_retired_segment *r = retire ? malloc(sizeof(*r)) : NULL;
+        if (r != NULL) {
+            *r = (struct psp_retired_segment){.next = ch->retired, .map = ch->shared, .size = ch->size};
+            ch->retired = r;
+        } else {
+            munmap(ch->shared, ch->size);
+        }
+    }
+    __atomic_store_n(&ch->shared, NULL, __ATOMIC_RELEASE);
+}
+
+static int start_proxy(struct psp_channel *ch)
+{
+    const struct psp_proxy_config *cfg = &ch->config;
+    ch->proxy_pid = -1;
+    ch->broken = false;
+    int proxy_socket = -1;
+    int err = 0;
     int pair[2];
-    if (ch->reply_fd < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
+    ch->reply_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    ch->doorbell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ch->reply_fd < 0 || ch->doorbell_fd < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
         err = errno;
         goto fail;
     }
     ch->socket_fd = pair[0];
     proxy_socket = pair[1];
+    if ((err = create_segment(ch, cfg->buffer_size ? cfg->buffer_size : PSP_DEFAULT_BUFFER_SIZE, cfg->relay)) != 0)
+        goto fail;
 
-    char config[128];
-    unsigned flags = (relay ? PSP_CONFIG_RELAY : 0) | (attr->flags & PSPAWN_CTX_PREFAULT ? PSP_CONFIG_PREFAULT : 0);
-    snprintf(config, sizeof(config), "1:%d:%d:%u", (int)getpid(), ch->doorbell_signo, flags);
-    char **env = build_proxy_env(attr->proxy_envp ? attr->proxy_envp : environ, proxy_library, config,
-                                 !(attr->flags & PSPAWN_CTX_NO_BIND_NOW));
+    char config[64];
+    unsigned flags = (cfg->relay ? PSP_CONFIG_RELAY : 0) | (cfg->flags & PSPAWN_CTX_PREFAULT ? PSP_CONFIG_PREFAULT : 0);
+    snprintf(config, sizeof(config), "%u:%d:%u", PSP_PROTOCOL_VERSION, (int)getpid(), flags);
+    char **env = build_proxy_env(cfg->proxy_envp ? cfg->proxy_envp : environ, cfg->proxy_library, config,
+                                 !(cfg->flags & PSPAWN_CTX_NO_BIND_NOW));
     if (env == NULL) {
         err = ENOMEM;
         goto fail;
     }
-    err = spawn_proxy(ch, path, proxy_socket, env);
+    err = spawn_proxy(ch, proxy_socket, env);
     free_proxy_env(env);
-    close(proxy_socket);
-    proxy_socket = -1;
+    close_fd(&proxy_socket);
     if (err != 0)
         goto fail;
     ch->proxy_pidfd = pidfd_open_checked(ch->proxy_pid);
@@ -297,33 +387,76 @@ int psp_channel_start(struct psp_channel *ch, const char *path, const char *prox
         err = errno;
         goto fail;
     }
-    if ((err = pin_proxy(ch->proxy_pid, attr->core)) != 0)
+    if ((err = pin_proxy(ch->proxy_pid, cfg->core)) != 0)
         goto fail;
-    int timeout = attr->startup_timeout_ms > 0 ? attr->startup_timeout_ms : PSP_DEFAULT_STARTUP_TIMEOUT_MS;
+    int timeout = cfg->startup_timeout_ms > 0 ? cfg->startup_timeout_ms : PSP_DEFAULT_STARTUP_TIMEOUT_MS;
     if ((err = await_handshake(ch, timeout)) != 0)
         goto fail;
     return 0;
 fail:
-    if (proxy_socket >= 0)
-        close(proxy_socket);
-    psp_channel_stop(ch);
+    close_fd(&proxy_socket);
+    if (ch->proxy_pid > 0 && ch->proxy_pidfd < 0) {
+        /* No pidfd: the pid is still our unreaped child, so it cannot have been reused. */
+        kill(ch->proxy_pid, SIGKILL);
+        while (waitpid(ch->proxy_pid, NULL, 0) < 0 && errno == EINTR) {
+        }
+        ch->proxy_pid = -1;
+    }
+    stop_proxy(ch, false);
+    ch->broken = true;
     return err;
+}
+
+void psp_proxy_config_free(struct psp_proxy_config *config)
+{
+    free(config->path);
+    free(config->proxy_library);
+    if (config->proxy_envp != NULL) {
+        for (size_t i = 0; config->proxy_envp[i] != NULL; i++)
+            free(config->proxy_envp[i]);
+        free(config->proxy_envp);
+    }
+    memset(config, 0, sizeof(*config));
+}
+
+int psp_channel_start(struct psp_channel *ch, struct psp_proxy_config *config)
+{
+    memset(ch, 0, sizeof(*ch));
+    ch->shared = NULL;
+    ch->reply_fd = ch->doorbell_fd = ch->socket_fd = ch->proxy_pidfd = -1;
+    ch->config = *config;
+    memset(config, 0, sizeof(*config));
+    int err = psp_credentials_read(&ch->credentials);
+    if (err != 0 || (err = pthread_mutex_init(&ch->lock, NULL)) != 0) {
+        psp_proxy_config_free(&ch->config);
+        return err;
+    }
+    if ((err = start_proxy(ch)) != 0) {
+        pthread_mutex_destroy(&ch->lock);
+        psp_proxy_config_free(&ch->config);
+    }
+    return err;
+}
+
+int psp_channel_restart(struct psp_channel *ch)
+{
+    int restarts = atomic_load(&ch->restarts);
+    if (ch->config.max_restarts >= 0 && restarts >= ch->config.max_restarts)
+        return EPIPE;
+    stop_proxy(ch, true);
+    atomic_store(&ch->restarts, restarts + 1);
+    return start_proxy(ch);
 }
 
 void psp_channel_stop(struct psp_channel *ch)
 {
-    kill_and_reap_proxy(ch);
-    if (ch->proxy_pidfd >= 0)
-        close(ch->proxy_pidfd);
-    if (ch->reply_fd >= 0)
-        close(ch->reply_fd);
-    if (ch->segment_fd >= 0)
-        close(ch->segment_fd);
-    if (ch->socket_fd >= 0)
-        close(ch->socket_fd);
-    if (ch->shared != NULL)
-        munmap(ch->shared, ch->size);
-    ch->proxy_pidfd = ch->reply_fd = ch->segment_fd = ch->socket_fd = -1;
-    ch->shared = NULL;
+    stop_proxy(ch, false);
+    while (ch->retired != NULL) {
+        struct psp_retired_segment *r = ch->retired;
+        ch->retired = r->next;
+        munmap(r->map, r->size);
+        free(r);
+    }
+    psp_proxy_config_free(&ch->config);
     pthread_mutex_destroy(&ch->lock);
 }

@@ -7,10 +7,10 @@
 
 #include "launcher/internal.h"
 
-static struct psp_relay_slot *find_slot(struct psp_channel *ch, pid_t pid)
+static struct psp_relay_slot *find_slot(struct psp_shared *sh, pid_t pid)
 {
-    struct psp_relay_slot *table = psp_relay_table(ch->shared);
-    for (uint32_t i = 0; i < ch->shared->relay_capacity; i++) {
+    struct psp_relay_slot *table = psp_relay_table(sh);
+    for (uint32_t i = 0; i < sh->relay_capacity; i++) {
         int32_t state = atomic_load(&table[i].state);
         if ((state == PSP_RELAY_RUNNING || state == PSP_RELAY_EXITED) && atomic_load(&table[i].pid) == pid)
             return &table[i];
@@ -28,8 +28,15 @@ static pid_t relay_wait(struct pspawn_impl *impl, pid_t pid, int *wstatus, int o
 {
     struct psp_channel *ch = &impl->channel;
     for (;;) {
-        uint32_t generation = atomic_load(&ch->shared->relay_generation);
-        struct psp_relay_slot *slot = find_slot(ch, pid);
+        /* A restart replaces the segment (the old one stays mapped until destroy); the
+         * new proxy knows nothing of the old one's children. */
+        struct psp_shared *sh = __atomic_load_n(&ch->shared, __ATOMIC_ACQUIRE);
+        if (sh == NULL) {
+            errno = ECHILD;
+            return -1;
+        }
+        uint32_t generation = atomic_load(&sh->relay_generation);
+        struct psp_relay_slot *slot = find_slot(sh, pid);
         if (slot == NULL) {
             errno = ECHILD;
             return -1;
@@ -48,7 +55,7 @@ static pid_t relay_wait(struct pspawn_impl *impl, pid_t pid, int *wstatus, int o
             errno = ECHILD;
             return -1;
         }
-        futex_wait_ms(&ch->shared->relay_generation, generation, 200);
+        futex_wait_ms(&sh->relay_generation, generation, 200);
     }
 }
 

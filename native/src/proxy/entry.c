@@ -20,10 +20,10 @@ static bool g_active;
 __attribute__((constructor)) static void psp_proxy_constructor(void)
 {
     const char *config = getenv(PSP_ENV_CONFIG);
-    int version, launcher, signo;
+    int version, launcher;
     unsigned flags;
-    if (config == NULL || sscanf(config, "%d:%d:%d:%u", &version, &launcher, &signo, &flags) != 4 ||
-        version != 1 || getppid() != launcher)
+    if (config == NULL || sscanf(config, "%d:%d:%u", &version, &launcher, &flags) != 3 ||
+        version != (int)PSP_PROTOCOL_VERSION || getppid() != launcher)
         return;
     /* Until the proxy watches its launcher through a pidfd, let the kernel kill it
      * if the launcher dies while the target is still loading. */
@@ -31,7 +31,6 @@ __attribute__((constructor)) static void psp_proxy_constructor(void)
     if (getppid() != launcher)
         _exit(127);
     psp_the_proxy.launcher_pid = launcher;
-    psp_the_proxy.doorbell_signo = signo;
     psp_the_proxy.relay = (flags & PSP_CONFIG_RELAY) != 0;
     psp_the_proxy.prefault = (flags & PSP_CONFIG_PREFAULT) != 0;
     unsetenv(PSP_ENV_CONFIG);

@@ -15,13 +15,14 @@ typedef int (*psp_main_fn)(int, char **, char **);
 struct psp_proxy {
     psp_main_fn target_main;
     pid_t launcher_pid;
-    int doorbell_signo;
     bool relay;
     bool prefault;
     struct psp_shared *shared;
     size_t size;
     int reply_fd;
-    int signal_fd;
+    int doorbell_fd;
+    int socket_fd;
+    int signal_fd;          /* relay mode: SIGCHLD; else -1 */
     int launcher_pidfd;
     pid_t *tid_field;       /* glibc's cached tid of this thread, updated by the kernel in
                                each child (CLONE_CHILD_SETTID); NULL if not found */

@@ -35,14 +35,24 @@ static _Noreturn void fail_startup(struct psp_proxy *p, int err)
     _exit(127);
 }
 
+/* The segment is the first message on the socket: the launcher sent it before it
+ * started us and closed its own descriptor. Ours is closed once it is mapped, so no
+ * descriptor of it is left in any process for others to reopen. */
 static int map_segment(struct psp_proxy *p)
 {
+    int fd;
+    int err = psp_receive_fds(&fd, 1);
+    if (err != 0)
+        return err;
     struct stat st;
-    if (fstat(PSP_FD_SEGMENT, &st) != 0 || st.st_size < (off_t)sizeof(struct psp_shared))
-        return EPROTO;
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, PSP_FD_SEGMENT, 0);
-    if (map == MAP_FAILED)
-        return errno;
+    void *map = MAP_FAILED;
+    if (fstat(fd, &st) != 0 || st.st_size < (off_t)sizeof(struct psp_shared))
+        err = EPROTO;
+    else if ((map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED)
+        err = errno;
+    close(fd);
+    if (err != 0)
+        return err;
     struct psp_shared *sh = map;
     p->shared = sh;
     p->size = (size_t)st.st_size;
@@ -91,13 +101,14 @@ static char *own_library_path(void)
     return strdup(info.dli_fname);
 }
 
-static int watch_signals(struct psp_proxy *p)
+/* Relay mode only: SIGCHLD of our children, through a signalfd. */
+static int watch_children(struct psp_proxy *p)
 {
+    if (!p->relay)
+        return 0;
     sigset_t set;
     sigemptyset(&set);
-    sigaddset(&set, p->doorbell_signo);
-    if (p->relay)
-        sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGCHLD);
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0)
         return errno;
     p->signal_fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -122,9 +133,16 @@ static int watch_launcher(struct psp_proxy *p)
 static uint64_t start_up(struct psp_proxy *p)
 {
     p->reply_fd = PSP_FD_REPLY;
+    p->doorbell_fd = PSP_FD_DOORBELL;
+    p->socket_fd = PSP_FD_SOCKET;
     p->signal_fd = p->launcher_pidfd = -1;
     /* The state the target reached main with, before we touch anything. */
     sigprocmask(SIG_BLOCK, NULL, &p->saved_mask);
+    /* Not dumpable: our /proc files (fd/, mem, environ) become root's, and processes of
+     * our user can no longer ptrace us. Children restore the original value. */
+    p->saved_dumpable = prctl(PR_GET_DUMPABLE);
+    if (prctl(PR_SET_DUMPABLE, 0) != 0)
+        fail_startup(p, errno);
 
     int err = map_segment(p);
     if (err != 0)
@@ -136,7 +154,7 @@ static uint64_t start_up(struct psp_proxy *p)
         psp_prefault_mappings();
     syscall(SYS_get_robust_list, 0, &p->robust_head, &p->robust_len);
     p->library_path = own_library_path();
-    if ((err = watch_signals(p)) != 0 || (err = watch_launcher(p)) != 0)
+    if ((err = watch_children(p)) != 0 || (err = watch_launcher(p)) != 0)
         fail_startup(p, err);
 
     uint64_t served = atomic_load(&p->shared->request_seq);
@@ -144,6 +162,37 @@ static uint64_t start_up(struct psp_proxy *p)
     atomic_store(&p->shared->state, PSP_STATE_READY);
     notify_launcher(p);
     return served;
+}
+
+/* The launcher died, or hung up the socket (destroy, or it could not kill us): we must
+ * stop at once, also in the middle of a batch. Checked between two forks. */
+static bool launcher_gone(const struct psp_proxy *p)
+{
+    struct pollfd fds[2] = {{.fd = p->launcher_pidfd, .events = POLLIN}, {.fd = p->socket_fd, .events = 0}};
+    return poll(fds, 2, 0) > 0;
+}
+
+/* The error pipe of a request must not take 0-2: a child moves its stdio there, and
+ * moving the pipe away in the child can fail (EMFILE), losing the child's report. */
+static int error_pipe_above_stdio(int pipe_fds[2])
+{
+    if (pipe2(pipe_fds, O_CLOEXEC) != 0)
+        return errno;
+    for (int k = 0; k < 2; k++) {
+        if (pipe_fds[k] > 2)
+            continue;
+        int moved = fcntl(pipe_fds[k], F_DUPFD_CLOEXEC, 3);
+        int err = errno;
+        close(pipe_fds[k]);
+        pipe_fds[k] = moved;
+        if (moved < 0) {
+            if (pipe_fds[1 - k] >= 0)
+                close(pipe_fds[1 - k]);
+            pipe_fds[0] = pipe_fds[1] = -1;
+            return err == EINVAL ? EMFILE : err;
+        }
+    }
+    return 0;
 }
 
 /* In zygote mode the child becomes a sibling of the proxy: a child of the launcher,
@@ -186,13 +235,15 @@ static bool serve_request(struct psp_proxy *p, uint64_t seq, struct psp_decoded 
         fds = calloc(req->fd_count, sizeof(int));
         err = fds == NULL ? ENOMEM : psp_receive_fds(fds, req->fd_count);
     }
-    if (err == 0 && !ping && req->options != NULL && pipe2(error_pipe, O_CLOEXEC) != 0)
-        err = errno;
+    if (err == 0 && !ping && req->options != NULL)
+        err = error_pipe_above_stdio(error_pipe);
     if (err == 0 && !ping) {
         psp_clean_environment(req->envp, p->library_path);
         _Atomic int32_t *results = psp_results(sh, req->results_offset);
         _Atomic int32_t *errors = psp_errors(sh, req->errors_offset);
         for (uint32_t i = 0; i < req->count; i++) {
+            if (i > 0 && launcher_gone(p))
+                _exit(0);
             struct psp_relay_slot *slot = p->relay ? psp_relay_reserve(p) : NULL;
             pid_t pid = -1;
             atomic_store_explicit(&errors[i], 0, memory_order_relaxed);
@@ -240,36 +291,44 @@ static bool serve_request(struct psp_proxy *p, uint64_t seq, struct psp_decoded 
     return false;
 }
 
-/* Read queued signals. Returns true if a doorbell from our launcher was among them. */
-static bool drain_signals(struct psp_proxy *p, bool *child_exited)
+static void drain_eventfd(int fd)
 {
-    bool doorbell = false;
-    struct signalfd_siginfo si;
-    while (read(p->signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        if ((int)si.ssi_signo == p->doorbell_signo)
-            doorbell |= si.ssi_code == SI_QUEUE && (pid_t)si.ssi_pid == p->launcher_pid;
-        else if (si.ssi_signo == SIGCHLD)
-            *child_exited = true;
+    uint64_t value;
+    while (read(fd, &value, sizeof(value)) < 0 && errno == EINTR) {
     }
-    return doorbell;
+}
+
+/* Relay mode: SIGCHLDs only say "collect"; psp_relay_collect finds who exited. */
+static void drain_signals(int signal_fd)
+{
+    struct signalfd_siginfo si;
+    while (read(signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+    }
 }
 
 void psp_serve(struct psp_proxy *p, struct psp_decoded *child_request)
 {
     uint64_t served = start_up(p);
     for (;;) {
-        struct pollfd fds[2] = {{.fd = p->signal_fd, .events = POLLIN}, {.fd = p->launcher_pidfd, .events = POLLIN}};
-        if (poll(fds, 2, -1) < 0) {
+        struct pollfd fds[4] = {
+            {.fd = p->doorbell_fd, .events = POLLIN},
+            {.fd = p->launcher_pidfd, .events = POLLIN},
+            {.fd = p->socket_fd, .events = 0}, /* hang-up only: descriptors are read per request */
+            {.fd = p->signal_fd, .events = POLLIN},
+        };
+        if (poll(fds, p->signal_fd >= 0 ? 4 : 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             _exit(127);
         }
-        if (fds[1].revents)
+        if (fds[1].revents || fds[2].revents)
             _exit(0); /* the launcher is gone: so are we, with no destructors of the target */
-        bool child_exited = false;
-        bool doorbell = drain_signals(p, &child_exited);
+        if (fds[0].revents)
+            drain_eventfd(p->doorbell_fd);
+        if (p->signal_fd >= 0 && fds[3].revents)
+            drain_signals(p->signal_fd);
         uint64_t seq = atomic_load(&p->shared->request_seq);
-        if (doorbell && seq != served) {
+        if (seq != served) {
             served = seq;
             if (serve_request(p, seq, child_request))
                 return;
