@@ -33,6 +33,7 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
     private readonly ContextHandle _handle;
     private int _disposed;
     private int _runningRelayChildren;
+    private int _restarts;
 
     private PSpawnContext(ContextHandle handle, string path, int core, PSpawnContextOptions options, ILogger logger, PSpawnMode mode, Errno? fallbackReason)
     {
@@ -84,6 +85,35 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
             catch (ObjectDisposedException)
             {
                 return null;
+            }
+            finally
+            {
+                if (added)
+                {
+                    _handle.DangerousRelease();
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// How many times a dead proxy has been restarted (by the spawn after its death; at most
+    /// <see cref="PSpawnContextOptions.MaxRestarts"/>). Always 0 in <see cref="PSpawnMode.Fallback"/> mode; after
+    /// <see cref="Dispose"/>, the last count seen.
+    /// </summary>
+    public unsafe int RestartCount
+    {
+        get
+        {
+            bool added = false;
+            try
+            {
+                _handle.DangerousAddRef(ref added);
+                return Math.Max(Volatile.Read(ref _restarts), Interop.PSpawnCore.ContextRestarts(_handle.Pointer));
+            }
+            catch (ObjectDisposedException)
+            {
+                return Volatile.Read(ref _restarts);
             }
             finally
             {
@@ -153,6 +183,7 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
             attr.Core = core;
             attr.StartupTimeoutMs = PSpawnContextOptions.ToMilliseconds(options.StartupTimeout);
             attr.RequestTimeoutMs = PSpawnContextOptions.ToMilliseconds(options.RequestTimeout);
+            attr.MaxRestarts = options.MaxRestarts;
             if (options.SharedBufferSize is int bufferSize)
             {
                 attr.BufferSize = (nuint)bufferSize;
@@ -350,6 +381,11 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
                 errno = Interop.Sys.EMFILE;
             }
 
+            if (Mode != PSpawnMode.Fallback)
+            {
+                NoteRestarts(Interop.PSpawnCore.ContextRestarts(_handle.Pointer));
+            }
+
             int startedCount = 0;
             foreach (int pid in pids)
             {
@@ -508,6 +544,24 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
         Errno.EPIPE => "the proxy died during start-up (EPIPE)",
         _ => ErrorMapper.Describe(reason),
     };
+
+    /// <summary>Logs a restart the native core did during a spawn (once per increase of the count).</summary>
+    private unsafe void NoteRestarts(int restarts)
+    {
+        int seen = Volatile.Read(ref _restarts);
+        while (restarts > seen)
+        {
+            int previous = Interlocked.CompareExchange(ref _restarts, restarts, seen);
+            if (previous == seen)
+            {
+                int proxyPid = Interop.PSpawnCore.ContextProxyPid(_handle.Pointer);
+                Log.ProxyRestarted(Logger, Path, proxyPid, restarts, Options.MaxRestarts);
+                return;
+            }
+
+            seen = previous;
+        }
+    }
 
     internal void RelayChildReaped() => Interlocked.Decrement(ref _runningRelayChildren);
 

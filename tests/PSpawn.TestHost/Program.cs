@@ -12,6 +12,7 @@ using PSpawn;
 //                                shared stdin pipe), then EOF for all of them, wait all, check every exit status
 //   create-nofile LIMIT NOOP     lower the soft RLIMIT_NOFILE to LIMIT, create a context, report the outcome
 //   pipes-nofile LIMIT REPORT    lower the soft RLIMIT_NOFILE to LIMIT, spawn piped children until EMFILE
+//   credentials NOOP             create a context, change this process's supplementary groups, spawn (EPERM expected)
 //   spawn-forever NOOP           print the proxy's pid, then SpawnN(100000) (the test SIGKILLs this process)
 //   kill-launcher NOOP           as a child subreaper: run spawn-forever in a child, SIGKILL it after 300 ms, check
 //                                that its proxy stops within 1 s and no children keep appearing; reap everything
@@ -20,6 +21,7 @@ return args.Length switch
     3 when args[0] == "live" => await Scenarios.Live(int.Parse(args[1], CultureInfo.InvariantCulture), args[2]),
     3 when args[0] == "create-nofile" => Scenarios.CreateWithLowNoFile(int.Parse(args[1], CultureInfo.InvariantCulture), args[2]),
     3 when args[0] == "pipes-nofile" => await Scenarios.PipesWithLowNoFile(int.Parse(args[1], CultureInfo.InvariantCulture), args[2]),
+    2 when args[0] == "credentials" => Scenarios.CredentialsChanged(args[1]),
     2 when args[0] == "spawn-forever" => Scenarios.SpawnForever(args[1]),
     2 when args[0] == "kill-launcher" => await KillLauncher.Run(args[1]),
     _ => Usage(),
@@ -146,6 +148,31 @@ internal static class Scenarios
         return failure is { Errno: Mono.Unix.Native.Errno.EMFILE } && all.Count > 0 && collected == all.Count ? 0 : 1;
     }
 
+    public static int CredentialsChanged(string noop)
+    {
+        using var context = PSpawnContext.Create(noop);
+        context.Spawn([]).WaitForExit();
+        uint[] groups = Native.Groups();
+        Native.SetGroups([.. groups, 54321]); // glibc applies it to every thread of the process
+        try
+        {
+            context.Spawn([]);
+            Console.WriteLine("outcome=spawned");
+            return 1;
+        }
+        catch (PSpawnException e)
+        {
+            Console.WriteLine($"outcome={e.GetType().Name}");
+            Console.WriteLine($"errno={e.Errno}");
+            Console.WriteLine($"message={e.Message}");
+            return e.Errno == Mono.Unix.Native.Errno.EPERM ? 0 : 1;
+        }
+        finally
+        {
+            Native.SetGroups(groups);
+        }
+    }
+
     public static int SpawnForever(string noop)
     {
         using var context = PSpawnContext.Create(noop);
@@ -183,6 +210,34 @@ internal static partial class Native
 
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int signal);
+
+    [LibraryImport("libc", EntryPoint = "getgroups", SetLastError = true)]
+    private static unsafe partial int GetGroups(int size, uint* list);
+
+    [LibraryImport("libc", EntryPoint = "setgroups", SetLastError = true)]
+    private static unsafe partial int SetGroupsNative(nuint size, uint* list);
+
+    public static unsafe uint[] Groups()
+    {
+        uint[] groups = new uint[GetGroups(0, null)];
+        fixed (uint* list = groups)
+        {
+            _ = GetGroups(groups.Length, list);
+        }
+
+        return groups;
+    }
+
+    public static unsafe void SetGroups(uint[] groups)
+    {
+        fixed (uint* list = groups)
+        {
+            if (SetGroupsNative((nuint)groups.Length, list) != 0)
+            {
+                throw new InvalidOperationException($"setgroups failed: {Marshal.GetLastPInvokeError()} (this scenario needs root or CAP_SETGID)");
+            }
+        }
+    }
 
     public static unsafe ulong SoftNoFile()
     {

@@ -89,6 +89,21 @@ public sealed class ChildProcessScenarioTests
     }
 
     /// <summary>
+    /// A process whose credentials changed since its context was created gets EPERM from a spawn (the proxy has the
+    /// old ones), with a message that says so. Needs root (setgroups), as the tests run. Changing credentials affects every thread, hence the separate process.
+    /// </summary>
+    [Fact]
+    public async Task Spawn_after_a_credential_change_is_EPERM_saying_so()
+    {
+        CommandRunner.Result result = await RunHost(null, "credentials", Fixtures.Noop);
+        Dictionary<string, string> values = Values(result);
+        Assert.True(result.ExitCode == 0, $"the host failed: {result}");
+        Assert.Equal("EPERM", values["errno"]);
+        Assert.Contains("credentials", values["message"], StringComparison.Ordinal);
+        Assert.Contains("changed since the context was created", values["message"], StringComparison.Ordinal);
+    }
+
+    /// <summary>
     /// Defect 2: a .NET launcher killed with SIGKILL in the middle of SpawnN(100000) must not leave its proxy forking
     /// on: the proxy stops within a second and no children keep appearing. The host runs the launcher under itself
     /// as a child subreaper (so this test process is not one), watches the re-parented proxy, and reaps everything.

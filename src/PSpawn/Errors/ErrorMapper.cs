@@ -104,7 +104,7 @@ internal static class ErrorMapper
                 Errno.ENOENT => " (a per-spawn option failed in the child: the working directory or a standard stream's file does not exist)",
                 Errno.EACCES => " (a per-spawn option failed in the child: the working directory or a standard stream's file is not accessible)",
                 Errno.EINVAL => " (a per-spawn option failed in the child: for example a CPU set with no online CPU this process may use, or a process group that does not exist)",
-                Errno.EPERM => " (a per-spawn option failed in the child: for example a hard resource limit above this process's, or a process group of another session)",
+                Errno.EPERM => " (either this process's credentials changed since the context was created, so nothing was spawned, or a per-spawn option failed in the child: for example a hard resource limit above this process's, or a process group of another session)",
                 Errno.EOPNOTSUPP => " (the posix_spawn fallback cannot apply umask, resource limits or a parent-death signal)",
                 _ => " (possibly reported by the child for a per-spawn option)",
             };
@@ -121,7 +121,9 @@ internal static class ErrorMapper
             Errno.EINVAL => new PSpawnArgumentException(
                 $"{count} '{path}': the native core rejected an argument: {what}.", null, errno, path, inner),
             Errno.EPIPE => new PSpawnProxyException(
-                $"{count} '{path}': the proxy is dead; the context is broken, dispose it and create a new one: {what}.", errno, path, duringStartup: false, inner) { StartedProcesses = started, FailedInstances = failures },
+                $"{count} '{path}': the proxy is dead and could not be restarted (or PSpawnContextOptions.MaxRestarts is used up); the context is broken, dispose it and create a new one: {what}.", errno, path, duringStartup: false, inner) { StartedProcesses = started, FailedInstances = failures },
+            Errno.EPERM when !withOptions => new PSpawnException(
+                $"{count} '{path}': this process's credentials (user IDs, group IDs or supplementary groups) changed since the context was created, and its proxy would give children the old ones, so nothing was spawned; dispose the context and create a new one: {what}.", errno, path, inner) { StartedProcesses = started, FailedInstances = failures },
             Errno.ETIMEDOUT => new PSpawnProxyException(
                 $"{count} '{path}': the proxy did not answer within the request timeout and was killed; the context is broken, dispose it and create a new one: {what}.", errno, path, duringStartup: false, inner) { StartedProcesses = started, FailedInstances = failures },
             Errno.ENOENT => new PSpawnFileNotFoundException($"{count} '{path}': {what}.", errno, path, inner),

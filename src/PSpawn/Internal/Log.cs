@@ -52,4 +52,8 @@ internal static partial class Log
     [LoggerMessage(EventId = 12, EventName = "LineCallbackFailed", Level = LogLevel.Warning,
         Message = "Delivering the standard {Stream} lines of process {Pid} ({Path}) failed")]
     public static partial void LineCallbackFailed(ILogger logger, string path, int pid, string stream, Exception exception);
+
+    [LoggerMessage(EventId = 13, EventName = "ProxyRestarted", Level = LogLevel.Warning,
+        Message = "The PSpawn proxy for {Path} had died and was restarted as {ProxyPid} (restart {Restarts}; PSpawnContextOptions.MaxRestarts {MaxRestarts}, -1 = no limit)")]
+    public static partial void ProxyRestarted(ILogger logger, string path, int proxyPid, int restarts, int maxRestarts);
 }
