@@ -333,6 +333,12 @@ public sealed class SpawnedProcess : IDisposable
             ? $"{System.IO.Path.GetFileName(_context.Path)} [{Id}] exited ({(_terminatingSignal is int s ? "signal " + s : "code " + _exitCode)})"
             : $"{System.IO.Path.GetFileName(_context.Path)} [{Id}] running";
 
+    /// <summary>Whether the exit status has been collected.</summary>
+    internal bool IsReaped => Volatile.Read(ref _reaped);
+
+    /// <summary>Whether this is a relay-mode child (the proxy's child, not this process's).</summary>
+    internal bool IsRelayChild => _lease is not null;
+
     /// <summary>Whether <see cref="Dispose"/> was called.</summary>
     internal bool IsDisposed => _disposed;
 

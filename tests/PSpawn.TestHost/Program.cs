@@ -59,9 +59,16 @@ internal static class Scenarios
         await Task.Delay(10);
         Console.WriteLine($"temp-file={File.Exists(Path.GetTempFileName())}");
 
+        // The last child has no pidfd (the budget was spent long before): Kill goes through kill(2) under the
+        // process's lock, and the poller collects its status.
+        SpawnedProcess victim = children[^1];
+        victim.Kill(15);
+        await victim.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        Console.WriteLine($"killed-signal={victim.TerminatingSignal}");
+
         stdin.Dispose(); // EOF: every child exits
         await Task.WhenAll(children.Select(c => c.WaitForExitAsync())).WaitAsync(TimeSpan.FromSeconds(60));
-        int collected = children.Count(c => c.HasExited && c.ExitCode == 0);
+        int collected = children.Count(c => c.HasExited && (c == victim ? c.TerminatingSignal == 15 : c.ExitCode == 0));
         Console.WriteLine($"collected={collected}");
         return children.Count == count && running == count && collected == count ? 0 : 1;
     }

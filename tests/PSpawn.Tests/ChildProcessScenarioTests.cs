@@ -38,7 +38,8 @@ public sealed class ChildProcessScenarioTests
     /// Defect 9: every live child held a pidfd, so 3,000 of them under ulimit -n 256 left the runtime without
     /// descriptors and it aborted ("Out of memory.", exit 134). The children beyond the descriptor budget are now
     /// watched by the shared poller: all 3,000 are alive at once (blocked reading one shared stdin pipe), the runtime
-    /// can still start a thread and open a file, and every exit status is collected.
+    /// can still start a thread and open a file, a child without a pidfd can be killed, and every exit status is
+    /// collected.
     /// </summary>
     [Fact]
     public async Task Three_thousand_live_children_under_ulimit_256_are_all_collected()
@@ -49,6 +50,7 @@ public sealed class ChildProcessScenarioTests
         Assert.Equal("256", values["nofile"]);
         Assert.Equal("3000", values["running"]);
         Assert.Equal("3000", values["collected"]);
+        Assert.Equal("15", values["killed-signal"]); // Kill of a child without a pidfd
         Assert.True(int.Parse(values["fds"], System.Globalization.CultureInfo.InvariantCulture) <= 256 - DescriptorBudget.MinimumReserve + 1, $"the reserve was used: {result}"); // + the listing's own
     }
 

@@ -113,6 +113,7 @@ internal static partial class Interop
         [LibraryImport(LibC, EntryPoint = "waitpid", SetLastError = true)]
         internal static partial int WaitPid(int pid, int* wstatus, int options);
 
+        internal const int P_ALL = 0;
         internal const int P_PID = 1;
         internal const int WEXITED = 4;
         internal const int WNOWAIT = 0x01000000;
