@@ -347,7 +347,8 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
         int errno = 0;
         bool added = false;
         bool leased = false;
-        var processes = new List<SpawnedProcess>(count);
+        var processes = new SpawnedProcess[count]; // returned as it is when every instance started
+        int created = 0;
         List<SpawnedProcess>? polled = null;
         int pollErrno = 0;
         DescriptorBudget.Refresh(); // the application may have changed RLIMIT_NOFILE since the last call
@@ -412,7 +413,7 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
                 if (pid > 0)
                 {
                     var process = new SpawnedProcess(this, pid, lease);
-                    processes.Add(process);
+                    processes[created++] = process;
                     if (withOptions)
                     {
                         // Owned by the process from here on, so that no pipe end can leak.
@@ -446,15 +447,15 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
                     string reason = ErrorMapper.Describe(ErrorMapper.ToErrno(pollErrno));
                     int limit = DescriptorBudget.Limit;
                     int reserve = DescriptorBudget.Reserve;
-                    Log.ExitWatchPolling(Logger, Path, polled.Count, processes.Count, reason, limit, reserve);
+                    Log.ExitWatchPolling(Logger, Path, polled.Count, created, reason, limit, reserve);
                 }
             }
         }
 
-        if (processes.Count == count)
+        if (created == count)
         {
             Log.Spawned(Logger, Path, count);
-            return [.. processes];
+            return processes;
         }
 
         int firstError = errno;
@@ -477,14 +478,14 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
         }
 
         Errno e = ErrorMapper.ToErrno(firstError);
-        Exception exception = ErrorMapper.ForSpawn(e, Path, count, processes.AsReadOnly(), withOptions, failed);
+        Exception exception = ErrorMapper.ForSpawn(e, Path, count, Array.AsReadOnly(processes[..created]), withOptions, failed);
         string what = ErrorMapper.Describe(e);
         if (exception is PSpawnProxyException)
         {
             Log.ProxyFailed(Logger, Path, what);
         }
 
-        Log.SpawnFailed(Logger, Path, processes.Count, count, what, exception);
+        Log.SpawnFailed(Logger, Path, created, count, what, exception);
         throw exception;
     }
 
