@@ -121,6 +121,8 @@ static int watch_launcher(struct psp_proxy *p)
  * request may follow immediately. */
 static uint64_t start_up(struct psp_proxy *p)
 {
+    /* First: it saves the dumpable state before anything changes it (see there). */
+    psp_child_image_init(p);
     p->reply_fd = PSP_FD_REPLY;
     p->signal_fd = p->launcher_pidfd = -1;
     /* The state the target reached main with, before we touch anything. */
