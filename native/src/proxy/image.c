@@ -84,7 +84,11 @@ static void read_auxv(struct psp_image_base *b)
     b->auxv_words = bytes > 0 ? auxv_length(b->auxv, (size_t)bytes / sizeof(b->auxv[0])) : 0;
     if (b->auxv_words == 0)
         b->auxv_words = auxv_from_getauxval(b->auxv);
+    /* Linux has given AT_RANDOM since 2.6.29; the fallback only keeps the code simple. */
+    static unsigned char no_at_random[PSP_RANDOM_BYTES];
     b->at_random = (unsigned char *)getauxval(AT_RANDOM);
+    if (b->at_random == NULL)
+        b->at_random = no_at_random;
 }
 
 /* The mm fields of /proc/self/stat (numbered from 1 as in proc(5)): 26-28 start_code,
@@ -231,7 +235,9 @@ int psp_child_image_install(struct psp_proxy *p, struct psp_decoded *req)
         if (err != 0)
             return err;
     }
-    return draw_random(p->child_random);
+    /* In place: glibc's getauxval and the copied auxv point there. Only the canary must
+     * wait for the last moment; it is derived from these bytes then. */
+    return draw_random(b->at_random);
 }
 
 /* Returns after changing the canary: built without the stack protector, and so is its
@@ -239,17 +245,10 @@ int psp_child_image_install(struct psp_proxy *p, struct psp_decoded *req)
  * the low byte zeroed, so that string overflows cannot write it. */
 __attribute__((no_stack_protector)) void psp_child_renew_secrets(struct psp_proxy *p)
 {
-    unsigned char *at_random = p->image.at_random;
-    volatile unsigned char *fresh = p->child_random; /* volatile: no library call here */
+    const volatile unsigned char *random = p->image.at_random; /* volatile: no library call */
     uintptr_t canary = 0;
-    for (size_t i = 0; i < PSP_RANDOM_BYTES; i++) {
-        unsigned char byte = fresh[i];
-        if (at_random != NULL)
-            at_random[i] = byte;
-        if (i < sizeof(canary))
-            canary |= (uintptr_t)byte << (8 * i);
-        fresh[i] = 0;
-    }
+    for (size_t i = 0; i < sizeof(canary); i++)
+        canary |= (uintptr_t)random[i] << (8 * i);
     canary &= ~(uintptr_t)0xff;
     __asm__ volatile("movq %0, %%fs:0x28" : : "r"(canary) : "memory");
 }

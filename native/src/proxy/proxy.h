@@ -21,7 +21,7 @@ typedef int (*psp_main_fn)(int, char **, char **);
 struct psp_image_base {
     unsigned long auxv[2 * PSP_AUXV_MAX]; /* the proxy's auxiliary vector, AT_NULL included */
     size_t auxv_words;
-    unsigned char *at_random;             /* the bytes getauxval(AT_RANDOM) points to, or NULL */
+    unsigned char *at_random;             /* the bytes getauxval(AT_RANDOM) points to */
     /* The proxy's memory map as PR_SET_MM_MAP must be given it (/proc/self/stat). */
     unsigned long start_code, end_code, start_data, end_data, start_brk, start_stack;
     bool set_mm;                          /* PR_SET_MM_MAP worked in the proxy */
@@ -47,8 +47,6 @@ struct psp_proxy {
     int saved_dumpable;     /* PR_GET_DUMPABLE before the proxy made itself non-dumpable;
                                children restore it right before main */
     struct psp_image_base image;
-    unsigned char child_random[PSP_RANDOM_BYTES]; /* a child's fresh AT_RANDOM, drawn in
-                               psp_child_prepare and installed right before main */
 };
 
 /* entry.c: the one proxy of this process. */
@@ -84,11 +82,11 @@ void psp_child_image_init(struct psp_proxy *p);
 /* In a child: copies the request's argv and (cleaned) envp into one anonymous block
  * {argc, argv, NULL, envp, NULL, auxv, strings}, points req->argv/envp, environ and
  * program_invocation_name there, makes /proc/<pid>/cmdline and environ show it, and
- * draws the child's fresh random bytes. Returns 0 or an errno. */
+ * draws fresh AT_RANDOM bytes (in place). Returns 0 or an errno. */
 int psp_child_image_install(struct psp_proxy *p, struct psp_decoded *req);
 /* The last thing before main, from a frame that never checks a canary: a fresh stack
- * canary and AT_RANDOM. No function with a stack protector that was entered before this
- * call may return after it. */
+ * canary, derived from the fresh AT_RANDOM. No function with a stack protector that was
+ * entered before this call may return after it. */
 void psp_child_renew_secrets(struct psp_proxy *p);
 
 /* relay.c: exit-status relay (proxy stays the parent). */
