@@ -132,6 +132,8 @@ static int watch_launcher(struct psp_proxy *p)
  * request may follow immediately. */
 static uint64_t start_up(struct psp_proxy *p)
 {
+    /* First: it saves the dumpable state before anything changes it (see there). */
+    psp_child_image_init(p);
     p->reply_fd = PSP_FD_REPLY;
     p->doorbell_fd = PSP_FD_DOORBELL;
     p->socket_fd = PSP_FD_SOCKET;
