@@ -158,11 +158,6 @@ static void read_memory_map(struct psp_image_base *b)
 
 void psp_child_image_init(struct psp_proxy *p)
 {
-    /* The state exec (and the target's constructors) left, which children get back
-     * before main. Whoever makes the proxy non-dumpable saves it first; if that has
-     * not happened yet, nothing has changed it and it is read here. */
-    if (p->saved_dumpable == 0)
-        p->saved_dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
     read_auxv(&p->image);
     read_memory_map(&p->image);
 }
