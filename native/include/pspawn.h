@@ -204,7 +204,11 @@ PSPAWN_API int pspawn_attr_set_cpus_per_instance(pspawn_attr_t *attr, const cpu_
  * entries: the caller's pipe ends, -1 where no pipe was asked for or the instance failed.
  * Anything that fails in the child before main (chdir, open, setrlimit, affinity, ...)
  * is that instance's error, as posix_spawn reports exec failures; such a child never
- * runs main and is reaped by the call. Return value as pspawn_n. */
+ * runs main and is reaped by the call. Return value as pspawn_n.
+ * Without options (pspawn, pspawn_n, pspawn_e, pspawn_ne) the call returns as soon as
+ * the children exist, before their set-up: a child whose start-up image cannot be built
+ * (out of memory) exits with status 127 before main, like a fork+exec child whose exec
+ * failed after the fork. Pass an (empty) attr when that must be reported as an error. */
 PSPAWN_API int pspawn_nx(pid_t *pids, int *errors, int *stdio_fds, pspawn_context_t *ctx,
                          int nspawns, char *const argv[], char *const envp[],
                          const pspawn_attr_t *attr);
