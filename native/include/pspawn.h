@@ -20,8 +20,9 @@
  *   EPERM       set-uid or set-gid: the loader would drop LD_PRELOAD      (fallback-able)
  *   EDEADLK     the target's constructors started threads; forking it is unsafe (fallback-able)
  *   ENOSYS      the executable does not start through glibc's __libc_start_main (its own
- *               _start, -nostartfiles, Go): the proxy could not stop it before main, so it
- *               is refused before any of its code runs                   (fallback-able)
+ *               _start, -nostartfiles, Go's internal linker): no undefined __libc_start_main
+ *               among its dynamic symbols (or they cannot be read). The proxy could not stop
+ *               it before main, so it is refused before any of its code runs (fallback-able)
  *   ETIMEDOUT   the proxy did not complete its start-up handshake in time (fallback-able)
  *   EPIPE       the proxy died during start-up                            (fallback-able)
  *   ELIBACC     libpspawn_proxy.so could not be found or read

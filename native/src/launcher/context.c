@@ -53,7 +53,7 @@ static bool core_allowed(int core)
 /* Failures after which posix_spawn can still serve the target. */
 static bool can_fall_back(int err)
 {
-    return err == ENOTSUP || err == EPERM || err == EDEADLK || err == ETIMEDOUT || err == EPIPE;
+    return err == ENOTSUP || err == EPERM || err == EDEADLK || err == ENOSYS || err == ETIMEDOUT || err == EPIPE;
 }
 
 static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)

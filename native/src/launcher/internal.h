@@ -76,7 +76,7 @@ struct pspawn_impl {
 };
 
 /* executable_check.c: 0 if `path` can be served by a zygote, else the errno that
- * pspawn_context_create documents (ENOENT, EACCES, ENOEXEC, ENOTSUP, EPERM). */
+ * pspawn_context_create documents (ENOENT, EACCES, ENOEXEC, ENOTSUP, EPERM, ENOSYS). */
 int psp_check_executable(const char *path);
 
 /* proxy_start.c */
