@@ -72,6 +72,8 @@ internal static class ErrorMapper
                 $"'{path}' is set-user-ID or set-group-ID, so the loader would drop LD_PRELOAD: {what}. Use FallbackPolicy.PosixSpawn to spawn it with posix_spawn.", errno, path, inner),
             Errno.EDEADLK => Unsupported(UnsupportedExecutableReason.ThreadedConstructors,
                 $"The constructors of '{path}' start threads, so forking it as a zygote is unsafe: {what}. Use FallbackPolicy.PosixSpawn to spawn it with posix_spawn.", errno, path, inner),
+            Errno.ENOSYS => Unsupported(UnsupportedExecutableReason.NoStandardEntryPoint,
+                $"'{path}' does not start through glibc's __libc_start_main (it has its own _start, as -nostartfiles and Go programs do), so the zygote cannot stop it before main; it was not run: {what}. Use FallbackPolicy.PosixSpawn to spawn it with posix_spawn.", errno, path, inner),
             Errno.ETIMEDOUT => new PSpawnProxyException(
                 $"The proxy for '{path}' did not complete its start-up handshake within {startupTimeout.TotalMilliseconds:0} ms: {what}.", errno, path, duringStartup: true, inner),
             Errno.EPIPE => new PSpawnProxyException(
