@@ -31,7 +31,12 @@
  * PSPAWN_CTX_FALLBACK is set (see pspawn_context_fallback_reason).
  *
  * Error numbers of pspawn / pspawn_n / pspawn_e / pspawn_ne:
- *   E2BIG       argv + environment do not fit the shared buffer (or exceed ARG_MAX)
+ *   E2BIG       argv + environment do not fit the shared buffer, or execve would refuse them
+ *               (checked up front, before anything is forked, in every mode): a string
+ *               longer than MAX_ARG_STRLEN (131072 bytes with its NUL), more than
+ *               MAX_ARG_STRINGS of either, or all strings + the executable's path + one
+ *               pointer per string above a quarter of RLIMIT_STACK (soft), capped at 6 MiB,
+ *               never below ARG_MAX (131072); argc 0 counts as 1 (fs/exec.c)
  *   EINVAL      bad argument (NULL argv, argv[0] missing, nspawns < 0 or > PSPAWN_MAX_SPAWNS,
  *               destroyed context)
  *   EPIPE       the proxy died and could not be restarted (or max_restarts is used up)

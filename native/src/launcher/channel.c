@@ -296,7 +296,7 @@ int psp_channel_spawn(struct psp_channel *ch, char *const argv[], char *const en
         err = errno;
     else if (argc == 0)
         err = EINVAL;
-    else if (bytes > (size_t)sysconf(_SC_ARG_MAX))
+    else if (psp_exceeds_arg_limits(argv, envp, ch->exec_path_bytes))
         err = E2BIG;
     else if (psp_attr_pipe_count(attr) > 0 && stdio_fds == NULL)
         err = EINVAL;

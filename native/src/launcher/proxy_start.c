@@ -261,6 +261,7 @@ int psp_channel_start(struct psp_channel *ch, const char *path, const char *prox
     ch->relay = relay;
     ch->doorbell_signo = SIGRTMIN + PSP_DOORBELL_OFFSET;
     ch->request_timeout_ms = attr->request_timeout_ms;
+    ch->exec_path_bytes = strlen(path) + 1;
     int err = pthread_mutex_init(&ch->lock, NULL);
     if (err != 0)
         return err;
