@@ -114,7 +114,7 @@ internal static class ErrorMapper
         Exception exception = errno switch
         {
             Errno.E2BIG => new PSpawnArgumentException(
-                $"{count} '{path}': the arguments and environment do not fit the shared buffer or exceed ARG_MAX: {what}.", null, errno, path, inner),
+                $"{count} '{path}': the arguments and environment do not fit the shared buffer or exceed execve's limits (a string of 131072 bytes or more, or strings plus pointers beyond a quarter of RLIMIT_STACK): {what}.", null, errno, path, inner),
             Errno.EINVAL when withOptions => new PSpawnException($"{count} '{path}': {what}.", errno, path, inner) { StartedProcesses = started, FailedInstances = failures },
             Errno.EINVAL => new PSpawnArgumentException(
                 $"{count} '{path}': the native core rejected an argument: {what}.", null, errno, path, inner),
