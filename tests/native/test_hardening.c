@@ -57,6 +57,17 @@ static const char *world_copy(const char *source, const char *name)
     return out;
 }
 
+/* fork(), with the child killed if this test process dies first (a failed CHECK exits):
+ * no helper process may outlive the test. */
+static pid_t fork_tied(void)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
+        _exit(99);
+    return pid;
+}
+
 static bool is_root(const char *test)
 {
     if (geteuid() == 0)
@@ -162,7 +173,7 @@ static void forged_requests_refused(void)
     int to_parent[2], to_launcher[2];
     CHECK(pipe(to_parent) == 0 && pipe(to_launcher) == 0);
 
-    pid_t launcher = fork();
+    pid_t launcher = fork_tied();
     CHECK(launcher >= 0);
     if (launcher == 0) {
         become_nobody();
@@ -195,7 +206,7 @@ static void forged_requests_refused(void)
     }
     pid_t proxy;
     CHECK(read(to_parent[0], &proxy, sizeof(proxy)) == sizeof(proxy) && proxy > 0);
-    pid_t intruder = fork();
+    pid_t intruder = fork_tied();
     CHECK(intruder >= 0);
     if (intruder == 0) {
         become_nobody();
@@ -237,7 +248,7 @@ static void launcher_killed_mid_batch(void)
     int fds[2];
     CHECK(pipe(fds) == 0);
     enum { COUNT = 100000 };
-    pid_t launcher = fork();
+    pid_t launcher = fork_tied();
     CHECK(launcher >= 0);
     if (launcher == 0) {
         pspawn_context_t ctx;
@@ -280,7 +291,7 @@ static void credentials_changed(void)
         return;
     int fds[2];
     CHECK(pipe(fds) == 0);
-    pid_t launcher = fork();
+    pid_t launcher = fork_tied();
     CHECK(launcher >= 0);
     if (launcher == 0) {
         pspawn_context_t ctx;
@@ -326,7 +337,7 @@ static void signal_queue_full(void)
     sigset_t rt;
     sigemptyset(&rt);
     sigaddset(&rt, SIGRTMIN + 1);
-    pid_t sink = fork();
+    pid_t sink = fork_tied();
     CHECK(sink >= 0);
     if (sink == 0) {
         sigprocmask(SIG_BLOCK, &rt, NULL);
@@ -452,7 +463,7 @@ static void relay_proxy_restarts(void)
  * a context and correct per-instance results, or EMFILE. */
 static void low_descriptor_limits(void)
 {
-    pid_t sub = fork();
+    pid_t sub = fork_tied();
     CHECK(sub >= 0);
     if (sub == 0) {
         close(0);

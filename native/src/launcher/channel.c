@@ -301,7 +301,7 @@ int psp_channel_spawn(struct psp_channel *ch, char *const argv[], char *const en
         err = errno;
     else if (argc == 0)
         err = EINVAL;
-    else if (bytes > (size_t)sysconf(_SC_ARG_MAX))
+    else if (psp_exceeds_arg_limits(argv, envp, strlen(ch->config.path) + 1))
         err = E2BIG;
     else if (psp_attr_pipe_count(attr) > 0 && stdio_fds == NULL)
         err = EINVAL;

@@ -124,12 +124,14 @@ static int fallback_spawn_one(struct pspawn_impl *impl, char *const argv[], char
 int psp_fallback_spawn(struct pspawn_impl *impl, char *const argv[], char *const envp[], int count,
                        const pspawn_attr_t *attr, pid_t *pids, int *errors, int *stdio_fds)
 {
+    /* Up front, as the zygote does: E2BIG for all, rather than after some forks. */
+    int refused = psp_exceeds_arg_limits(argv, envp, strlen(impl->path) + 1) ? E2BIG : 0;
     int started = 0;
     for (int i = 0; i < count; i++) {
         int *fds = stdio_fds != NULL ? stdio_fds + 3 * i : NULL;
         if (fds != NULL)
             fds[0] = fds[1] = fds[2] = -1;
-        errors[i] = fallback_spawn_one(impl, argv, envp, attr, i, &pids[i], fds);
+        errors[i] = refused != 0 ? refused : fallback_spawn_one(impl, argv, envp, attr, i, &pids[i], fds);
         if (errors[i] != 0)
             pids[i] = -1;
         else
