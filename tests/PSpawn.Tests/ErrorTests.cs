@@ -179,33 +179,6 @@ public sealed class ErrorTests : IDisposable
     }
 
     [Fact]
-    public async Task Dead_proxy_is_restarted_by_the_next_spawn()
-    {
-        var logger = new FakeLogger();
-        using var context = PSpawnContext.Create(Fixtures.Noop, options: new PSpawnContextOptions { Logger = logger });
-        int proxy = context.ProxyProcessId ?? throw new InvalidOperationException("no proxy");
-        int pidfd = LinuxProcesses.PidFdOpen(proxy);
-        Assert.True(pidfd >= 0);
-        try
-        {
-            Assert.Equal(0, LinuxProcesses.Kill(proxy, LinuxProcesses.SIGKILL));
-            await Bounded.Until(() => LinuxProcesses.PidFdExited(pidfd, 0), "the proxy has died");
-        }
-        finally
-        {
-            LinuxProcesses.Close(pidfd);
-        }
-
-        // The next spawn restarts the proxy (native max_restarts, 8 by default) and is served by the new one.
-        using SpawnedProcess child = context.Spawn([]);
-        await child.WaitForExitAsync();
-        Assert.Equal(0, child.ExitCode);
-        int restarted = context.ProxyProcessId ?? throw new InvalidOperationException("no proxy after the restart");
-        Assert.NotEqual(proxy, restarted);
-        Assert.True(LinuxProcesses.ReadStat(restarted) is not null, "the new proxy is alive");
-    }
-
-    [Fact]
     public void Oversized_arguments_throw_an_ArgumentException_with_E2BIG()
     {
         using var context = PSpawnContext.Create(Fixtures.Noop, options: new PSpawnContextOptions { SharedBufferSize = 64 * 1024 });

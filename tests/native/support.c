@@ -4,6 +4,7 @@
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -75,6 +76,32 @@ const char *make_file(const char *name, const char *content, unsigned mode)
     CHECK(fclose(f) == 0);
     CHECK(chmod(p, mode) == 0);
     return p;
+}
+
+pid_t fork_launcher(const char *target, int (*body)(pspawn_context_t *ctx), pid_t *proxy)
+{
+    int fds[2];
+    CHECK(pipe(fds) == 0);
+    pid_t parent = getpid();
+    pid_t launcher = fork();
+    CHECK(launcher >= 0);
+    if (launcher == 0) {
+        close(fds[0]);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(1);
+        pspawn_context_t ctx;
+        if (pspawn_context_create(&ctx, target, -1) != 0)
+            _exit(1);
+        pid_t pid = pspawn_context_proxy_pid(&ctx);
+        if (write(fds[1], &pid, sizeof(pid)) != sizeof(pid))
+            _exit(1);
+        close(fds[1]);
+        _exit(body(&ctx));
+    }
+    close(fds[1]);
+    CHECK(read(fds[0], proxy, sizeof(*proxy)) == sizeof(*proxy) && *proxy > 0);
+    close(fds[0]);
+    return launcher;
 }
 
 int wait_child(pid_t pid, int timeout_ms)

@@ -46,6 +46,11 @@ const char *temp_dir(void);
 /* Creates a file in temp_dir() with the content and mode; returns its path. */
 const char *make_file(const char *name, const char *content, unsigned mode);
 
+/* A launcher in a child process: it creates a context for `target` (exit 1 on failure),
+ * reports the proxy's pid to us (*proxy), then runs body(ctx) and exits with what it
+ * returns. The child is killed if we die first. Returns the child's pid. */
+pid_t fork_launcher(const char *target, int (*body)(pspawn_context_t *ctx), pid_t *proxy);
+
 /* Wait for pid (a child of ours) with a bound; returns the wait status. */
 int wait_child(pid_t pid, int timeout_ms);
 

@@ -363,32 +363,23 @@ static void proxy_killed(void)
 
 /* A launcher SIGKILLed: its proxy must go too. We become a subreaper so that the
  * orphaned proxy is re-parented to us and we can see it end. */
+static int wait_until_killed(pspawn_context_t *ctx)
+{
+    (void)ctx;
+    pause();
+    return 0;
+}
+
 static void launcher_death_kills_proxy(void)
 {
     CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
-    int fds[2];
-    CHECK(pipe(fds) == 0);
-    pid_t launcher = fork();
-    CHECK(launcher >= 0);
-    if (launcher == 0) {
-        pspawn_context_t ctx;
-        if (pspawn_context_create(&ctx, fixture("noop"), -1) != 0)
-            _exit(1);
-        pid_t proxy = pspawn_context_proxy_pid(&ctx);
-        if (write(fds[1], &proxy, sizeof(proxy)) != sizeof(proxy))
-            _exit(1);
-        pause();
-        _exit(0);
-    }
     pid_t proxy;
-    CHECK(read(fds[0], &proxy, sizeof(proxy)) == sizeof(proxy));
-    CHECK(proxy > 0 && process_alive(proxy));
+    pid_t launcher = fork_launcher(fixture("noop"), wait_until_killed, &proxy);
+    CHECK(process_alive(proxy));
     CHECK(kill(launcher, SIGKILL) == 0);
     CHECK(waitpid(launcher, NULL, 0) == launcher);
     int st = wait_child(proxy, 1000); /* gone within a second, re-parented to us */
     CHECK(WIFEXITED(st) || WIFSIGNALED(st));
-    close(fds[0]);
-    close(fds[1]);
 }
 
 static void stopped_proxy_times_out(void)

@@ -242,28 +242,21 @@ static int reap_all(int timeout_ms)
 
 /* Defect 2: a launcher SIGKILLed during pspawn_n(100000) left its proxy forking the
  * whole batch (~28,000 orphans here). It must stop within a second, between two forks. */
+enum { MID_BATCH_COUNT = 100000 };
+
+static int spawn_huge_batch(pspawn_context_t *ctx)
+{
+    static pid_t pids[MID_BATCH_COUNT];
+    char *argv[] = {"noop", NULL};
+    pspawn_n(pids, ctx, MID_BATCH_COUNT, argv);
+    return 0;
+}
+
 static void launcher_killed_mid_batch(void)
 {
     CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
-    int fds[2];
-    CHECK(pipe(fds) == 0);
-    enum { COUNT = 100000 };
-    pid_t launcher = fork_tied();
-    CHECK(launcher >= 0);
-    if (launcher == 0) {
-        pspawn_context_t ctx;
-        if (pspawn_context_create(&ctx, fixture("noop"), -1) != 0)
-            _exit(1);
-        pid_t proxy = pspawn_context_proxy_pid(&ctx);
-        if (write(fds[1], &proxy, sizeof(proxy)) != sizeof(proxy))
-            _exit(1);
-        static pid_t pids[COUNT];
-        char *argv[] = {"noop", NULL};
-        pspawn_n(pids, &ctx, COUNT, argv);
-        _exit(0);
-    }
     pid_t proxy;
-    CHECK(read(fds[0], &proxy, sizeof(proxy)) == sizeof(proxy));
+    pid_t launcher = fork_launcher(fixture("noop"), spawn_huge_batch, &proxy);
     int proxy_fd = (int)syscall(SYS_pidfd_open, proxy, 0);
     CHECK(proxy_fd >= 0);
     usleep(300000);
@@ -276,54 +269,40 @@ static void launcher_killed_mid_batch(void)
     close(proxy_fd);
     int reaped = reap_all(10000);
     printf("%d processes reaped (launcher, proxy, children started before the kill)\n", reaped);
-    CHECK(reaped < COUNT / 10);
+    CHECK(reaped < MID_BATCH_COUNT / 10);
     usleep(200000);
     CHECK(waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD); /* nobody forks any more */
-    close(fds[0]);
-    close(fds[1]);
 }
 
 /* Defect 3: after setuid, pspawn, ping and destroy blocked forever (the proxy could no
  * longer be signalled). Now: spawns fail EPERM at once, ping works, destroy is bounded. */
+static int spawn_as_nobody(pspawn_context_t *ctx)
+{
+    become_nobody();
+    char *argv[] = {"noop", NULL};
+    int64_t t0 = now_ms();
+    errno = 0;
+    if (pspawn(ctx, argv) != -1 || errno != EPERM)
+        return 12;
+    pid_t pids[3];
+    if (pspawn_n(pids, ctx, 3, argv) != -1 || errno != EPERM || pids[2] != -1)
+        return 13;
+    if (pspawn_context_ping(ctx) != 0)
+        return 14;
+    pspawn_context_destroy(ctx);
+    return now_ms() - t0 > 3000 ? 15 : 0;
+}
+
 static void credentials_changed(void)
 {
     if (!is_root("credentials_changed"))
         return;
-    int fds[2];
-    CHECK(pipe(fds) == 0);
-    pid_t launcher = fork_tied();
-    CHECK(launcher >= 0);
-    if (launcher == 0) {
-        pspawn_context_t ctx;
-        if (pspawn_context_create(&ctx, fixture("noop"), -1) != 0)
-            _exit(10);
-        pid_t proxy = pspawn_context_proxy_pid(&ctx);
-        if (write(fds[1], &proxy, sizeof(proxy)) != sizeof(proxy))
-            _exit(11);
-        become_nobody();
-        char *argv[] = {"noop", NULL};
-        int64_t t0 = now_ms();
-        errno = 0;
-        if (pspawn(&ctx, argv) != -1 || errno != EPERM)
-            _exit(12);
-        pid_t pids[3];
-        if (pspawn_n(pids, &ctx, 3, argv) != -1 || errno != EPERM || pids[2] != -1)
-            _exit(13);
-        if (pspawn_context_ping(&ctx) != 0)
-            _exit(14);
-        pspawn_context_destroy(&ctx);
-        if (now_ms() - t0 > 3000)
-            _exit(15);
-        _exit(0);
-    }
     pid_t proxy;
-    CHECK(read(fds[0], &proxy, sizeof(proxy)) == sizeof(proxy));
+    pid_t launcher = fork_launcher(fixture("noop"), spawn_as_nobody, &proxy);
     int st = wait_child(launcher, 10000);
     CHECK(WIFEXITED(st));
     CHECK_EQ_INT(WEXITSTATUS(st), 0);
     CHECK(!process_alive(proxy));
-    close(fds[0]);
-    close(fds[1]);
 }
 
 /* Defect 8: with the user's pending-signal quota exhausted (by anyone), the signal
