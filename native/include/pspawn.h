@@ -158,6 +158,18 @@ PSPAWN_API int pspawn_ne(pid_t *pids, int *errors, pspawn_context_t *ctx, int ns
  * except in relay mode. Returns pid, 0 (WNOHANG, still running) or -1 with errno. */
 PSPAWN_API pid_t pspawn_waitpid(pspawn_context_t *ctx, pid_t pid, int *wstatus, int options);
 
+/* One instance of a vector spawn (pspawn_vector, below). */
+typedef struct pspawn_instance {
+    char *const *argv;      /* NULL: the context path as argv[0], nothing else */
+    char *const *envp;      /* NULL: the caller's environ at the time of the call */
+#ifdef __USE_GNU
+    const cpu_set_t *cpus;  /* NULL: no placement (beyond the attr's and the proxy's) */
+#else
+    const void *cpus;
+#endif
+    size_t cpusetsize;      /* bytes at cpus (sizeof(cpu_set_t), or CPU_ALLOC_SIZE(n)) */
+} pspawn_instance_t;
+
 /* ---- Per-spawn options (in the spirit of posix_spawnattr_t + file actions) -------- */
 
 /* An options object: create, set what you need, pass to pspawn_x / pspawn_nx, reuse

@@ -198,7 +198,7 @@ size_t psp_attr_wire_size(const pspawn_attr_t *attr)
     for (int k = 0; k < 3; k++)
         if (attr->stdio[k].path != NULL)
             size += strlen(attr->stdio[k].path) + 1;
-    return align8(size) + (size_t)attr->cpuset_count * sizeof(cpu_set_t);
+    return align8(size);
 }
 
 static uint32_t put_string(char *blob, size_t *cursor, const char *s, uint32_t *length)
@@ -217,7 +217,8 @@ void psp_attr_encode(const pspawn_attr_t *attr, void *dst, int *shared_fds)
     struct psp_wire_options *o = dst;
     memset(o, 0, sizeof(*o));
     size_t cursor = sizeof(*o);
-    o->set = attr->set;
+    /* CPU sets are not options on the wire: the plan gives every instance its own. */
+    o->set = attr->set & ~(uint32_t)PSP_OPT_CPUS;
     o->umask = attr->umask;
     o->pgroup = attr->pgroup;
     o->pdeathsig = attr->pdeathsig;
@@ -242,11 +243,4 @@ void psp_attr_encode(const pspawn_attr_t *attr, void *dst, int *shared_fds)
     }
     o->rlimit_count = attr->rlimit_count;
     memcpy(o->rlimits, attr->rlimits, sizeof(o->rlimits));
-    if (attr->cpuset_count > 0) {
-        cursor = align8(cursor);
-        o->cpuset_count = (uint32_t)attr->cpuset_count;
-        o->cpuset_size = sizeof(cpu_set_t);
-        o->cpusets_offset = (uint32_t)cursor;
-        memcpy(blob + cursor, attr->cpusets, (size_t)attr->cpuset_count * sizeof(cpu_set_t));
-    }
 }
