@@ -20,8 +20,9 @@
  *   EPERM       set-uid or set-gid: the loader would drop LD_PRELOAD      (fallback-able)
  *   EDEADLK     the target's constructors started threads; forking it is unsafe (fallback-able)
  *   ENOSYS      the executable does not start through glibc's __libc_start_main (its own
- *               _start, -nostartfiles, Go): the proxy could not stop it before main, so it
- *               is refused before any of its code runs                   (fallback-able)
+ *               _start, -nostartfiles, Go's internal linker): no undefined __libc_start_main
+ *               among its dynamic symbols (or they cannot be read). The proxy could not stop
+ *               it before main, so it is refused before any of its code runs (fallback-able)
  *   ETIMEDOUT   the proxy did not complete its start-up handshake in time (fallback-able)
  *   EPIPE       the proxy died during start-up                            (fallback-able)
  *   ELIBACC     libpspawn_proxy.so could not be found or read
@@ -30,7 +31,12 @@
  * PSPAWN_CTX_FALLBACK is set (see pspawn_context_fallback_reason).
  *
  * Error numbers of pspawn / pspawn_n / pspawn_e / pspawn_ne:
- *   E2BIG       argv + environment do not fit the shared buffer (or exceed ARG_MAX)
+ *   E2BIG       argv + environment do not fit the shared buffer, or execve would refuse them
+ *               (checked up front, before anything is forked, in every mode): a string
+ *               longer than MAX_ARG_STRLEN (131072 bytes with its NUL), more than
+ *               MAX_ARG_STRINGS of either, or all strings + the executable's path + one
+ *               pointer per string above a quarter of RLIMIT_STACK (soft), capped at 6 MiB,
+ *               never below ARG_MAX (131072); argc 0 counts as 1 (fs/exec.c)
  *   EINVAL      bad argument (NULL argv, argv[0] missing, nspawns < 0 or > PSPAWN_MAX_SPAWNS,
  *               destroyed context)
  *   EPIPE       the proxy died and could not be restarted (or max_restarts is used up)
@@ -216,7 +222,11 @@ PSPAWN_API int pspawn_attr_set_cpus_per_instance(pspawn_attr_t *attr, const cpu_
  * entries: the caller's pipe ends, -1 where no pipe was asked for or the instance failed.
  * Anything that fails in the child before main (chdir, open, setrlimit, affinity, ...)
  * is that instance's error, as posix_spawn reports exec failures; such a child never
- * runs main and is reaped by the call. Return value as pspawn_n. */
+ * runs main and is reaped by the call. Return value as pspawn_n.
+ * Without options (pspawn, pspawn_n, pspawn_e, pspawn_ne) the call returns as soon as
+ * the children exist, before their set-up: a child whose start-up image cannot be built
+ * (out of memory) exits with status 127 before main, like a fork+exec child whose exec
+ * failed after the fork. Pass an (empty) attr when that must be reported as an error. */
 PSPAWN_API int pspawn_nx(pid_t *pids, int *errors, int *stdio_fds, pspawn_context_t *ctx,
                          int nspawns, char *const argv[], char *const envp[],
                          const pspawn_attr_t *attr);

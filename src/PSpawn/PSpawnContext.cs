@@ -59,7 +59,8 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
 
     /// <summary>
     /// In <see cref="PSpawnMode.Fallback"/> mode, the error that prevented a zygote (<c>ENOTSUP</c>: statically linked,
-    /// <c>EPERM</c>: set-user-ID or set-group-ID, <c>EDEADLK</c>: threads started by constructors, <c>ETIMEDOUT</c> or
+    /// <c>EPERM</c>: set-user-ID or set-group-ID, <c>EDEADLK</c>: threads started by constructors, <c>ENOSYS</c>: no
+    /// <c>__libc_start_main</c> (its own entry point), <c>ETIMEDOUT</c> or
     /// <c>EPIPE</c>: the proxy did not start); otherwise null.
     /// </summary>
     public Errno? FallbackReason { get; }
@@ -118,7 +119,7 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
     /// <exception cref="FileNotFoundException">The executable does not exist (a <see cref="PSpawnFileNotFoundException"/>).</exception>
     /// <exception cref="UnauthorizedAccessException">It is not a regular file or not executable by this user (a <see cref="PSpawnAccessDeniedException"/>).</exception>
     /// <exception cref="PSpawnUnsupportedExecutableException">A zygote cannot serve it (statically linked, set-user-ID or set-group-ID,
-    /// threads started by its constructors, not an ELF executable) and <see cref="PSpawnContextOptions.FallbackPolicy"/> is
+    /// threads started by its constructors, its own entry point instead of <c>__libc_start_main</c>, not an ELF executable) and <see cref="PSpawnContextOptions.FallbackPolicy"/> is
     /// <see cref="FallbackPolicy.Throw"/> (or the file is not an ELF executable).</exception>
     /// <exception cref="PSpawnProxyException">The proxy died or timed out during start-up.</exception>
     /// <exception cref="PSpawnException">Another failure of the native core (every exception carries <see cref="IPSpawnError.Errno"/> and <see cref="IPSpawnError.Path"/>).</exception>
@@ -453,6 +454,7 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
         Errno.EOPNOTSUPP => "statically linked (ENOTSUP)",
         Errno.EPERM => "set-user-ID or set-group-ID (EPERM)",
         Errno.EDEADLK => "its constructors start threads (EDEADLK)",
+        Errno.ENOSYS => "it does not start through __libc_start_main (ENOSYS)",
         Errno.ETIMEDOUT => "the proxy did not complete start-up in time (ETIMEDOUT)",
         Errno.EPIPE => "the proxy died during start-up (EPIPE)",
         _ => ErrorMapper.Describe(reason),

@@ -88,10 +88,38 @@ public sealed class ErrorTests : IDisposable
         AssertError(e, Errno.EDEADLK, Fixtures.ThreadedCtor);
     }
 
+    [Fact]
+    public async Task Own_entry_point_is_refused_before_it_runs_and_falls_back_once_per_spawn()
+    {
+        string marker = Path.Combine(_temp.Path, "nostart.marker");
+        var proxyEnvironment = new Dictionary<string, string> { ["PSPAWN_NOSTART_MARKER"] = marker };
+        var e = Assert.Throws<PSpawnUnsupportedExecutableException>(
+            () => PSpawnContext.Create(Fixtures.NoStart, options: new PSpawnContextOptions { ProxyEnvironment = proxyEnvironment }));
+        Assert.Equal(UnsupportedExecutableReason.NoStandardEntryPoint, e.Reason);
+        Assert.True(e.CanFallBack);
+        AssertError(e, Errno.ENOSYS, Fixtures.NoStart);
+        Assert.Contains("__libc_start_main", e.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(marker)); // it never ran
+
+        using var context = PSpawnContext.Create(Fixtures.NoStart, options: new PSpawnContextOptions
+        {
+            FallbackPolicy = FallbackPolicy.PosixSpawn,
+            ProxyEnvironment = proxyEnvironment,
+        });
+        Assert.Equal(PSpawnMode.Fallback, context.Mode);
+        Assert.Equal(Errno.ENOSYS, context.FallbackReason);
+        Assert.False(File.Exists(marker));
+        IReadOnlyList<SpawnedProcess> processes = context.SpawnN(3, [], SpawnOptions.Default.WithEnvironmentVariable("PSPAWN_NOSTART_MARKER", marker));
+        await processes.ExitAll();
+        Assert.All(processes, p => Assert.Equal(0, p.ExitCode));
+        Assert.Equal(3, new FileInfo(marker).Length); // one run per spawn, none more
+    }
+
     [Theory]
     [InlineData("noop_static", Errno.EOPNOTSUPP)]
     [InlineData("setuid_noop", Errno.EPERM)]
     [InlineData("threaded_ctor", Errno.EDEADLK)]
+    [InlineData("nostart", Errno.ENOSYS)]
     public async Task Fallback_policy_spawns_with_posix_spawn_and_logs_it(string fixture, Errno reason)
     {
         var logger = new FakeLogger();

@@ -167,6 +167,36 @@ public sealed class ReliabilityBadInputTests : IDisposable
         await StillWorks(context);
     }, "argv beyond ARG_MAX");
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public Task Execve_argument_limits_apply_in_zygote_and_fallback_mode(bool fallback) => ReliabilityProbes.NothingLeftBehind(async () =>
+    {
+        // noop_static cannot be a zygote: with FallbackPolicy.PosixSpawn it is spawned by posix_spawn.
+        string path = fallback ? Fixtures.NoopStatic : Fixtures.Noop;
+        await using var context = PSpawnContext.Create(path, options: new PSpawnContextOptions
+        {
+            FallbackPolicy = FallbackPolicy.PosixSpawn,
+            SharedBufferSize = 16 << 20,
+        });
+        Assert.Equal(fallback ? PSpawnMode.Fallback : PSpawnMode.Zygote, context.Mode);
+
+        // MAX_ARG_STRLEN is 131072 bytes with the terminator: 131071 characters fit, 131072 do not.
+        using (SpawnedProcess longest = context.Spawn([new string('a', 131071)]))
+        {
+            await longest.WaitForExitAsync().Within();
+            Assert.Equal(0, longest.ExitCode);
+        }
+
+        var tooLong = Assert.Throws<PSpawnArgumentException>(() => context.Spawn([new string('a', 131072)]));
+        AssertError(tooLong, Errno.E2BIG, path);
+
+        // 800 KB of strings fit the buffer, but their 400,000 pointers exceed execve's stack room.
+        var tooMany = Assert.Throws<PSpawnArgumentException>(() => context.SpawnN(2, Enumerable.Repeat("a", 400_000).ToArray()));
+        AssertError(tooMany, Errno.E2BIG, path);
+        await StillWorks(context);
+    }, fallback ? "execve limits, fallback" : "execve limits, zygote");
+
     [Fact]
     public Task Embedded_NUL_in_an_argument_or_the_environment() => ReliabilityProbes.NothingLeftBehind(async () =>
     {

@@ -1,12 +1,16 @@
 /* Every way a context or a spawn can fail reports its documented errno, and a broken
  * proxy never hangs the caller. */
+#include <elf.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "launcher/internal.h" /* psp_check_executable: this test links executable_check.c */
 #include "support.h"
 
 static void expect_create_error(const char *path, int expected)
@@ -58,6 +62,223 @@ static void setuid_binary(void)
 static void threaded_constructor(void)
 {
     expect_create_error(fixture("threaded_ctor"), EDEADLK);
+}
+
+static long marker_bytes(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* A target with its own _start is refused before any of its code runs: without the
+ * check it would run during create (with the proxy's environment) and, with fallback,
+ * once more than it was spawned. With fallback it runs exactly once per spawn. */
+static void own_entry_point(void)
+{
+    char marker[4096];
+    snprintf(marker, sizeof(marker), "%s/nostart.marker", temp_dir());
+    CHECK(setenv("PSPAWN_NOSTART_MARKER", marker, 1) == 0);
+    expect_create_error(fixture("nostart"), ENOSYS);
+    usleep(100000); /* a target that did run would have written by now */
+    CHECK_EQ_INT(marker_bytes(marker), -1);
+
+    pspawn_context_attr_t attr;
+    pspawn_context_attr_init(&attr);
+    attr.flags = PSPAWN_CTX_FALLBACK;
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create_ex(&ctx, fixture("nostart"), &attr) == 0);
+    CHECK_EQ_INT(pspawn_context_mode(&ctx), PSPAWN_MODE_FALLBACK);
+    CHECK_EQ_INT(pspawn_context_fallback_reason(&ctx), ENOSYS);
+    CHECK_EQ_INT(marker_bytes(marker), -1);
+    char *argv[] = {"nostart", NULL};
+    pid_t pids[3];
+    CHECK_EQ_INT(pspawn_n(pids, &ctx, 3, argv), 3);
+    for (int k = 0; k < 3; k++) {
+        int st;
+        CHECK(pspawn_waitpid(&ctx, pids[k], &st, 0) == pids[k]);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    CHECK_EQ_INT(marker_bytes(marker), 3);
+    pid_t one = pspawn(&ctx, argv);
+    CHECK(one > 0);
+    int st = wait_child(one, 10000);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK_EQ_INT(marker_bytes(marker), 4);
+    pspawn_context_destroy(&ctx);
+    CHECK(unsetenv("PSPAWN_NOSTART_MARKER") == 0);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    char *data = NULL;
+    FILE *in = fopen(from, "rb");
+    CHECK(in != NULL);
+    CHECK(fseek(in, 0, SEEK_END) == 0);
+    long size = ftell(in);
+    CHECK(size > 0 && fseek(in, 0, SEEK_SET) == 0);
+    CHECK((data = malloc((size_t)size)) != NULL);
+    CHECK(fread(data, 1, (size_t)size, in) == (size_t)size);
+    fclose(in);
+    FILE *out = fopen(to, "wb");
+    CHECK(out != NULL && fwrite(data, 1, (size_t)size, out) == (size_t)size && fclose(out) == 0);
+    CHECK(chmod(to, 0755) == 0);
+    free(data);
+}
+
+/* A copy of a fixture without section headers (the loader never reads them). */
+static const char *without_sections(const char *name)
+{
+    static char path[4096];
+    snprintf(path, sizeof(path), "%s/%s.nosections", temp_dir(), name);
+    copy_file(fixture(name), path);
+    int fd = open(path, O_RDWR);
+    CHECK(fd >= 0);
+    Elf64_Ehdr eh;
+    CHECK(pread(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh));
+    eh.e_shoff = 0;
+    eh.e_shnum = 0;
+    eh.e_shstrndx = SHN_UNDEF;
+    CHECK(pwrite(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh));
+    CHECK(close(fd) == 0);
+    return path;
+}
+
+/* With section headers stripped the check reads PT_DYNAMIC (GNU and SysV hash). */
+static void stripped_section_headers(void)
+{
+    CHECK_EQ_INT(psp_check_executable(without_sections("noop")), 0);
+    CHECK_EQ_INT(psp_check_executable(without_sections("noop_sysv_hash")), 0);
+    CHECK_EQ_INT(psp_check_executable(without_sections("nostart")), ENOSYS);
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create(&ctx, without_sections("noop_sysv_hash"), -1) == 0);
+    char *argv[] = {"noop", NULL};
+    pid_t pid = pspawn(&ctx, argv);
+    CHECK(pid > 0);
+    int st = wait_child(pid, 10000);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    pspawn_context_destroy(&ctx);
+}
+
+static double elapsed_us(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1e6 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e3;
+}
+
+/* The check, timed (the mean of `rounds` calls after a warm-up); prints the cost. */
+static int timed_check(const char *path, int rounds)
+{
+    int err = psp_check_executable(path);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < rounds; i++)
+        CHECK_EQ_INT(psp_check_executable(path), err);
+    printf("check %-60s %-6s %7.1f us\n", path, err == 0 ? "ok" : strerror(err), elapsed_us(&t0) / rounds);
+    return err;
+}
+
+/* Every fixture and the usual system programs still pass the check. */
+static void system_binaries_pass_check(void)
+{
+    const char *fixtures[] = {"noop", "noop_sysv_hash", "report", "threaded_ctor", "ctor_crash", "ctor_sleep",
+                              "tidcheck", "bigtext", "cow100m"};
+    for (size_t i = 0; i < sizeof(fixtures) / sizeof(fixtures[0]); i++)
+        CHECK_EQ_INT(timed_check(fixture(fixtures[i]), 200), 0);
+    CHECK_EQ_INT(timed_check(fixture("noop_static"), 200), ENOTSUP);
+    CHECK_EQ_INT(timed_check(fixture("setuid_noop"), 200), EPERM);
+    CHECK_EQ_INT(timed_check(fixture("nostart"), 200), ENOSYS);
+    const char *system[] = {"/bin/true", "/usr/bin/env", "/bin/sh", "/usr/bin/python3", "/usr/bin/cmake",
+                            "/usr/share/dotnet/dotnet", "/usr/lib/dotnet/dotnet"};
+    for (size_t i = 0; i < sizeof(system) / sizeof(system[0]); i++) {
+        char *real = realpath(system[i], NULL);
+        if (real == NULL)
+            continue; /* not installed here */
+        CHECK_EQ_INT(timed_check(real, 200), 0);
+        free(real);
+    }
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+
+static uint64_t next_random(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* Mutates the bytes the check reads (headers, program and section headers, dynamic
+ * section, symbols, strings): whatever they say, it returns one of its errnos, quickly. */
+static void hostile_elf_never_crashes_or_hangs(void)
+{
+    const char *seeds[] = {"noop", "nostart", "noop_sysv_hash"};
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/hostile", temp_dir());
+    double worst_us = 0;
+    int outcomes[4] = {0};
+    for (size_t s = 0; s < sizeof(seeds) / sizeof(seeds[0]); s++) {
+        char *original = read_file(fixture(seeds[s]));
+        struct stat st;
+        CHECK(original != NULL && stat(fixture(seeds[s]), &st) == 0);
+        size_t size = (size_t)st.st_size, span = size < 16384 ? size : 16384;
+        char *bytes = malloc(size);
+        CHECK(bytes != NULL);
+        for (int round = 0; round < 3000; round++) {
+            memcpy(bytes, original, size);
+            int flips = 1 + (int)(next_random() % 6);
+            for (int k = 0; k < flips; k++) {
+                size_t at = next_random() % span;
+                if (next_random() % 2)
+                    bytes[at] = (char)next_random();
+                else /* a boundary value across a whole 8-byte field */
+                    memset(bytes + (at & ~(size_t)7), next_random() % 2 ? 0xff : 0x7f, 8 < size - (at & ~(size_t)7) ? 8 : 1);
+            }
+            size_t length = next_random() % 8 == 0 ? next_random() % size : size; /* sometimes truncated */
+            int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0755);
+            CHECK(fd >= 0 && write(fd, bytes, length) == (ssize_t)length && close(fd) == 0);
+            struct timespec t0;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            int err = psp_check_executable(path);
+            double us = elapsed_us(&t0);
+            worst_us = us > worst_us ? us : worst_us;
+            CHECK(err == 0 || err == ENOEXEC || err == ENOTSUP || err == ENOSYS);
+            outcomes[err == 0 ? 0 : err == ENOEXEC ? 1 : err == ENOTSUP ? 2 : 3]++;
+        }
+        free(bytes);
+        free(original);
+    }
+    /* A sparse 1 TiB file whose tables claim the whole of it: capped, not read. */
+    copy_file(fixture("noop"), path);
+    int fd = open(path, O_RDWR);
+    CHECK(fd >= 0);
+    Elf64_Ehdr eh;
+    CHECK(pread(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh));
+    eh.e_shoff = 1ull << 39;
+    eh.e_shnum = 0; /* extended numbering: section 0 holds the count */
+    Elf64_Shdr sh0 = {.sh_size = ~0ull};
+    CHECK(pwrite(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh));
+    CHECK(pwrite(fd, &sh0, sizeof(sh0), (off_t)eh.e_shoff) == (ssize_t)sizeof(sh0));
+    CHECK(ftruncate(fd, 1ll << 40) == 0);
+    CHECK(close(fd) == 0);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_EQ_INT(psp_check_executable(path), 0); /* sections unusable: PT_DYNAMIC is read */
+    CHECK(elapsed_us(&t0) < 1e6);
+    /* ... and a .dynsym of 2^40 bytes in it. */
+    eh.e_shnum = 1;
+    Elf64_Shdr huge = {.sh_type = SHT_DYNSYM, .sh_entsize = sizeof(Elf64_Sym), .sh_size = 1ull << 39};
+    fd = open(path, O_RDWR);
+    CHECK(fd >= 0 && pwrite(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh));
+    CHECK(pwrite(fd, &huge, sizeof(huge), (off_t)eh.e_shoff) == (ssize_t)sizeof(huge) && close(fd) == 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_EQ_INT(psp_check_executable(path), 0);
+    CHECK(elapsed_us(&t0) < 1e6);
+    printf("9000 mutants: %d ok, %d ENOEXEC, %d ENOTSUP, %d ENOSYS; slowest check %.0f us\n", outcomes[0],
+           outcomes[1], outcomes[2], outcomes[3], worst_us);
+    CHECK(worst_us < 1e6);
+    CHECK(unlink(path) == 0);
 }
 
 static void proxy_crash_at_startup(void)
@@ -202,6 +423,10 @@ int main(int argc, char **argv)
         {"static_binary", static_binary},
         {"setuid_binary", setuid_binary},
         {"threaded_constructor", threaded_constructor},
+        {"own_entry_point", own_entry_point},
+        {"stripped_section_headers", stripped_section_headers},
+        {"system_binaries_pass_check", system_binaries_pass_check},
+        {"hostile_elf_never_crashes_or_hangs", hostile_elf_never_crashes_or_hangs},
         {"proxy_crash_at_startup", proxy_crash_at_startup},
         {"startup_timeout", startup_timeout},
         {"fallback_posix_spawn", fallback_posix_spawn},

@@ -53,7 +53,7 @@ static bool core_allowed(int core)
 /* Failures after which posix_spawn can still serve the target. */
 static bool can_fall_back(int err)
 {
-    return err == ENOTSUP || err == EPERM || err == EDEADLK || err == ETIMEDOUT || err == EPIPE;
+    return err == ENOTSUP || err == EPERM || err == EDEADLK || err == ENOSYS || err == ETIMEDOUT || err == EPIPE;
 }
 
 static char **copy_envp(char *const *envp, int *err)

@@ -238,8 +238,15 @@ struct pspawn_impl {
 };
 
 /* executable_check.c: 0 if `path` can be served by a zygote, else the errno that
- * pspawn_context_create documents (ENOENT, EACCES, ENOEXEC, ENOTSUP, EPERM). */
+ * pspawn_context_create documents (ENOENT, EACCES, ENOEXEC, ENOTSUP, EPERM, ENOSYS). */
 int psp_check_executable(const char *path);
+
+/* arg_limits.c: true unless execve(path, argv, envp) would accept the sizes of argv and
+ * envp: each string (with its NUL) at most MAX_ARG_STRLEN (32 pages), at most
+ * MAX_ARG_STRINGS of each, and all strings plus the file name plus one pointer per string
+ * within a quarter of RLIMIT_STACK (soft), capped at 6 MiB and never below ARG_MAX
+ * (fs/exec.c bprm_stack_limits; argc 0 counts as 1). filename_bytes includes the NUL. */
+bool psp_exceeds_arg_limits(char *const argv[], char *const envp[], size_t filename_bytes);
 
 /* proxy_start.c: a channel's proxy. Start takes ownership of `config` (also on failure).
  * Returns 0 or an errno; on failure nothing is left running or open. */

@@ -11,13 +11,14 @@
 
 extern char **environ;
 
-static int measure_set(struct psp_plan_set *set)
+/* execve's argument-size rule (arg_limits.c) applies per set, in every backend. */
+static int measure_set(struct psp_plan_set *set, const char *path)
 {
     if (psp_measure(set->argv, set->envp, &set->bytes, &set->argc, &set->envc) != 0)
         return errno;
     if (set->argc == 0)
         return EINVAL;
-    if (set->bytes > (size_t)sysconf(_SC_ARG_MAX))
+    if (psp_exceeds_arg_limits(set->argv, set->envp, strlen(path) + 1))
         return E2BIG;
     return 0;
 }
@@ -74,7 +75,7 @@ int psp_plan_build(struct psp_plan *plan, const pspawn_instance_t *instances, in
     bool attr_cpus = attr != NULL && (attr->set & PSP_OPT_CPUS) && attr->cpuset_count > 0;
     if (instances == NULL) {
         plan->sets[0] = (struct psp_plan_set){.argv = argv, .envp = envp != NULL ? envp : env_now};
-        plan->sets[0].error = measure_set(&plan->sets[0]);
+        plan->sets[0].error = measure_set(&plan->sets[0], default_argv0);
         plan->set_count = 1;
     }
     /* A set of one argv[0] for NULL argv: the context path. */
@@ -125,7 +126,7 @@ int psp_plan_build(struct psp_plan *plan, const pspawn_instance_t *instances, in
         struct psp_plan_set *set = &plan->sets[k];
         if (set->argv == NULL)
             set->argv = default_argv0 != NULL ? plan->argv0 : none;
-        set->error = measure_set(set);
+        set->error = measure_set(set, default_argv0);
     }
     for (int i = 0; i < n; i++)
         if (plan->instances[i].error == 0)

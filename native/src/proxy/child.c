@@ -14,8 +14,6 @@
 
 #include "proxy/proxy.h"
 
-extern char **environ;
-
 /* Remove `library` from a colon/space separated LD_PRELOAD value, in place. */
 static void strip_preload(char *value, const char *library)
 {
@@ -52,28 +50,6 @@ void psp_clean_environment(char **envp, const char *library_path)
         envp[out++] = entry;
     }
     envp[out] = NULL;
-}
-
-/* /proc/<pid>/cmdline shows the proxy's argv unless we point the kernel at the new
- * strings; that needs CAP_SYS_RESOURCE, so it is best effort. argv strings are packed
- * contiguously by the decoder, exactly the cmdline format. */
-static void set_cmdline(struct psp_decoded *req)
-{
-    unsigned long start = (unsigned long)req->argv[0];
-    unsigned long end = (unsigned long)(req->argv[req->argc - 1] + strlen(req->argv[req->argc - 1]) + 1);
-    if (prctl(PR_SET_MM, PR_SET_MM_ARG_START, start, 0, 0) != 0) {
-        /* The kernel keeps start <= end at every step: move the end first. */
-        if (prctl(PR_SET_MM, PR_SET_MM_ARG_END, end, 0, 0) == 0)
-            prctl(PR_SET_MM, PR_SET_MM_ARG_START, start, 0, 0);
-        return;
-    }
-    prctl(PR_SET_MM, PR_SET_MM_ARG_END, end, 0, 0);
-}
-
-static const char *base_name(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
 }
 
 /* A descriptor that must survive the dup2s onto 0-2 is first moved above them. */
@@ -155,12 +131,22 @@ static int apply_options(struct psp_proxy *p, const struct psp_wire_options *o, 
     return 0;
 }
 
+/* Without options there is no error pipe (error_fd -1): the child just exits with 127
+ * before main, as a fork+exec child whose exec failed does. */
 static _Noreturn void fail_child(int error_fd, uint32_t instance, int err)
 {
     int32_t record[2] = {(int32_t)instance, err};
-    while (write(error_fd, record, sizeof(record)) < 0 && errno == EINTR) {
+    while (error_fd >= 0 && write(error_fd, record, sizeof(record)) < 0 && errno == EINTR) {
     }
     _exit(127);
+}
+
+/* PR_SET_DUMPABLE takes only 0 and 1: a proxy started with 2 (suid_dumpable after a
+ * credential change) leaves its children as the proxy is, the stricter of the two. */
+static void restore_dumpable(const struct psp_proxy *p)
+{
+    if (p->saved_dumpable == 0 || p->saved_dumpable == 1)
+        prctl(PR_SET_DUMPABLE, p->saved_dumpable, 0, 0, 0);
 }
 
 void psp_child_prepare(struct psp_proxy *p, struct psp_decoded *req, uint32_t instance, const int *fds,
@@ -168,18 +154,19 @@ void psp_child_prepare(struct psp_proxy *p, struct psp_decoded *req, uint32_t in
 {
     if (p->robust_head != NULL)
         syscall(SYS_set_robust_list, p->robust_head, p->robust_len);
-    if (req->options != NULL) {
+    if (req->options != NULL)
         error_fd = above_stdio(error_fd);
-        int err = apply_options(p, req->options, instance, fds);
-        if (err != 0)
-            fail_child(error_fd, instance, err);
-    }
-    environ = req->envp;
-    program_invocation_name = req->argv[0];
-    program_invocation_short_name = (char *)base_name(req->argv[0]);
-    set_cmdline(req);
+    /* Before the options: PR_SET_MM_MAP checks brk against RLIMIT_DATA. */
+    int err = psp_child_image_install(p, req);
+    if (err == 0 && req->options != NULL)
+        err = apply_options(p, req->options, instance, fds);
+    if (err != 0)
+        fail_child(req->options != NULL ? error_fd : -1, instance, err);
     munmap(p->shared, p->size);
     /* Also closes the error pipe: its EOF tells the proxy we got past set-up. */
     syscall(SYS_close_range, 3u, ~0u, 0u);
     sigprocmask(SIG_SETMASK, &p->saved_mask, NULL);
+    /* Last: while non-dumpable, other processes of the user cannot read our memory
+     * or descriptors, which held the segment and other instances' pipe ends. */
+    restore_dumpable(p);
 }

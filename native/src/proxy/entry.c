@@ -37,7 +37,9 @@ __attribute__((constructor)) static void psp_proxy_constructor(void)
     g_active = true;
 }
 
-static int psp_proxy_main(int argc, char **argv, char **envp)
+/* No stack protector: the canary changes in this frame, which then returns (to
+ * __libc_start_call_main, which calls exit and never returns itself). */
+__attribute__((no_stack_protector)) static int psp_proxy_main(int argc, char **argv, char **envp)
 {
     (void)argc;
     (void)argv;
@@ -46,6 +48,7 @@ static int psp_proxy_main(int argc, char **argv, char **envp)
     psp_serve(&psp_the_proxy, &request);
     /* Only children get here. Their exit runs the target's atexit handlers and
      * destructors exactly as if main had been called by __libc_start_main. */
+    psp_child_renew_secrets(&psp_the_proxy); /* nothing protected may return after this */
     return psp_the_proxy.target_main(request.argc, request.argv, request.envp);
 }
 

@@ -12,6 +12,21 @@
 
 typedef int (*psp_main_fn)(int, char **, char **);
 
+/* Pairs of the auxiliary vector we keep (the kernel has fewer: AT_VECTOR_SIZE). */
+#define PSP_AUXV_MAX 64
+#define PSP_RANDOM_BYTES 16 /* AT_RANDOM's size */
+
+/* What every child's start-up image is built from, read once at the proxy's start-up
+ * (image.c). */
+struct psp_image_base {
+    unsigned long auxv[2 * PSP_AUXV_MAX]; /* the proxy's auxiliary vector, AT_NULL included */
+    size_t auxv_words;
+    unsigned char *at_random;             /* the bytes getauxval(AT_RANDOM) points to */
+    /* The proxy's memory map as PR_SET_MM_MAP must be given it (/proc/self/stat). */
+    unsigned long start_code, end_code, start_data, end_data, start_brk, start_stack;
+    bool set_mm;                          /* PR_SET_MM_MAP worked in the proxy */
+};
+
 struct psp_proxy {
     psp_main_fn target_main;
     pid_t launcher_pid;
@@ -34,6 +49,7 @@ struct psp_proxy {
     char *library_path;     /* our own path, stripped from children's LD_PRELOAD */
     int saved_dumpable;     /* PR_GET_DUMPABLE before the proxy made itself non-dumpable;
                                children restore it right before main */
+    struct psp_image_base image;
 };
 
 /* entry.c: the one proxy of this process. */
@@ -61,6 +77,20 @@ void psp_child_prepare(struct psp_proxy *p, struct psp_decoded *req, uint32_t in
                        int error_fd);
 /* Drop our variables and our library from an environment, in place. */
 void psp_clean_environment(char **envp, const char *library_path);
+
+/* image.c: the image a child's main starts with, laid out as execve lays it out. */
+/* At the proxy's start-up, before anything changes its state: saves the dumpable
+ * state, reads the auxiliary vector and the memory map, checks PR_SET_MM_MAP. */
+void psp_child_image_init(struct psp_proxy *p);
+/* In a child: copies the request's argv and (cleaned) envp into one anonymous block
+ * {argc, argv, NULL, envp, NULL, auxv, strings}, points req->argv/envp, environ and
+ * program_invocation_name there, makes /proc/<pid>/cmdline and environ show it, and
+ * draws fresh AT_RANDOM bytes (in place). Returns 0 or an errno. */
+int psp_child_image_install(struct psp_proxy *p, struct psp_decoded *req);
+/* The last thing before main, from a frame that never checks a canary: a fresh stack
+ * canary, derived from the fresh AT_RANDOM. No function with a stack protector that was
+ * entered before this call may return after it. */
+void psp_child_renew_secrets(struct psp_proxy *p);
 
 /* relay.c: exit-status relay (proxy stays the parent). */
 struct psp_relay_slot *psp_relay_reserve(struct psp_proxy *p);

@@ -149,10 +149,11 @@ static void start_up(struct psp_proxy *p)
     /* The state the target reached main with, before we touch anything. */
     sigprocmask(SIG_BLOCK, NULL, &p->saved_mask);
     /* Not dumpable: our /proc files (fd/, mem, environ) become root's, and processes of
-     * our user can no longer ptrace us. Children restore the original value. */
+     * our user can no longer ptrace us. Children restore the value exec left. */
     p->saved_dumpable = prctl(PR_GET_DUMPABLE);
     if (prctl(PR_SET_DUMPABLE, 0) != 0)
         fail_startup(p, errno);
+    psp_child_image_init(p);
 
     int err = map_segment(p);
     if (err != 0)

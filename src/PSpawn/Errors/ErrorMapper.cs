@@ -72,6 +72,8 @@ internal static class ErrorMapper
                 $"'{path}' is set-user-ID or set-group-ID, so the loader would drop LD_PRELOAD: {what}. Use FallbackPolicy.PosixSpawn to spawn it with posix_spawn.", errno, path, inner),
             Errno.EDEADLK => Unsupported(UnsupportedExecutableReason.ThreadedConstructors,
                 $"The constructors of '{path}' start threads, so forking it as a zygote is unsafe: {what}. Use FallbackPolicy.PosixSpawn to spawn it with posix_spawn.", errno, path, inner),
+            Errno.ENOSYS => Unsupported(UnsupportedExecutableReason.NoStandardEntryPoint,
+                $"'{path}' does not start through glibc's __libc_start_main (it has its own _start, as -nostartfiles and Go programs do), so the zygote cannot stop it before main; it was not run: {what}. Use FallbackPolicy.PosixSpawn to spawn it with posix_spawn.", errno, path, inner),
             Errno.ETIMEDOUT => new PSpawnProxyException(
                 $"The proxy for '{path}' did not complete its start-up handshake within {startupTimeout.TotalMilliseconds:0} ms: {what}.", errno, path, duringStartup: true, inner),
             Errno.EPIPE => new PSpawnProxyException(
@@ -112,7 +114,7 @@ internal static class ErrorMapper
         Exception exception = errno switch
         {
             Errno.E2BIG => new PSpawnArgumentException(
-                $"{count} '{path}': the arguments and environment do not fit the shared buffer or exceed ARG_MAX: {what}.", null, errno, path, inner),
+                $"{count} '{path}': the arguments and environment do not fit the shared buffer or exceed execve's limits (a string of 131072 bytes or more, or strings plus pointers beyond a quarter of RLIMIT_STACK): {what}.", null, errno, path, inner),
             Errno.EINVAL when withOptions => new PSpawnException($"{count} '{path}': {what}.", errno, path, inner) { StartedProcesses = started, FailedInstances = failures },
             Errno.EINVAL => new PSpawnArgumentException(
                 $"{count} '{path}': the native core rejected an argument: {what}.", null, errno, path, inner),

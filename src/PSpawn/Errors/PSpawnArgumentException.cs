@@ -4,7 +4,9 @@ namespace PSpawn;
 
 /// <summary>
 /// The native core rejected an argument: <c>E2BIG</c> when the argument list and environment do not fit the
-/// shared buffer (see <see cref="PSpawnContextOptions.SharedBufferSize"/>) or exceed ARG_MAX; <c>EINVAL</c> for
+/// shared buffer (see <see cref="PSpawnContextOptions.SharedBufferSize"/>) or exceed execve's limits, in every mode
+/// (one string of at most 131072 bytes with its terminator; all strings, the path and one pointer per string within
+/// a quarter of RLIMIT_STACK, at most 6 MiB and at least 128 KiB); <c>EINVAL</c> for
 /// another bad argument (for example a CPU core the process may not use).
 /// </summary>
 public sealed class PSpawnArgumentException : ArgumentException, IPSpawnError

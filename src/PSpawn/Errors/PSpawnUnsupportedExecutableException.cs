@@ -19,6 +19,13 @@ public enum UnsupportedExecutableReason
 
     /// <summary>Not an ELF executable for this machine: an empty file, a script, another architecture (<c>ENOEXEC</c>).</summary>
     NotAnElfExecutable = 4,
+
+    /// <summary>
+    /// The executable does not start through glibc's <c>__libc_start_main</c> (its own <c>_start</c>, as with
+    /// <c>-nostartfiles</c> or Go's internal linker), so the zygote could not stop it before <c>main</c>; it is
+    /// refused before any of its code runs (<c>ENOSYS</c>).
+    /// </summary>
+    NoStandardEntryPoint = 5,
 }
 
 /// <summary>
@@ -67,5 +74,6 @@ public sealed class PSpawnUnsupportedExecutableException : PSpawnException
     /// <summary>True when <see cref="FallbackPolicy.PosixSpawn"/> would have made the context usable.</summary>
     public bool CanFallBack => Reason is UnsupportedExecutableReason.StaticallyLinked
         or UnsupportedExecutableReason.SetUserOrGroupId
-        or UnsupportedExecutableReason.ThreadedConstructors;
+        or UnsupportedExecutableReason.ThreadedConstructors
+        or UnsupportedExecutableReason.NoStandardEntryPoint;
 }

@@ -22,6 +22,9 @@ public static class Fixtures
 
     public static string SetuidNoop => Get("setuid_noop");
 
+    /// <summary>Its own _start (never calls __libc_start_main); appends a byte to $PSPAWN_NOSTART_MARKER per run.</summary>
+    public static string NoStart => Get("nostart");
+
     /// <summary>The full path of a fixture; fails (does not skip) when it has not been built.</summary>
     public static string Get(string name)
     {
