@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "launcher/internal.h"
 
@@ -29,8 +30,11 @@ void pspawn_attr_destroy(pspawn_attr_t *attr)
 {
     if (attr == NULL)
         return;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 3; k++) {
         free(attr->stdio[k].path);
+        if (attr->owns_fds && attr->stdio[k].kind == PSP_STDIO_FD && attr->stdio[k].caller_fd >= 0)
+            close(attr->stdio[k].caller_fd);
+    }
     free(attr->cwd);
     free(attr->cpusets);
     free(attr);
@@ -243,4 +247,41 @@ void psp_attr_encode(const pspawn_attr_t *attr, void *dst, int *shared_fds)
     }
     o->rlimit_count = attr->rlimit_count;
     memcpy(o->rlimits, attr->rlimits, sizeof(o->rlimits));
+}
+
+int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out)
+{
+    pspawn_attr_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return ENOMEM;
+    *c = *attr;
+    c->cwd = NULL;
+    c->cpusets = NULL;
+    c->owns_fds = true;
+    for (int k = 0; k < 3; k++) {
+        c->stdio[k].path = NULL;
+        c->stdio[k].caller_fd = -1;
+    }
+    int err = 0;
+    if (attr->cwd != NULL && (c->cwd = strdup(attr->cwd)) == NULL)
+        err = ENOMEM;
+    if (err == 0 && attr->cpuset_count > 0) {
+        if ((c->cpusets = malloc((size_t)attr->cpuset_count * sizeof(cpu_set_t))) == NULL)
+            err = ENOMEM;
+        else
+            memcpy(c->cpusets, attr->cpusets, (size_t)attr->cpuset_count * sizeof(cpu_set_t));
+    }
+    for (int k = 0; k < 3 && err == 0; k++) {
+        if (attr->stdio[k].path != NULL && (c->stdio[k].path = strdup(attr->stdio[k].path)) == NULL)
+            err = ENOMEM;
+        if (err == 0 && attr->stdio[k].kind == PSP_STDIO_FD &&
+            (c->stdio[k].caller_fd = fcntl(attr->stdio[k].caller_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+            err = errno;
+    }
+    if (err != 0) {
+        pspawn_attr_destroy(c);
+        return err;
+    }
+    *out = c;
+    return 0;
 }

@@ -45,6 +45,7 @@ struct pspawn_attr {
     struct psp_wire_rlimit rlimits[PSP_MAX_RLIMITS];
     cpu_set_t *cpusets;
     int cpuset_count;
+    bool owns_fds;  /* a session's copy: its caller_fds are duplicates, closed on destroy */
 };
 
 /* attr.c: the wire form of options (struct psp_wire_options + strings + CPU sets). */
@@ -52,6 +53,8 @@ size_t psp_attr_wire_size(const pspawn_attr_t *attr);
 /* Writes the blob; fills shared_fds[] (3 entries) with the caller descriptors to send. */
 void psp_attr_encode(const pspawn_attr_t *attr, void *dst, int *shared_fds);
 int psp_attr_pipe_count(const pspawn_attr_t *attr);
+/* A deep copy (paths, CPU sets, caller descriptors duplicated). Returns 0 or an errno. */
+int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out);
 
 /* What a channel needs to start (and restart) its proxy: private copies, owned by it. */
 struct psp_proxy_config {

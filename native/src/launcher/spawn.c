@@ -182,18 +182,24 @@ const struct psp_backend_ops psp_posix_ops = {
     .covers = posix_covers,
 };
 
-/* Every entry point: build a plan, dispatch it, report. Returns the number started, or
- * -1 (none started, or bad arguments) with errno = the first failed instance's error. */
-static int run_plan(pspawn_context_t *ctx, pid_t *pids, int *errors, int *stdio_fds, int n,
-                    const pspawn_instance_t *instances, char *const argv[], char *const envp[],
-                    const pspawn_attr_t *attr)
+/* Every entry point: build a plan, dispatch it. Returns the number started; sets
+ * *first_error to the first failed instance's error (0 if none). */
+int psp_run_plan(pspawn_context_t *ctx, pid_t *pids, int *errors, int *stdio_fds, int n,
+                 const pspawn_instance_t *instances, char *const argv[], char *const envp[],
+                 const pspawn_attr_t *attr, _Atomic bool *cancel, int *first_error);
+int psp_run_plan(pspawn_context_t *ctx, pid_t *pids, int *errors, int *stdio_fds, int n,
+                 const pspawn_instance_t *instances, char *const argv[], char *const envp[],
+                 const pspawn_attr_t *attr, _Atomic bool *cancel, int *first_error)
 {
+    *first_error = 0;
     if (n == 0)
         return 0;
     int *errs = errors;
     if (errs == NULL && (errs = malloc((size_t)n * sizeof(int))) == NULL) {
-        errno = ENOMEM;
-        return -1;
+        *first_error = ENOMEM;
+        for (int i = 0; i < n; i++)
+            pids[i] = -1;
+        return 0;
     }
     for (int i = 0; stdio_fds != NULL && i < 3 * n; i++)
         stdio_fds[i] = -1; /* no pipe asked for, or not started: -1, as documented */
@@ -210,17 +216,25 @@ static int run_plan(pspawn_context_t *ctx, pid_t *pids, int *errors, int *stdio_
         plan.pids = pids;
         plan.errors = errs;
         plan.stdio_fds = stdio_fds;
+        plan.cancel = cancel;
         started = psp_dispatch(impl, &plan);
         psp_plan_free(&plan);
     }
-    int first_error = 0;
-    for (int i = 0; i < n && first_error == 0; i++)
-        first_error = errs[i];
+    for (int i = 0; i < n && *first_error == 0; i++)
+        *first_error = errs[i];
     if (errs != errors)
         free(errs);
+    return started;
+}
+
+static int run_plan(pspawn_context_t *ctx, pid_t *pids, int *errors, int *stdio_fds, int n, char *const argv[],
+                    char *const envp[], const pspawn_attr_t *attr)
+{
+    int first_error;
+    int started = psp_run_plan(ctx, pids, errors, stdio_fds, n, NULL, argv, envp, attr, NULL, &first_error);
     if (first_error != 0)
         errno = first_error;
-    return started == 0 ? -1 : started;
+    return started == 0 && n > 0 ? -1 : started;
 }
 
 static int spawn_many(pid_t *pids, int *errors, int *stdio_fds, pspawn_context_t *ctx, int n,
@@ -232,7 +246,7 @@ static int spawn_many(pid_t *pids, int *errors, int *stdio_fds, pspawn_context_t
         errno = EINVAL;
         return -1;
     }
-    return run_plan(ctx, pids, errors, stdio_fds, n, NULL, argv, envp, attr);
+    return run_plan(ctx, pids, errors, stdio_fds, n, argv, envp, attr);
 }
 
 int pspawn_nx(pid_t *pids, int *errors, int *stdio_fds, pspawn_context_t *ctx, int nspawns,
