@@ -7,6 +7,12 @@ using PSpawn.Benchmarks;
 // The full suite: dotnet run -c Release --project benchmarks/PSpawn.Benchmarks -- --filter '*'
 // BenchmarkDotNet's exporters (GitHub Markdown, CSV, HTML) write to BenchmarkDotNet.Artifacts/results;
 // a throughput plot (spawns per second, per target and method) is written beside them.
+// "-- cost" and "-- poller" run the per-instance cost probe instead (CostProbe.cs, docs/benchmarks.md).
+if (args.Length > 0 && args[0] is "cost" or "poller")
+{
+    return CostProbe.Run(args);
+}
+
 var config = DefaultConfig.Instance.WithOption(ConfigOptions.JoinSummary, true);
 var summaries = BenchmarkSwitcher.FromAssembly(typeof(SpawnBenchmarks).Assembly).Run(args, config);
 foreach (var summary in summaries)
@@ -18,6 +24,8 @@ foreach (var summary in summaries)
         Console.WriteLine($"throughput plot: {png}");
     }
 }
+
+return 0;
 
 namespace PSpawn.Benchmarks
 {

@@ -17,6 +17,7 @@ namespace PSpawn.Benchmarks;
 /// Monitoring strategy: one invocation per iteration, no pilot stage (a batch takes milliseconds to seconds).
 /// </summary>
 [Config(typeof(SpawnJobConfig))]
+[MemoryDiagnoser]
 [MinColumn, MaxColumn, MedianColumn]
 [GroupBenchmarksBy(BenchmarkDotNet.Configs.BenchmarkLogicalGroupRule.ByCategory, BenchmarkDotNet.Configs.BenchmarkLogicalGroupRule.ByParams)]
 [CategoriesColumn]

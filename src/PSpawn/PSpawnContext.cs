@@ -33,6 +33,7 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
     private readonly ContextHandle _handle;
     private int _disposed;
     private int _runningRelayChildren;
+    private int _restarts;
 
     private PSpawnContext(ContextHandle handle, string path, int core, PSpawnContextOptions options, ILogger logger, PSpawnMode mode, Errno? fallbackReason)
     {
@@ -85,6 +86,35 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
             catch (ObjectDisposedException)
             {
                 return null;
+            }
+            finally
+            {
+                if (added)
+                {
+                    _handle.DangerousRelease();
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// How many times a dead proxy has been restarted (by the spawn after its death; at most
+    /// <see cref="PSpawnContextOptions.MaxRestarts"/>). Always 0 in <see cref="PSpawnMode.Fallback"/> mode; after
+    /// <see cref="Dispose"/>, the last count seen.
+    /// </summary>
+    public unsafe int RestartCount
+    {
+        get
+        {
+            bool added = false;
+            try
+            {
+                _handle.DangerousAddRef(ref added);
+                return Math.Max(Volatile.Read(ref _restarts), Interop.PSpawnCore.ContextRestarts(_handle.Pointer));
+            }
+            catch (ObjectDisposedException)
+            {
+                return Volatile.Read(ref _restarts);
             }
             finally
             {
@@ -154,6 +184,7 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
             attr.Core = core;
             attr.StartupTimeoutMs = PSpawnContextOptions.ToMilliseconds(options.StartupTimeout);
             attr.RequestTimeoutMs = PSpawnContextOptions.ToMilliseconds(options.RequestTimeout);
+            attr.MaxRestarts = options.MaxRestarts;
             if (options.SharedBufferSize is int bufferSize)
             {
                 attr.BufferSize = (nuint)bufferSize;
@@ -313,22 +344,48 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
         bool[] piped = PipedStreams(options);
         int[]? stdioFds = piped[0] || piped[1] || piped[2] ? new int[3 * count] : null;
         stdioFds?.AsSpan().Fill(-1);
-        int started;
-        int errno;
+        int started = 0;
+        int errno = 0;
         bool added = false;
         bool leased = false;
-        var processes = new List<SpawnedProcess>(count);
+        var processes = new SpawnedProcess[count]; // returned as it is when every instance started
+        int created = 0;
+        List<SpawnedProcess>? polled = null;
+        int pollErrno = 0;
+        DescriptorBudget.Refresh(); // the application may have changed RLIMIT_NOFILE since the last call
+
+        // Pipe ends stay in this process: start only as many instances as fit above the descriptor reserve
+        // (the others fail with EMFILE, as if pipe2 had failed), so that pipes can never starve the runtime.
+        int fitting = stdioFds is null ? count : FittingPipedInstances(count, piped);
+        for (int i = fitting; i < count; i++)
+        {
+            errors[i] = Interop.Sys.EMFILE;
+        }
+
         try
         {
             _handle.DangerousAddRef(ref added);
-            fixed (int* pidsPointer = pids)
-            fixed (int* errorsPointer = errors)
-            fixed (int* stdioPointer = stdioFds)
+            if (fitting > 0)
             {
-                started = attributes is null
-                    ? Interop.PSpawnCore.SpawnNE(pidsPointer, errorsPointer, _handle.Pointer, count, nativeArgv.Pointer, nativeEnvp.Pointer)
-                    : Interop.PSpawnCore.SpawnNX(pidsPointer, errorsPointer, stdioPointer, _handle.Pointer, count, nativeArgv.Pointer, nativeEnvp.Pointer, attributes.Pointer);
-                errno = started < count ? Marshal.GetLastPInvokeError() : 0;
+                fixed (int* pidsPointer = pids)
+                fixed (int* errorsPointer = errors)
+                fixed (int* stdioPointer = stdioFds)
+                {
+                    started = attributes is null
+                        ? Interop.PSpawnCore.SpawnNE(pidsPointer, errorsPointer, _handle.Pointer, fitting, nativeArgv.Pointer, nativeEnvp.Pointer)
+                        : Interop.PSpawnCore.SpawnNX(pidsPointer, errorsPointer, stdioPointer, _handle.Pointer, fitting, nativeArgv.Pointer, nativeEnvp.Pointer, attributes.Pointer);
+                    errno = started < fitting ? Marshal.GetLastPInvokeError() : 0;
+                }
+            }
+
+            if (fitting < count && errno == 0)
+            {
+                errno = Interop.Sys.EMFILE;
+            }
+
+            if (Mode != PSpawnMode.Fallback)
+            {
+                NoteRestarts(Interop.PSpawnCore.ContextRestarts(_handle.Pointer));
             }
 
             int startedCount = 0;
@@ -357,7 +414,7 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
                 if (pid > 0)
                 {
                     var process = new SpawnedProcess(this, pid, lease);
-                    processes.Add(process);
+                    processes[created++] = process;
                     if (withOptions)
                     {
                         // Owned by the process from here on, so that no pipe end can leak.
@@ -366,7 +423,11 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
                         process.StartLineCallbacks(options.OnOutputLine, options.OnErrorLine);
                     }
 
-                    process.StartWatching();
+                    if (!process.StartWatching(out int watchErrno))
+                    {
+                        (polled ??= []).Add(process);
+                        pollErrno = pollErrno != 0 ? pollErrno : watchErrno;
+                    }
                 }
             }
         }
@@ -377,12 +438,25 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
             {
                 _handle.DangerousRelease();
             }
+
+            if (polled is not null)
+            {
+                // One wake-up of the poller for the whole batch.
+                ExitPoller.AddRange(polled);
+                if (pollErrno != 0 && Logger.IsEnabled(LogLevel.Debug))
+                {
+                    string reason = ErrorMapper.Describe(ErrorMapper.ToErrno(pollErrno));
+                    int limit = DescriptorBudget.Limit;
+                    int reserve = DescriptorBudget.Reserve;
+                    Log.ExitWatchPolling(Logger, Path, polled.Count, created, reason, limit, reserve);
+                }
+            }
         }
 
-        if (processes.Count == count)
+        if (created == count)
         {
             Log.Spawned(Logger, Path, count);
-            return [.. processes];
+            return processes;
         }
 
         int firstError = errno;
@@ -405,15 +479,29 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
         }
 
         Errno e = ErrorMapper.ToErrno(firstError);
-        Exception exception = ErrorMapper.ForSpawn(e, Path, count, processes.AsReadOnly(), withOptions, failed);
+        Exception exception = ErrorMapper.ForSpawn(e, Path, count, Array.AsReadOnly(processes[..created]), withOptions, failed);
         string what = ErrorMapper.Describe(e);
         if (exception is PSpawnProxyException)
         {
             Log.ProxyFailed(Logger, Path, what);
         }
 
-        Log.SpawnFailed(Logger, Path, processes.Count, count, what, exception);
+        Log.SpawnFailed(Logger, Path, created, count, what, exception);
         throw exception;
+    }
+
+    /// <summary>
+    /// How many of <paramref name="count"/> piped instances fit above the descriptor reserve: each keeps one
+    /// descriptor per piped stream here, and the native core briefly holds both ends of up to 64 instances' pipes.
+    /// </summary>
+    private static int FittingPipedInstances(int count, bool[] piped)
+    {
+        int perInstance = (piped[0] ? 1 : 0) + (piped[1] ? 1 : 0) + (piped[2] ? 1 : 0);
+        const int InFlight = 64; // PSP_MAX_PIPED_BATCH: instances whose pipes are made and sent at once
+        long budget = DescriptorBudget.Available() / perInstance; // in instances
+        // k instances hold k + min(k, InFlight) instances' worth of descriptors at the peak.
+        long fitting = budget > 2 * InFlight ? budget - InFlight : budget / 2;
+        return (int)Math.Clamp(fitting, 0, count);
     }
 
     /// <summary>Which of stdin, stdout and stderr get a pipe.</summary>
@@ -459,6 +547,24 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
         Errno.EPIPE => "the proxy died during start-up (EPIPE)",
         _ => ErrorMapper.Describe(reason),
     };
+
+    /// <summary>Logs a restart the native core did during a spawn (once per increase of the count).</summary>
+    private unsafe void NoteRestarts(int restarts)
+    {
+        int seen = Volatile.Read(ref _restarts);
+        while (restarts > seen)
+        {
+            int previous = Interlocked.CompareExchange(ref _restarts, restarts, seen);
+            if (previous == seen)
+            {
+                int proxyPid = Interop.PSpawnCore.ContextProxyPid(_handle.Pointer);
+                Log.ProxyRestarted(Logger, Path, proxyPid, restarts, Options.MaxRestarts);
+                return;
+            }
+
+            seen = previous;
+        }
+    }
 
     internal void RelayChildReaped() => Interlocked.Decrement(ref _runningRelayChildren);
 

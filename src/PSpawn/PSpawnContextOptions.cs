@@ -35,6 +35,18 @@ public sealed record PSpawnContextOptions
     /// </summary>
     public TimeSpan RequestTimeout { get; init; } = DefaultRequestTimeout;
 
+    /// <summary>The default <see cref="MaxRestarts"/>: 8.</summary>
+    public const int DefaultMaxRestarts = 8;
+
+    /// <summary>
+    /// How many times over the context's life a dead proxy (killed, crashed, or killed after a request timeout) is
+    /// restarted by the next spawn, which is then served by the new proxy; see <see cref="PSpawnContext.RestartCount"/>.
+    /// Default <see cref="DefaultMaxRestarts"/>; 0 never restarts (the next spawn is a <see cref="PSpawnProxyException"/>,
+    /// as before restarts existed); -1 restarts without limit. Children spawned before a restart keep running and
+    /// stay waitable (in <see cref="PSpawnMode.Relay"/> mode their exit statuses die with the old proxy).
+    /// </summary>
+    public int MaxRestarts { get; init; } = DefaultMaxRestarts;
+
     /// <summary>
     /// Use <see cref="PSpawnMode.Relay"/> even when zygote mode is possible: the proxy stays the parent of every
     /// child and relays its exit status. Default false.
@@ -81,6 +93,11 @@ public sealed record PSpawnContextOptions
         if (SharedBufferSize is < 64 * 1024)
         {
             throw new ArgumentOutOfRangeException(nameof(SharedBufferSize), SharedBufferSize, "The shared buffer must be at least 64 KiB.");
+        }
+
+        if (MaxRestarts < -1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(MaxRestarts), MaxRestarts, "MaxRestarts must be -1 (no limit), 0 (never) or a positive count.");
         }
 
         if (ProxyLibraryPath is { Length: 0 })

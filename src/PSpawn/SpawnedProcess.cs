@@ -333,6 +333,12 @@ public sealed class SpawnedProcess : IDisposable
             ? $"{System.IO.Path.GetFileName(_context.Path)} [{Id}] exited ({(_terminatingSignal is int s ? "signal " + s : "code " + _exitCode)})"
             : $"{System.IO.Path.GetFileName(_context.Path)} [{Id}] running";
 
+    /// <summary>Whether the exit status has been collected.</summary>
+    internal bool IsReaped => Volatile.Read(ref _reaped);
+
+    /// <summary>Whether this is a relay-mode child (the proxy's child, not this process's).</summary>
+    internal bool IsRelayChild => _lease is not null;
+
     /// <summary>Whether <see cref="Dispose"/> was called.</summary>
     internal bool IsDisposed => _disposed;
 
@@ -448,42 +454,120 @@ public sealed class SpawnedProcess : IDisposable
         return Interlocked.CompareExchange(ref field, created, null) ?? created;
     }
 
-    /// <summary>Called once, right after the spawn: opens the pidfd and registers it with the watcher.</summary>
-    internal void StartWatching()
+    /// <summary>
+    /// Called once, right after the spawn: opens a pidfd and registers it with the watcher when the
+    /// <see cref="DescriptorBudget"/> allows. False when the process must be watched by the <see cref="ExitPoller"/>
+    /// instead (the caller adds it), with the reason in <paramref name="errno"/> (0: ESRCH, nothing to report).
+    /// </summary>
+    internal bool StartWatching(out int errno) => TryWatchWithPidFd(out errno);
+
+    /// <summary>Opens a pidfd and registers it; the process is not reaped yet (caller's guarantee or lock).</summary>
+    private bool TryWatchWithPidFd(out int errno)
     {
         int fd = Interop.Sys.PidFdOpen(Id);
-        int errno = fd < 0 ? Marshal.GetLastPInvokeError() : 0;
-        if (fd >= 0)
+        if (fd < 0)
         {
-            var pidfd = new PidFdHandle(fd);
-            ExitWatcher? watcher = ExitWatcher.Instance;
-            if (watcher is not null)
+            errno = Marshal.GetLastPInvokeError();
+            if (errno is Interop.Sys.EMFILE or Interop.Sys.ENFILE)
             {
-                ulong key = watcher.NextKey();
-                _watchKey = key;
-                Volatile.Write(ref _pidfd, pidfd);
-                if (watcher.TryWatch(this, pidfd, key, out errno))
-                {
-                    return;
-                }
-
-                _watchKey = 0;
+                DescriptorBudget.Refresh(); // the limit may have been lowered
             }
-            else
+            else if (errno == Interop.Sys.ESRCH)
             {
-                Volatile.Write(ref _pidfd, pidfd);
+                errno = 0; // relay mode: the proxy may already have reaped a short-lived child (its status is recorded)
+            }
+
+            return false;
+        }
+
+        if (!DescriptorBudget.Fits(fd))
+        {
+            _ = Interop.Sys.Close(fd); // would eat into the reserve of the runtime and the application
+            errno = Interop.Sys.EMFILE;
+            return false;
+        }
+
+        var pidfd = new PidFdHandle(fd);
+        ExitWatcher? watcher = ExitWatcher.Instance;
+        if (watcher is null)
+        {
+            // No epoll (never seen on Linux): keep the pidfd for Kill and the synchronous wait; the poller reaps.
+            Volatile.Write(ref _pidfd, pidfd);
+            errno = 0;
+            return false;
+        }
+
+        ulong key = watcher.NextKey();
+        _watchKey = key;
+        Volatile.Write(ref _pidfd, pidfd);
+        if (watcher.TryWatch(this, pidfd, key, out errno))
+        {
+            return true;
+        }
+
+        _watchKey = 0;
+        Volatile.Write(ref _pidfd, null);
+        pidfd.Dispose();
+        return false;
+    }
+
+    /// <summary>
+    /// Called by the <see cref="ExitPoller"/>: true when this process needs no more polling (it has been reaped, or
+    /// it got a pidfd and is watched by the epoll thread now). Never blocks and never reaps a running process.
+    /// </summary>
+    /// <param name="mayPromote">Whether a pidfd may be tried for a running process; cleared when one does not fit,
+    /// so that a scan tries at most once more while the budget is spent.</param>
+    internal unsafe bool PollExit(ref bool mayPromote)
+    {
+        if (Volatile.Read(ref _reaped))
+        {
+            return true;
+        }
+
+        if (_lease is null)
+        {
+            // Our own child: peek without reaping (zygote and fallback mode).
+            byte* info = stackalloc byte[Interop.Sys.SigInfoSize];
+            new Span<byte>(info, Interop.Sys.SigInfoSize).Clear();
+            int result = Interop.Sys.WaitId(Interop.Sys.P_PID, Id, info, Interop.Sys.WEXITED | Interop.Sys.WNOHANG | Interop.Sys.WNOWAIT);
+            bool running = result == 0 && *(int*)(info + Interop.Sys.SigInfoPidOffset) == 0;
+            if (!running)
+            {
+                return TryReap() || Promote(ref mayPromote); // exited (or an error TryReap reports)
+            }
+        }
+        else if (TryReap())
+        {
+            return true;
+        }
+
+        return Promote(ref mayPromote);
+    }
+
+    /// <summary>Moves a running process to a pidfd once the budget allows; true when it did (or it was reaped meanwhile).</summary>
+    private bool Promote(ref bool mayPromote)
+    {
+        if (!mayPromote || Volatile.Read(ref _pidfd) is not null)
+        {
+            return false; // budget spent, or a pidfd without epoll (then polling is the only way)
+        }
+
+        lock (_gate)
+        {
+            if (_reaped)
+            {
+                return true;
+            }
+
+            // Under the lock the process cannot be reaped, so its pid cannot have been reused.
+            if (TryWatchWithPidFd(out _))
+            {
+                return true;
             }
         }
 
-        // ESRCH: in relay mode the proxy may already have reaped a short-lived child (its status is recorded).
-        // EMFILE/ENFILE, ENOSYS (kernel before 5.3): poll instead; no thread is blocked either way.
-        if (errno != Interop.Sys.ESRCH)
-        {
-            string error = ErrorMapper.Describe(ErrorMapper.ToErrno(errno));
-            Log.ExitWatchUnavailable(_context.Logger, _context.Path, Id, error);
-        }
-
-        _ = PollForExitAsync();
+        mayPromote = false;
+        return false;
     }
 
     /// <summary>
@@ -517,17 +601,7 @@ public sealed class SpawnedProcess : IDisposable
         if (!TryReap())
         {
             // Relay mode: the child has exited but the proxy may not have recorded its status yet.
-            _ = PollForExitAsync();
-        }
-    }
-
-    private async Task PollForExitAsync()
-    {
-        int delayMs = 1;
-        while (!TryReap())
-        {
-            await Task.Delay(delayMs).ConfigureAwait(false);
-            delayMs = Math.Min(delayMs * 2, 50);
+            ExitPoller.Add(this);
         }
     }
 

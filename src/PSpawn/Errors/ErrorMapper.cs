@@ -94,7 +94,11 @@ internal static class ErrorMapper
         Exception? inner = MonoUnixException(errno);
         string what = Describe(errno);
         IReadOnlyDictionary<int, Errno> failures = failed ?? new Dictionary<int, Errno>();
-        if (withOptions && errno is not (Errno.EPIPE or Errno.ETIMEDOUT or Errno.E2BIG))
+        if (errno is Errno.EMFILE or Errno.ENFILE)
+        {
+            what += $" (this process has no descriptor left for the pipes above PSpawn's reserve of {DescriptorBudget.Reserve} of its {DescriptorBudget.Limit} (soft RLIMIT_NOFILE): each piped standard stream holds one until it is disposed; dispose finished children or raise the limit)";
+        }
+        else if (withOptions && errno is not (Errno.EPIPE or Errno.ETIMEDOUT or Errno.E2BIG))
         {
             // Reported by the child before main: say which options can fail that way.
             what += errno switch
@@ -102,7 +106,7 @@ internal static class ErrorMapper
                 Errno.ENOENT => " (a per-spawn option failed in the child: the working directory or a standard stream's file does not exist)",
                 Errno.EACCES => " (a per-spawn option failed in the child: the working directory or a standard stream's file is not accessible)",
                 Errno.EINVAL => " (a per-spawn option failed in the child: for example a CPU set with no online CPU this process may use, or a process group that does not exist)",
-                Errno.EPERM => " (a per-spawn option failed in the child: for example a hard resource limit above this process's, or a process group of another session)",
+                Errno.EPERM => " (either this process's credentials changed since the context was created, so nothing was spawned, or a per-spawn option failed in the child: for example a hard resource limit above this process's, or a process group of another session)",
                 Errno.EOPNOTSUPP => " (the posix_spawn fallback cannot apply umask, resource limits or a parent-death signal)",
                 _ => " (possibly reported by the child for a per-spawn option)",
             };
@@ -119,7 +123,9 @@ internal static class ErrorMapper
             Errno.EINVAL => new PSpawnArgumentException(
                 $"{count} '{path}': the native core rejected an argument: {what}.", null, errno, path, inner),
             Errno.EPIPE => new PSpawnProxyException(
-                $"{count} '{path}': the proxy is dead; the context is broken, dispose it and create a new one: {what}.", errno, path, duringStartup: false, inner) { StartedProcesses = started, FailedInstances = failures },
+                $"{count} '{path}': the proxy is dead and could not be restarted (or PSpawnContextOptions.MaxRestarts is used up); the context is broken, dispose it and create a new one: {what}.", errno, path, duringStartup: false, inner) { StartedProcesses = started, FailedInstances = failures },
+            Errno.EPERM when !withOptions => new PSpawnException(
+                $"{count} '{path}': this process's credentials (user IDs, group IDs or supplementary groups) changed since the context was created, and its proxy would give children the old ones, so nothing was spawned; dispose the context and create a new one: {what}.", errno, path, inner) { StartedProcesses = started, FailedInstances = failures },
             Errno.ETIMEDOUT => new PSpawnProxyException(
                 $"{count} '{path}': the proxy did not answer within the request timeout and was killed; the context is broken, dispose it and create a new one: {what}.", errno, path, duringStartup: false, inner) { StartedProcesses = started, FailedInstances = failures },
             Errno.ENOENT => new PSpawnFileNotFoundException($"{count} '{path}': {what}.", errno, path, inner),

@@ -45,11 +45,15 @@ internal static partial class Log
         Message = "Disposed the posix_spawn fallback context for {Path}")]
     public static partial void FallbackContextDisposed(ILogger logger, string path);
 
-    [LoggerMessage(EventId = 11, EventName = "ExitWatchUnavailable", Level = LogLevel.Debug,
-        Message = "Process {Pid} ({Path}) cannot be watched through a pidfd ({Error}); polling for its exit instead")]
-    public static partial void ExitWatchUnavailable(ILogger logger, string path, int pid, string error);
+    [LoggerMessage(EventId = 11, EventName = "ExitWatchPolling", Level = LogLevel.Debug,
+        Message = "{Polled} of {Spawned} new processes of {Path} are watched by polling, without a pidfd ({Error}; soft RLIMIT_NOFILE {Limit}, {Reserve} descriptors kept in reserve)")]
+    public static partial void ExitWatchPolling(ILogger logger, string path, int polled, int spawned, string error, int limit, int reserve);
 
     [LoggerMessage(EventId = 12, EventName = "LineCallbackFailed", Level = LogLevel.Warning,
         Message = "Delivering the standard {Stream} lines of process {Pid} ({Path}) failed")]
     public static partial void LineCallbackFailed(ILogger logger, string path, int pid, string stream, Exception exception);
+
+    [LoggerMessage(EventId = 13, EventName = "ProxyRestarted", Level = LogLevel.Warning,
+        Message = "The PSpawn proxy for {Path} had died and was restarted as {ProxyPid} (restart {Restarts}; PSpawnContextOptions.MaxRestarts {MaxRestarts}, -1 = no limit)")]
+    public static partial void ProxyRestarted(ILogger logger, string path, int proxyPid, int restarts, int maxRestarts);
 }

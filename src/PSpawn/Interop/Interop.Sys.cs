@@ -11,6 +11,9 @@ internal static partial class Interop
 
         internal const int EINTR = 4;
         internal const int ESRCH = 3;
+        internal const int ECHILD = 10;
+        internal const int ENFILE = 23;
+        internal const int EMFILE = 24;
 
         internal const int WNOHANG = 1;
 
@@ -109,6 +112,39 @@ internal static partial class Interop
 
         [LibraryImport(LibC, EntryPoint = "waitpid", SetLastError = true)]
         internal static partial int WaitPid(int pid, int* wstatus, int options);
+
+        internal const int P_ALL = 0;
+        internal const int P_PID = 1;
+        internal const int WEXITED = 4;
+        internal const int WNOWAIT = 0x01000000;
+
+        /// <summary>The size of a siginfo_t (the same on every Linux architecture).</summary>
+        internal const int SigInfoSize = 128;
+
+        /// <summary>The offset of si_pid in a siginfo_t filled by waitid (after three ints, aligned to 8 on 64-bit).</summary>
+        internal static readonly int SigInfoPidOffset = IntPtr.Size == 8 ? 16 : 12;
+
+        /// <summary>waitid(idtype, id, infop, options); <paramref name="info"/> points to <see cref="SigInfoSize"/> bytes.</summary>
+        [LibraryImport(LibC, EntryPoint = "waitid", SetLastError = true)]
+        internal static partial int WaitId(int idType, int id, byte* info, int options);
+
+        internal const int RLIMIT_NOFILE = 7;
+
+        /// <summary>struct rlimit (rlim_t is 64-bit on 64-bit Linux).</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct RLimit
+        {
+            public nuint Current;
+            public nuint Maximum;
+        }
+
+        [LibraryImport(LibC, EntryPoint = "getrlimit", SetLastError = true)]
+        internal static partial int GetRLimit(int resource, RLimit* limit);
+
+        internal const int EFD_CLOEXEC = 0x80000;
+
+        [LibraryImport(LibC, EntryPoint = "eventfd", SetLastError = true)]
+        internal static partial int EventFd(uint initialValue, int flags);
 
         [LibraryImport(LibC, EntryPoint = "epoll_create1", SetLastError = true)]
         internal static partial int EpollCreate1(int flags);

@@ -25,6 +25,24 @@ public static class Fixtures
     /// <summary>Its own _start (never calls __libc_start_main); appends a byte to $PSPAWN_NOSTART_MARKER per run.</summary>
     public static string NoStart => Get("nostart");
 
+    /// <summary>
+    /// tests/PSpawn.TestHost's program (PSpawn.TestHost.dll, run with the dotnet host), built beside these tests in the
+    /// same configuration.
+    /// </summary>
+    public static string TestHost
+    {
+        get
+        {
+            string testsOut = AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar);
+            string framework = Path.GetFileName(testsOut);
+            string configuration = Path.GetFileName(Path.GetDirectoryName(testsOut)!);
+            string path = Path.Combine(RepoRoot, "tests", "PSpawn.TestHost", "bin", configuration, framework, "PSpawn.TestHost.dll");
+            return File.Exists(path)
+                ? path
+                : throw new FileNotFoundException($"The test host is missing at {path}. Build the solution first (dotnet build PSpawn.sln).", path);
+        }
+    }
+
     /// <summary>The full path of a fixture; fails (does not skip) when it has not been built.</summary>
     public static string Get(string name)
     {
