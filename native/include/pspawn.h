@@ -121,6 +121,10 @@ typedef struct pspawn_context_attr {
     int max_restarts;          /* a dead proxy is restarted on the next spawn, at most this
                                   many times over the context's life; default 8, 0 = never,
                                   -1 = no limit */
+    int proxies;               /* proxies serving the context, each pinned to its share of
+                                  the CPUs the caller may use; 0 = default (one per usable
+                                  core, at most 8), 1 = a single unpinned proxy (or pinned
+                                  to `core`) */
 } pspawn_context_attr_t;
 
 /* Fill `attr` with the defaults. Returns 0. */
@@ -149,6 +153,9 @@ PSPAWN_API pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx);
 
 /* How many times the context restarted a dead proxy (0 in fallback mode). */
 PSPAWN_API int pspawn_context_restarts(const pspawn_context_t *ctx);
+
+/* How many proxies serve the context (0 in fallback mode). */
+PSPAWN_API int pspawn_context_proxy_count(const pspawn_context_t *ctx);
 
 /* pspawn with an explicit environment (NULL-terminated; NULL = the caller's environ). */
 PSPAWN_API pid_t pspawn_e(pspawn_context_t *ctx, char *const argv[], char *const envp[]);

@@ -231,6 +231,11 @@ pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx)
     return pid;
 }
 
+int pspawn_context_proxy_count(const pspawn_context_t *ctx)
+{
+    return ctx != NULL && ctx->impl != NULL ? ctx->impl->channel_count : 0;
+}
+
 int pspawn_context_restarts(const pspawn_context_t *ctx)
 {
     if (ctx == NULL || ctx->impl == NULL)
