@@ -68,12 +68,14 @@ enum method {
     M_PSPAWN_N_LAZY,
     M_PSPAWN_N_2P,
     M_PSPAWN_N_PREFAULT,
+    M_PSPAWN_VECTOR,
+    M_PSPAWN_VECTOR_ASYNC,
     M_COUNT
 };
 
 static const char *const method_names[M_COUNT] = {
     "sfork", "afork", "vfork", "posix_spawn", "pspawn", "pspawn_n", "pspawn_n_lazy", "pspawn_n_2p",
-    "pspawn_n_prefault",
+    "pspawn_n_prefault", "pspawn_vector", "pspawn_vector_async",
 };
 
 #define DEFAULT_METHODS "sfork,afork,vfork,posix_spawn,pspawn,pspawn_n"
@@ -585,6 +587,32 @@ static void *spawn_half(void *arg)
     return NULL;
 }
 
+/* pspawn_vector's instances: the target argv, and the bench environment plus RANK=i
+ * (a distinct environment per instance). Built once. */
+static pspawn_instance_t *vector_instances(int count)
+{
+    static pspawn_instance_t *instances;
+    static int built;
+    if (built >= count)
+        return instances;
+    size_t nenv = 0;
+    while (bench_env[nenv] != NULL)
+        nenv++;
+    instances = realloc(instances, (size_t)count * sizeof(*instances));
+    if (instances == NULL)
+        die("realloc");
+    for (int i = built; i < count; i++) {
+        char **env = xcalloc(nenv + 2, sizeof(char *));
+        memcpy(env, bench_env, nenv * sizeof(char *));
+        char rank[32];
+        snprintf(rank, sizeof(rank), "RANK=%d", i);
+        env[nenv] = xstrdup(rank);
+        instances[i] = (pspawn_instance_t){.argv = opt.argv, .envp = env};
+    }
+    built = count;
+    return instances;
+}
+
 /* Spawn `count` instances with method `bm` into pids[] (reaping as the method says). */
 static void spawn_batch(struct bench_method *bm, pid_t *pids, int count)
 {
@@ -617,6 +645,20 @@ static void spawn_batch(struct bench_method *bm, pid_t *pids, int count)
     case M_PSPAWN_N_PREFAULT:
         if (count > 0)
             pspawn_ne(pids, NULL, &bm->ctx[0], count, opt.argv, bench_env);
+        break;
+    case M_PSPAWN_VECTOR:
+        if (count > 0)
+            pspawn_vector(pids, NULL, &bm->ctx[0], vector_instances(count), count, NULL);
+        break;
+    case M_PSPAWN_VECTOR_ASYNC:
+        if (count > 0) {
+            pspawn_session_t *session;
+            if (pspawn_vector_async(&session, &bm->ctx[0], vector_instances(count), count, NULL) != 0)
+                die("pspawn_vector_async");
+            pspawn_session_wait(session, -1);
+            pspawn_session_results(session, pids, NULL);
+            pspawn_session_free(session);
+        }
         break;
     case M_PSPAWN_N_2P: {
         int first = count / 2 + count % 2;
@@ -839,7 +881,9 @@ static void usage(FILE *out)
             "                also: pspawn_n_lazy (no bind-now in the proxy), pspawn_n_2p\n"
             "                (two proxies pinned to CPUs 0 and 1, spawning in parallel),\n"
             "                pspawn_n_prefault (PSPAWN_CTX_PREFAULT: forks copy the\n"
-            "                page tables of the target's file mappings), all\n"
+            "                page tables of the target's file mappings), pspawn_vector\n"
+            "                (per-instance environment: RANK=i), pspawn_vector_async\n"
+            "                (the same through a session), all\n"
             "  -e KIND       environment of the instances: empty (default), realistic\n"
             "                (10 LD_LIBRARY_PATH entries before the real one, 50 variables),\n"
             "                inherit\n"

@@ -121,6 +121,10 @@ typedef struct pspawn_context_attr {
     int max_restarts;          /* a dead proxy is restarted on the next spawn, at most this
                                   many times over the context's life; default 8, 0 = never,
                                   -1 = no limit */
+    int proxies;               /* proxies serving the context, each pinned to its share of
+                                  the CPUs the caller may use; 0 = default (one per usable
+                                  core, at most 8), 1 = a single unpinned proxy (or pinned
+                                  to `core`) */
 } pspawn_context_attr_t;
 
 /* Fill `attr` with the defaults. Returns 0. */
@@ -150,6 +154,9 @@ PSPAWN_API pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx);
 /* How many times the context restarted a dead proxy (0 in fallback mode). */
 PSPAWN_API int pspawn_context_restarts(const pspawn_context_t *ctx);
 
+/* How many proxies serve the context (0 in fallback mode). */
+PSPAWN_API int pspawn_context_proxy_count(const pspawn_context_t *ctx);
+
 /* pspawn with an explicit environment (NULL-terminated; NULL = the caller's environ). */
 PSPAWN_API pid_t pspawn_e(pspawn_context_t *ctx, char *const argv[], char *const envp[]);
 
@@ -163,6 +170,18 @@ PSPAWN_API int pspawn_ne(pid_t *pids, int *errors, pspawn_context_t *ctx, int ns
  * the status the proxy recorded. Callers may equally use waitpid/waitid/pidfds directly
  * except in relay mode. Returns pid, 0 (WNOHANG, still running) or -1 with errno. */
 PSPAWN_API pid_t pspawn_waitpid(pspawn_context_t *ctx, pid_t pid, int *wstatus, int options);
+
+/* One instance of a vector spawn (pspawn_vector, below). */
+typedef struct pspawn_instance {
+    char *const *argv;      /* NULL: the context path as argv[0], nothing else */
+    char *const *envp;      /* NULL: the caller's environ at the time of the call */
+#ifdef __USE_GNU
+    const cpu_set_t *cpus;  /* NULL: no placement (beyond the attr's and the proxy's) */
+#else
+    const void *cpus;
+#endif
+    size_t cpusetsize;      /* bytes at cpus (sizeof(cpu_set_t), or CPU_ALLOC_SIZE(n)) */
+} pspawn_instance_t;
 
 /* ---- Per-spawn options (in the spirit of posix_spawnattr_t + file actions) -------- */
 
@@ -222,6 +241,58 @@ PSPAWN_API int pspawn_nx(pid_t *pids, int *errors, int *stdio_fds, pspawn_contex
 /* One instance with options; stdio_fds (3 entries) may be NULL. */
 PSPAWN_API pid_t pspawn_x(pspawn_context_t *ctx, char *const argv[], char *const envp[],
                           const pspawn_attr_t *attr, int stdio_fds[3]);
+
+/* ---- Vector spawn: every instance with its own argv, environment and CPUs --------- */
+
+/* Spawns instances[0..n-1] (see pspawn_instance_t above): argv NULL = the context path
+ * as argv[0] alone; envp NULL = the caller's environ at the time of the call; cpus NULL
+ * = no placement of its own (an attr's CPU sets, set with pspawn_attr_set_cpus*, apply
+ * then: instance i on sets[i % count]). `attr` options apply to every instance; pipes
+ * (pspawn_attr_stdio_pipe) are EINVAL here (use pspawn_nx). Instances that share the
+ * same argv and envp arrays (the same pointers, consecutively) travel once.
+ * Batches larger than the shared buffer are split: never E2BIG for a batch whose every
+ * instance would fit alone. A failure of one instance fails that instance only: a CPU
+ * set the kernel refuses (offline, not allowed, empty: EINVAL), chdir/open/setrlimit
+ * errors, strings too large for execve (E2BIG).
+ * Fills pids[i] (> 0, or -1) and errors[i] (0, or the errno; errors may be NULL) for
+ * every i, and returns how many started (0 included: then errno is the first failed
+ * instance's error); -1 with errno EINVAL only for bad arguments (NULL ctx/pids,
+ * instances NULL with n > 0, n < 0 or > PSPAWN_MAX_SPAWNS, pipes in attr). */
+PSPAWN_API int pspawn_vector(pid_t *pids, int *errors, pspawn_context_t *ctx,
+                             const pspawn_instance_t *instances, int n, const pspawn_attr_t *attr);
+
+/* An asynchronous vector spawn. */
+typedef struct pspawn_session pspawn_session_t;
+
+/* Starts pspawn_vector in the background and returns 0 at once (or -1 with errno:
+ * EINVAL as pspawn_vector, ENOMEM, EAGAIN if no thread could be started). The session
+ * owns copies of everything it needs (strings, CPU sets, attr, with its descriptors
+ * duplicated; the caller's environ is copied now for instances with NULL envp): the
+ * caller may free or change its arrays and attr as soon as this returns.
+ * The context must outlive the session: pspawn_context_destroy waits for sessions that
+ * are still launching. */
+PSPAWN_API int pspawn_vector_async(pspawn_session_t **session, pspawn_context_t *ctx,
+                                   const pspawn_instance_t *instances, int n, const pspawn_attr_t *attr);
+/* An eventfd that becomes readable once every instance is done (started or failed) and
+ * stays readable; poll/epoll it, do not read it. Owned by the session. */
+PSPAWN_API int pspawn_session_fd(pspawn_session_t *s);
+/* Waits until every instance is done: 0, or -1 with ETIMEDOUT (timeout_ms; -1 = no
+ * limit, 0 = just check). */
+PSPAWN_API int pspawn_session_wait(pspawn_session_t *s, int timeout_ms);
+/* Once done: copies pids and errors (n entries each; either may be NULL) and returns how
+ * many started. Before that: -1 with EAGAIN. May be called any number of times. */
+PSPAWN_API int pspawn_session_results(pspawn_session_t *s, pid_t *pids, int *errors);
+/* Stops launching: instances not yet handed to a proxy fail with ECANCELED; those in
+ * flight complete normally (started ones are reported). Never kills anything. The
+ * session still becomes done; wait, then read the results. */
+PSPAWN_API void pspawn_session_cancel(pspawn_session_t *s);
+/* Releases the session. Never kills started children. Before completion it is
+ * pspawn_session_cancel, then a wait for the requests in flight (bounded by the request
+ * timeout), then the release: when it returns, no instance of the session can still
+ * appear. Children started by a session are the caller's children in every case
+ * (waitpid, pidfds; pspawn_waitpid in relay mode); a caller that may free a session
+ * early and needs their pids calls cancel, wait and results first. NULL-safe. */
+PSPAWN_API void pspawn_session_free(pspawn_session_t *s);
 
 /* One round trip to the proxy without forking: a liveness check (0, or -1 with EPIPE
  * / ETIMEDOUT; 0 at once in fallback mode) and the measure of the protocol's cost. */

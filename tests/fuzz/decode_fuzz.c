@@ -24,15 +24,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(segment, data, size);
     struct psp_decoded decoded;
-    if (psp_decode_request(segment, size, &decoded) == 0) {
+    /* Slot 0, where the seeds put their request (the decoder checks the others alike). */
+    uint32_t slot = 0;
+    if (psp_decode_request(segment, size, slot, &decoded) == 0) {
         fuzz_accepted++;
         size_t total = 0;
-        for (int i = 0; i < decoded.argc; i++)
-            total += strlen(decoded.argv[i]);
-        for (int i = 0; i < decoded.envc; i++)
-            total += strlen(decoded.envp[i]);
-        if (decoded.argv[decoded.argc] != NULL || decoded.envp[decoded.envc] != NULL)
-            abort();
+        for (uint32_t k = 0; k < decoded.set_count; k++) {
+            const struct psp_decoded_set *set = &decoded.sets[k];
+            for (int i = 0; i < set->argc; i++)
+                total += strlen(set->argv[i]);
+            for (int i = 0; i < set->envc; i++)
+                total += strlen(set->envp[i]);
+            if (set->argc < 1 || set->argv[set->argc] != NULL || set->envp[set->envc] != NULL)
+                abort();
+        }
+        /* Every instance's set and CPU set, as a child reads them. */
+        for (uint32_t i = 0; decoded.instances != NULL && i < decoded.count; i++) {
+            const struct psp_wire_instance *in = &decoded.instances[i];
+            if (in->set >= decoded.set_count)
+                abort();
+            total += strlen(decoded.sets[in->set].argv[0]);
+            if (in->cpuset >= 0) {
+                if ((uint32_t)in->cpuset >= decoded.cpuset_count)
+                    abort();
+                total += decoded.cpusets[(size_t)in->cpuset * decoded.cpuset_size + decoded.cpuset_size - 1];
+            }
+        }
         if (decoded.options != NULL) {
             const struct psp_wire_options *o = decoded.options;
             if (o->set & PSP_OPT_CWD)

@@ -21,23 +21,54 @@ static void write_seed(const char *dir, const char *name, const void *data, size
     fclose(f);
 }
 
-static size_t build(uint8_t *seg, char *const argv[], char *const envp[], uint32_t count, bool options)
+static uint64_t align64(uint64_t v)
+{
+    return (v + 63) & ~(uint64_t)63;
+}
+
+/* A request in slot 0 as the launcher encodes it: `nsets` string sets (set k is argv
+ * with envp), instance i on set i % nsets, CPU set i % ncpus when ncpus > 0. */
+static size_t build(uint8_t *seg, char *const argv[], char *const envp[], uint32_t count, bool options,
+                    uint32_t nsets, uint32_t ncpus)
 {
     memset(seg, 0, SEGMENT);
     struct psp_shared *sh = (struct psp_shared *)seg;
     sh->magic = PSP_MAGIC;
     sh->version = PSP_PROTOCOL_VERSION;
     sh->size = SEGMENT;
-    sh->relay_offset = (sizeof(*sh) + 63) & ~(uint64_t)63;
+    sh->slot_count = PSP_RING_SLOTS;
+    sh->relay_offset = align64(sizeof(*sh));
     sh->data_offset = sh->relay_offset;
     size_t bytes;
     int argc, envc;
     psp_measure(argv, envp, &bytes, &argc, &envc);
+    struct psp_request *r = &sh->slots[0].request;
     uint64_t cursor = sh->data_offset;
-    psp_pack((char *)seg + cursor, argv, envp);
-    sh->request = (struct psp_request){.count = count, .argc = (uint32_t)argc, .envc = (uint32_t)envc,
-                                       .strings_offset = cursor, .strings_length = bytes};
-    cursor = (cursor + bytes + 63) & ~(uint64_t)63;
+    *r = (struct psp_request){.count = count, .set_count = nsets, .region_offset = cursor};
+    r->results_offset = cursor;
+    cursor = align64(cursor + count * 4);
+    r->errors_offset = cursor;
+    cursor = align64(cursor + count * 4);
+    r->sets_offset = cursor;
+    struct psp_wire_set *sets = (struct psp_wire_set *)(seg + cursor);
+    for (uint32_t k = 0; k < nsets; k++)
+        sets[k] = (struct psp_wire_set){.argc = (uint32_t)argc, .envc = (uint32_t)envc};
+    cursor = align64(cursor + nsets * sizeof(*sets));
+    if (nsets > 1 || ncpus > 0) {
+        r->instances_offset = cursor;
+        struct psp_wire_instance *in = (struct psp_wire_instance *)(seg + cursor);
+        for (uint32_t i = 0; i < count; i++)
+            in[i] = (struct psp_wire_instance){.set = i % nsets, .cpuset = ncpus ? (int32_t)(i % ncpus) : -1};
+        cursor = align64(cursor + count * sizeof(*in));
+    }
+    if (ncpus > 0) {
+        r->cpuset_count = ncpus;
+        r->cpuset_size = 128;
+        r->cpusets_offset = cursor;
+        for (uint32_t k = 0; k < ncpus; k++)
+            seg[cursor + k * 128] = (uint8_t)(1u << (k % 8));
+        cursor = align64(cursor + ncpus * 128);
+    }
     if (options) {
         struct psp_wire_options *o = (struct psp_wire_options *)(seg + cursor);
         size_t at = sizeof(*o);
@@ -57,22 +88,24 @@ static size_t build(uint8_t *seg, char *const argv[], char *const envp[], uint32
         o->instance_fds = 1;
         o->rlimit_count = 1;
         o->rlimits[0] = (struct psp_wire_rlimit){.resource = 7, .soft = 100, .hard = 200};
-        at = (at + 7) & ~(size_t)7;
-        o->set |= PSP_OPT_CPUS;
-        o->cpuset_count = 1;
-        o->cpuset_size = 128;
-        o->cpusets_offset = (uint32_t)at;
-        ((uint8_t *)o)[at] = 1;
-        at += 128;
-        sh->request.flags = PSP_REQ_OPTIONS;
-        sh->request.options_offset = cursor;
-        sh->request.options_length = at;
-        sh->request.fd_count = 1 + count;
-        cursor = (cursor + at + 63) & ~(uint64_t)63;
+        r->flags = PSP_REQ_OPTIONS;
+        r->options_offset = cursor;
+        r->options_length = at;
+        r->fd_count = 1 + count;
+        cursor = align64(cursor + at);
     }
-    sh->request.results_offset = cursor;
-    sh->request.errors_offset = cursor + count * 4;
-    return (size_t)(cursor + count * 8);
+    r->strings_offset = cursor;
+    for (uint32_t k = 0; k < nsets; k++) {
+        psp_pack((char *)seg + cursor, argv, envp);
+        cursor += bytes;
+    }
+    r->strings_length = cursor - r->strings_offset;
+    r->region_length = cursor - r->region_offset;
+    if (cursor > SEGMENT) {
+        fprintf(stderr, "seed too large\n");
+        exit(1);
+    }
+    return (size_t)cursor;
 }
 
 int main(int argc, char **argv)
@@ -83,11 +116,13 @@ int main(int argc, char **argv)
     char *plain[] = {"prog", "a", "", "long argument with spaces", NULL};
     char *env[] = {"A=1", "B=", "LD_PRELOAD=/x.so", NULL};
     char *none[] = {NULL};
-    write_seed(argv[1], "plain", seg, build(seg, plain, none, 1, false));
-    write_seed(argv[1], "env_batch", seg, build(seg, plain, env, 200, false));
-    write_seed(argv[1], "options", seg, build(seg, plain, env, 3, true));
-    size_t ping = build(seg, plain, none, 1, false);
-    ((struct psp_shared *)seg)->request.count = 0;
+    write_seed(argv[1], "plain", seg, build(seg, plain, none, 1, false, 1, 0));
+    write_seed(argv[1], "env_batch", seg, build(seg, plain, env, 200, false, 1, 0));
+    write_seed(argv[1], "options", seg, build(seg, plain, env, 3, true, 1, 0));
+    write_seed(argv[1], "vector", seg, build(seg, plain, env, 12, false, 4, 3));
+    write_seed(argv[1], "vector_options", seg, build(seg, plain, env, 6, true, 6, 2));
+    size_t ping = build(seg, plain, none, 1, false, 1, 0);
+    ((struct psp_shared *)seg)->slots[0].request.count = 0;
     write_seed(argv[1], "ping", seg, ping);
     return 0;
 }

@@ -114,12 +114,16 @@ static int intrude(pid_t launcher, pid_t proxy, const char *target, const char *
                     size_t bytes;
                     int argc, envc;
                     psp_measure(argv, envp, &bytes, &argc, &envc);
-                    psp_pack((char *)sh + sh->data_offset, argv, envp);
-                    uint64_t results = (sh->data_offset + bytes + 63) & ~(uint64_t)63;
-                    sh->request = (struct psp_request){.count = 1, .argc = (uint32_t)argc, .envc = 0,
-                                                       .strings_offset = sh->data_offset, .strings_length = bytes,
-                                                       .results_offset = results, .errors_offset = results + 4};
-                    atomic_fetch_add(&sh->request_seq, 1);
+                    uint64_t at = (sh->data_offset + 63) & ~(uint64_t)63;
+                    struct psp_wire_set *set = (struct psp_wire_set *)((char *)sh + at);
+                    *set = (struct psp_wire_set){.argc = (uint32_t)argc, .envc = (uint32_t)envc};
+                    psp_pack((char *)sh + at + 64, argv, envp);
+                    uint64_t results = (at + 64 + bytes + 63) & ~(uint64_t)63;
+                    sh->slots[0].request = (struct psp_request){
+                        .count = 1, .set_count = 1, .region_offset = at, .region_length = results + 64 - at,
+                        .sets_offset = at, .strings_offset = at + 64, .strings_length = bytes,
+                        .results_offset = results, .errors_offset = results + 4};
+                    atomic_fetch_add(&sh->slots[0].request_seq, 1);
                     result |= 2;
                 }
             }

@@ -117,32 +117,52 @@ int psp_validate_options(const struct psp_wire_options *o, size_t length, uint32
     return 0;
 }
 
-int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, struct psp_decoded *out)
+/* Limits of one request, beyond the mapping itself. */
+#define PSP_MAX_LIST (1u << 24) /* argv or envp entries of one set */
+
+int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, uint32_t slot,
+                       struct psp_decoded *out)
 {
     memset(out, 0, sizeof(*out));
-    /* Snapshot the request: the launcher must not be able to change it after checks. */
-    struct psp_request req = shared->request;
+    /* Snapshot everything read from the segment: the launcher must not be able to change
+     * it after the checks. */
     uint64_t data_offset = shared->data_offset;
+    uint32_t slot_count = shared->slot_count;
+    if (data_offset < sizeof(*shared) || data_offset > mapped_size || slot_count != PSP_RING_SLOTS ||
+        slot >= PSP_RING_SLOTS)
+        return EINVAL;
+    struct psp_request req = shared->slots[slot].request;
 
-    if (data_offset < sizeof(*shared) || data_offset > mapped_size)
+    if (req.count == 0 || req.count > PSP_MAX_COUNT || req.set_count == 0 || req.set_count > req.count ||
+        (req.flags & ~PSP_REQ_OPTIONS) != 0 || req.cpuset_count > req.count)
         return EINVAL;
-    if (req.count == 0 || req.count > PSP_MAX_COUNT || req.argc == 0 || req.argc > (1u << 24) ||
-        req.envc > (1u << 24) || (req.flags & ~PSP_REQ_OPTIONS) != 0)
+    /* The region: inside the data area; every array and blob inside the region. */
+    if (!range_ok(req.region_offset, req.region_length, data_offset, mapped_size))
         return EINVAL;
+    uint64_t lo = req.region_offset;
+    size_t hi = (size_t)(req.region_offset + req.region_length);
     if (req.results_offset % sizeof(int32_t) != 0 || req.errors_offset % sizeof(int32_t) != 0 ||
-        !range_ok(req.results_offset, (uint64_t)req.count * sizeof(int32_t), data_offset, mapped_size) ||
-        !range_ok(req.errors_offset, (uint64_t)req.count * sizeof(int32_t), data_offset, mapped_size))
+        req.sets_offset % sizeof(uint32_t) != 0 || req.instances_offset % sizeof(int32_t) != 0 ||
+        !range_ok(req.results_offset, (uint64_t)req.count * sizeof(int32_t), lo, hi) ||
+        !range_ok(req.errors_offset, (uint64_t)req.count * sizeof(int32_t), lo, hi) ||
+        !range_ok(req.sets_offset, (uint64_t)req.set_count * sizeof(struct psp_wire_set), lo, hi) ||
+        !range_ok(req.strings_offset, req.strings_length, lo, hi))
         return EINVAL;
-    if (!range_ok(req.strings_offset, req.strings_length, data_offset, mapped_size))
+    if (req.instances_offset == 0) {
+        if (req.set_count != 1 || req.cpuset_count != 0)
+            return EINVAL;
+    } else if (!range_ok(req.instances_offset, (uint64_t)req.count * sizeof(struct psp_wire_instance), lo, hi)) {
         return EINVAL;
-    /* Each string needs at least its terminator. */
-    if ((uint64_t)req.argc + req.envc > req.strings_length)
+    }
+    if (req.cpuset_count > 0 &&
+        (req.cpuset_size < 8 || req.cpuset_size > 1024 || req.cpuset_size % 8 != 0 ||
+         !range_ok(req.cpusets_offset, (uint64_t)req.cpuset_count * req.cpuset_size, lo, hi)))
         return EINVAL;
 
     struct psp_wire_options *options = NULL;
     if (req.flags & PSP_REQ_OPTIONS) {
         if (req.options_length < sizeof(*options) || req.options_length > (1u << 20) ||
-            !range_ok(req.options_offset, req.options_length, data_offset, mapped_size))
+            !range_ok(req.options_offset, req.options_length, lo, hi))
             return EINVAL;
         if ((options = malloc(req.options_length)) == NULL)
             return ENOMEM;
@@ -156,20 +176,62 @@ int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, stru
         return EINVAL;
     }
     out->options = options;
+
+    /* Private copies of the sets, instances, CPU sets and strings. */
+    struct psp_wire_set *wsets = malloc((size_t)req.set_count * sizeof(*wsets));
+    out->sets = calloc(req.set_count, sizeof(*out->sets));
     out->strings = malloc(req.strings_length ? req.strings_length : 1);
-    out->argv = calloc((size_t)req.argc + 1, sizeof(char *));
-    out->envp = calloc((size_t)req.envc + 1, sizeof(char *));
-    if (out->strings == NULL || out->argv == NULL || out->envp == NULL) {
+    if (req.instances_offset != 0)
+        out->instances = malloc((size_t)req.count * sizeof(*out->instances));
+    if (req.cpuset_count > 0)
+        out->cpusets = malloc((size_t)req.cpuset_count * req.cpuset_size);
+    if (wsets == NULL || out->sets == NULL || out->strings == NULL ||
+        (req.instances_offset != 0 && out->instances == NULL) || (req.cpuset_count > 0 && out->cpusets == NULL)) {
+        free(wsets);
         psp_decoded_free(out);
         return ENOMEM;
     }
+    memcpy(wsets, (const char *)shared + req.sets_offset, (size_t)req.set_count * sizeof(*wsets));
     memcpy(out->strings, (const char *)shared + req.strings_offset, req.strings_length);
+    if (out->instances != NULL)
+        memcpy(out->instances, (const char *)shared + req.instances_offset, (size_t)req.count * sizeof(*out->instances));
+    if (out->cpusets != NULL)
+        memcpy(out->cpusets, (const char *)shared + req.cpusets_offset, (size_t)req.cpuset_count * req.cpuset_size);
 
+    /* Counts: each string needs at least its terminator, so the total is bounded by the
+     * strings' length (no overflow: set_count <= 2^20, each count < 2^24). */
+    uint64_t entries = 0;
+    int err = 0;
+    for (uint32_t k = 0; k < req.set_count && err == 0; k++) {
+        if (wsets[k].argc == 0 || wsets[k].argc > PSP_MAX_LIST || wsets[k].envc > PSP_MAX_LIST)
+            err = EINVAL;
+        entries += (uint64_t)wsets[k].argc + wsets[k].envc;
+    }
+    if (err == 0 && entries > req.strings_length)
+        err = EINVAL;
+    for (uint32_t i = 0; err == 0 && out->instances != NULL && i < req.count; i++) {
+        const struct psp_wire_instance *in = &out->instances[i];
+        if (in->set >= req.set_count || in->cpuset < -1 || (in->cpuset >= 0 && (uint32_t)in->cpuset >= req.cpuset_count))
+            err = EINVAL;
+    }
+    if (err == 0 && (out->pointers = calloc((size_t)entries + 2u * req.set_count, sizeof(char *))) == NULL)
+        err = ENOMEM;
     char *cursor = out->strings;
     const char *end = out->strings + req.strings_length;
-    int err = split_strings(out->argv, req.argc, &cursor, end);
-    if (err == 0)
-        err = split_strings(out->envp, req.envc, &cursor, end);
+    char **slots = out->pointers;
+    for (uint32_t k = 0; err == 0 && k < req.set_count; k++) {
+        struct psp_decoded_set *set = &out->sets[k];
+        set->argc = (int)wsets[k].argc;
+        set->envc = (int)wsets[k].envc;
+        set->argv = slots;
+        slots += wsets[k].argc + 1;
+        set->envp = slots;
+        slots += wsets[k].envc + 1;
+        err = split_strings(set->argv, wsets[k].argc, &cursor, end);
+        if (err == 0)
+            err = split_strings(set->envp, wsets[k].envc, &cursor, end);
+    }
+    free(wsets);
     if (err == 0 && cursor != end)
         err = EINVAL; /* trailing bytes: the counts and the length disagree */
     if (err != 0) {
@@ -180,17 +242,24 @@ int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, stru
     out->results_offset = req.results_offset;
     out->errors_offset = req.errors_offset;
     out->fd_count = req.fd_count;
-    out->argc = (int)req.argc;
-    out->envc = (int)req.envc;
+    out->set_count = req.set_count;
+    out->cpuset_count = req.cpuset_count;
+    out->cpuset_size = req.cpuset_size;
     out->strings_length = req.strings_length;
+    out->argv = out->sets[0].argv;
+    out->envp = out->sets[0].envp;
+    out->argc = out->sets[0].argc;
+    out->envc = out->sets[0].envc;
     return 0;
 }
 
 void psp_decoded_free(struct psp_decoded *decoded)
 {
     free(decoded->strings);
-    free(decoded->argv);
-    free(decoded->envp);
+    free(decoded->sets);
+    free(decoded->pointers);
+    free(decoded->instances);
+    free(decoded->cpusets);
     free(decoded->options);
     memset(decoded, 0, sizeof(*decoded));
 }

@@ -3,11 +3,13 @@
  * the codec for spawn requests. Both sides include this file; the proxy treats every
  * byte of the segment as untrusted input and validates it before use.
  *
- * Segment:  [ psp_shared header | relay table | results | strings ]
- * One request is in flight per proxy: the launcher writes it, bumps request_seq and
- * rings the doorbell (an eventfd); the proxy forks, writes one result per instance (pid
- * or -errno) and bumps `progress` after each, then sets reply_seq and writes the reply
- * eventfd.
+ * Segment:  [ psp_shared header + ring of PSP_RING_SLOTS slots | relay table | data ]
+ * Up to PSP_RING_SLOTS requests are in flight per proxy, each in its own slot with its
+ * own region of the data area (sets, strings, instances, CPU sets, options, results,
+ * errors). The launcher writes a request, publishes its ticket and rings the doorbell
+ * (an eventfd); the proxy forks, writes one result per instance (pid or -errno) and
+ * bumps the slot's `progress` after each, then sets the slot's reply_seq and writes
+ * the slot's reply eventfd (sent to it over the socket after the segment).
  *
  * Who can reach the channel: the segment travels to the proxy over the socket pair
  * (SCM_RIGHTS) and neither side keeps a descriptor of it once it is mapped; eventfds and
@@ -25,10 +27,10 @@
 #include <sys/types.h>
 
 #define PSP_MAGIC 0x50535057u /* "PSPW" */
-#define PSP_PROTOCOL_VERSION 2u
+#define PSP_PROTOCOL_VERSION 3u
 
 /* The proxy finds its configuration in this variable (removed before main runs):
- * "2:<launcher pid>:<PSP_CONFIG_* flags>". */
+ * "3:<launcher pid>:<PSP_CONFIG_* flags>". */
 #define PSP_ENV_CONFIG "PSPAWN_PROXY_CONFIG"
 #define PSP_CONFIG_RELAY 0x1u
 #define PSP_CONFIG_PREFAULT 0x2u
@@ -40,7 +42,7 @@
 
 /* Descriptors the proxy inherits at fixed numbers. The segment is not among them: it
  * is the first message on the socket. */
-#define PSP_FD_REPLY 3    /* eventfd: the proxy writes it when a request is complete */
+#define PSP_FD_REPLY 3    /* eventfd: start-up handshake (requests: one eventfd per slot) */
 #define PSP_FD_DOORBELL 4 /* eventfd: the launcher writes it when a request is ready */
 #define PSP_FD_SOCKET 5   /* SOCK_SEQPACKET: descriptors travel here with SCM_RIGHTS; its
                              hang-up means the launcher is gone or destroying the context */
@@ -122,19 +124,56 @@ struct psp_wire_options {
     struct psp_wire_rlimit rlimits[PSP_MAX_RLIMITS];
 };
 
-struct psp_request {
-    uint32_t count;          /* instances to fork; 0 = ping, nothing else is read */
-    uint32_t flags;          /* PSP_REQ_* */
-    uint32_t argc;
+/* One argv/envp pair of a request ("string set"): instances refer to sets by index, so
+ * a batch whose instances share one argv/envp carries those strings once. */
+struct psp_wire_set {
+    uint32_t argc; /* >= 1 */
     uint32_t envc;
-    uint64_t strings_offset; /* argv strings then env strings, each NUL-terminated */
+};
+
+/* One instance of a request: its string set and its CPU set (-1: no placement). */
+struct psp_wire_instance {
+    uint32_t set;
+    int32_t cpuset;
+};
+
+/* A request, in its ring slot. Every offset is absolute in the segment and must lie in
+ * the slot's region; the region must lie in the data area. */
+struct psp_request {
+    uint32_t count;            /* instances to fork; 0 = ping, nothing else is read */
+    uint32_t flags;            /* PSP_REQ_* */
+    uint32_t set_count;        /* string sets, 1..count */
+    uint32_t cpuset_count;     /* distinct per-instance CPU sets (0: none) */
+    uint32_t cpuset_size;      /* bytes per CPU set, 8..1024, a multiple of 8 */
+    uint32_t fd_count;         /* descriptors sent over the socket for this request */
+    uint64_t region_offset;    /* the slot's part of the data area for this request */
+    uint64_t region_length;
+    uint64_t sets_offset;      /* struct psp_wire_set[set_count] */
+    uint64_t strings_offset;   /* per set: argv strings then env strings, NUL-terminated */
     uint64_t strings_length;
-    uint64_t results_offset; /* int32_t[count]: pid, or -errno if not forked */
-    uint64_t errors_offset;  /* int32_t[count]: errno of a child that failed before main */
-    uint64_t options_offset; /* struct psp_wire_options + strings, with PSP_REQ_OPTIONS */
+    uint64_t instances_offset; /* struct psp_wire_instance[count]; 0 = every instance uses
+                                  set 0 and no CPU set (requires set_count == 1, cpuset_count 0) */
+    uint64_t cpusets_offset;   /* cpuset_count sets of cpuset_size bytes */
+    uint64_t results_offset;   /* int32_t[count]: pid, or -errno if not forked */
+    uint64_t errors_offset;    /* int32_t[count]: errno of a child that failed before main */
+    uint64_t options_offset;   /* struct psp_wire_options + strings, with PSP_REQ_OPTIONS */
     uint64_t options_length;
-    uint32_t fd_count;       /* descriptors sent over the socket for this request */
-    uint32_t reserved;
+};
+
+/* The ring: several requests in flight per proxy. A slot belongs to one launcher thread
+ * from submission to collection (allocation is the launcher's business, not in the
+ * segment). The launcher writes `request`, resets progress/reply_error, then publishes
+ * request_seq (a ticket, increasing over the whole channel); the proxy serves pending
+ * slots in ticket order (descriptors travel in that order on the socket), writes one
+ * result per instance, bumps `progress`, then sets reply_seq = request_seq and writes
+ * the slot's reply eventfd. */
+#define PSP_RING_SLOTS 4u
+struct psp_slot {
+    _Atomic uint64_t request_seq; /* written by the launcher */
+    _Atomic uint64_t reply_seq;   /* written by the proxy when the request is complete */
+    _Atomic uint32_t progress;    /* results written for the current request */
+    _Atomic int32_t reply_error;  /* errno for every instance past `progress` */
+    struct psp_request request;
 };
 
 struct psp_shared {
@@ -148,28 +187,42 @@ struct psp_shared {
     _Atomic int32_t startup_error;  /* errno when state == FAILED */
     uint32_t relay_capacity;
     uint64_t relay_offset;          /* struct psp_relay_slot[relay_capacity] */
-    uint64_t data_offset;           /* first byte usable for results and strings */
-    _Atomic uint64_t request_seq;   /* written by the launcher */
-    _Atomic uint64_t reply_seq;     /* written by the proxy when a request is complete */
-    _Atomic uint32_t progress;      /* results written for the current request */
-    _Atomic int32_t reply_error;    /* errno for every instance past `progress` */
+    uint64_t data_offset;           /* first byte usable for requests (after the ring) */
     _Atomic uint32_t relay_generation; /* futex word: bumped when a relayed child exits */
-    struct psp_request request;
+    uint32_t slot_count;            /* PSP_RING_SLOTS */
+    struct psp_slot slots[PSP_RING_SLOTS];
 };
 
-/* A decoded request, with pointers into a private copy of the strings. */
+/* One decoded string set, pointing into the private copy of the strings. */
+struct psp_decoded_set {
+    char **argv; /* argc entries + NULL */
+    char **envp; /* envc entries + NULL */
+    int argc;
+    int envc;
+};
+
+/* A decoded request, with pointers into private copies. */
 struct psp_decoded {
     uint32_t count;
     uint64_t results_offset; /* validated copies, never re-read from the segment */
     uint64_t errors_offset;
     uint32_t fd_count;
     struct psp_wire_options *options; /* NULL without PSP_REQ_OPTIONS; private copy */
-    char **argv; /* argc entries + NULL */
-    char **envp; /* envc entries + NULL */
-    char *strings;
-    size_t strings_length;
+    /* The instance a child runs: set 0 after decoding; serve.c points them at the
+     * instance's set in each child before psp_child_prepare. */
+    char **argv;
+    char **envp;
     int argc;
     int envc;
+    char *strings;
+    size_t strings_length;
+    uint32_t set_count;
+    struct psp_decoded_set *sets;
+    char **pointers;                     /* backing of every set's argv/envp */
+    struct psp_wire_instance *instances; /* private copy; NULL: all set 0, no CPU set */
+    uint32_t cpuset_count;
+    uint32_t cpuset_size;
+    unsigned char *cpusets;              /* private copy, cpuset_count * cpuset_size */
 };
 
 /* Bytes needed to encode argv + envp (strings with terminators). Sets *argc and *envc.
@@ -179,11 +232,12 @@ int psp_measure(char *const argv[], char *const envp[], size_t *bytes, int *argc
 /* Copy the strings of argv then envp, NUL-terminated, into dst (exactly `bytes` long). */
 void psp_pack(char *dst, char *const argv[], char *const envp[]);
 
-/* Validate the request in `shared` (a mapping of `mapped_size` bytes) and decode it
+/* Validate the request in slot `slot` of `shared` (a mapping of `mapped_size` bytes) and decode it
  * into freshly allocated private memory. Every offset, length and count is checked;
  * the strings are copied before validation so the launcher cannot change them under
  * us. Returns 0, or an errno (EINVAL for malformed, ENOMEM). */
-int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, struct psp_decoded *out);
+int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, uint32_t slot,
+                       struct psp_decoded *out);
 
 void psp_decoded_free(struct psp_decoded *decoded);
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "launcher/internal.h"
 
@@ -29,8 +30,11 @@ void pspawn_attr_destroy(pspawn_attr_t *attr)
 {
     if (attr == NULL)
         return;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 3; k++) {
         free(attr->stdio[k].path);
+        if (attr->owns_fds && attr->stdio[k].kind == PSP_STDIO_FD && attr->stdio[k].caller_fd >= 0)
+            close(attr->stdio[k].caller_fd);
+    }
     free(attr->cwd);
     free(attr->cpusets);
     free(attr);
@@ -198,7 +202,7 @@ size_t psp_attr_wire_size(const pspawn_attr_t *attr)
     for (int k = 0; k < 3; k++)
         if (attr->stdio[k].path != NULL)
             size += strlen(attr->stdio[k].path) + 1;
-    return align8(size) + (size_t)attr->cpuset_count * sizeof(cpu_set_t);
+    return align8(size);
 }
 
 static uint32_t put_string(char *blob, size_t *cursor, const char *s, uint32_t *length)
@@ -217,7 +221,8 @@ void psp_attr_encode(const pspawn_attr_t *attr, void *dst, int *shared_fds)
     struct psp_wire_options *o = dst;
     memset(o, 0, sizeof(*o));
     size_t cursor = sizeof(*o);
-    o->set = attr->set;
+    /* CPU sets are not options on the wire: the plan gives every instance its own. */
+    o->set = attr->set & ~(uint32_t)PSP_OPT_CPUS;
     o->umask = attr->umask;
     o->pgroup = attr->pgroup;
     o->pdeathsig = attr->pdeathsig;
@@ -242,11 +247,41 @@ void psp_attr_encode(const pspawn_attr_t *attr, void *dst, int *shared_fds)
     }
     o->rlimit_count = attr->rlimit_count;
     memcpy(o->rlimits, attr->rlimits, sizeof(o->rlimits));
-    if (attr->cpuset_count > 0) {
-        cursor = align8(cursor);
-        o->cpuset_count = (uint32_t)attr->cpuset_count;
-        o->cpuset_size = sizeof(cpu_set_t);
-        o->cpusets_offset = (uint32_t)cursor;
-        memcpy(blob + cursor, attr->cpusets, (size_t)attr->cpuset_count * sizeof(cpu_set_t));
+}
+
+int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out)
+{
+    pspawn_attr_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return ENOMEM;
+    *c = *attr;
+    c->cwd = NULL;
+    c->cpusets = NULL;
+    c->owns_fds = true;
+    for (int k = 0; k < 3; k++) {
+        c->stdio[k].path = NULL;
+        c->stdio[k].caller_fd = -1;
     }
+    int err = 0;
+    if (attr->cwd != NULL && (c->cwd = strdup(attr->cwd)) == NULL)
+        err = ENOMEM;
+    if (err == 0 && attr->cpuset_count > 0) {
+        if ((c->cpusets = malloc((size_t)attr->cpuset_count * sizeof(cpu_set_t))) == NULL)
+            err = ENOMEM;
+        else
+            memcpy(c->cpusets, attr->cpusets, (size_t)attr->cpuset_count * sizeof(cpu_set_t));
+    }
+    for (int k = 0; k < 3 && err == 0; k++) {
+        if (attr->stdio[k].path != NULL && (c->stdio[k].path = strdup(attr->stdio[k].path)) == NULL)
+            err = ENOMEM;
+        if (err == 0 && attr->stdio[k].kind == PSP_STDIO_FD &&
+            (c->stdio[k].caller_fd = fcntl(attr->stdio[k].caller_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+            err = errno;
+    }
+    if (err != 0) {
+        pspawn_attr_destroy(c);
+        return err;
+    }
+    *out = c;
+    return 0;
 }

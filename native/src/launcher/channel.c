@@ -33,10 +33,10 @@ void psp_channel_ring(struct psp_channel *ch)
     pthread_mutex_unlock(&ch->lock);
 }
 
-static void drain_reply(struct psp_channel *ch)
+static void drain_eventfd(int fd)
 {
     uint64_t value;
-    while (read(ch->reply_fd, &value, sizeof(value)) < 0 && errno == EINTR) {
+    while (read(fd, &value, sizeof(value)) < 0 && errno == EINTR) {
     }
 }
 
@@ -47,102 +47,22 @@ static bool proxy_alive(const struct psp_channel *ch)
 }
 
 /* Before a request: a proxy that died since the last one (killed, OOM) is replaced, so
- * the request does not fail for a death nobody could have prevented. */
-static int ensure_proxy(struct psp_channel *ch)
+ * the request does not fail for a death nobody could have prevented. A restart replaces
+ * the eventfds and the segment, so it waits until no slot is in use (the requests in
+ * flight on a dead proxy complete at once, with EPIPE). Called with the lock held. */
+static int ensure_proxy(struct psp_channel *ch, bool block)
 {
-    if (!ch->broken && proxy_alive(ch))
+    if (!ch->broken && ch->proxy_pidfd >= 0 && proxy_alive(ch))
         return 0;
     ch->broken = true;
+    while (ch->busy > 0) {
+        if (!block)
+            return EAGAIN; /* the caller's own parts in flight must be collected first */
+        pthread_cond_wait(&ch->changed, &ch->lock);
+    }
+    if (!ch->broken) /* another thread restarted it meanwhile */
+        return 0;
     return psp_channel_restart(ch);
-}
-
-/* Wait until the proxy completes request `seq`. The timeout is a liveness limit: it
- * restarts whenever the proxy reports progress, so a long batch never times out. */
-static int await_reply(struct psp_channel *ch, uint64_t seq)
-{
-    int timeout = ch->config.request_timeout_ms == 0 ? PSP_DEFAULT_REQUEST_TIMEOUT_MS : ch->config.request_timeout_ms;
-    uint32_t last_progress = 0;
-    int64_t deadline = timeout < 0 ? INT64_MAX : psp_now_ms() + timeout;
-    while (atomic_load(&ch->shared->reply_seq) != seq) {
-        uint32_t progress = atomic_load(&ch->shared->progress);
-        if (progress != last_progress && timeout >= 0) {
-            last_progress = progress;
-            deadline = psp_now_ms() + timeout;
-        }
-        int64_t left = deadline - psp_now_ms();
-        if (left <= 0)
-            return ETIMEDOUT;
-        struct pollfd fds[2] = {{.fd = ch->reply_fd, .events = POLLIN}, {.fd = ch->proxy_pidfd, .events = POLLIN}};
-        int n = poll(fds, 2, (int)(left < 1000 ? left : 1000));
-        if (n < 0 && errno != EINTR)
-            return errno;
-        if (n > 0 && (fds[0].revents & POLLIN))
-            drain_reply(ch);
-        if (n > 0 && fds[1].revents && atomic_load(&ch->shared->reply_seq) != seq)
-            return EPIPE;
-    }
-    return 0;
-}
-
-static uint64_t align64(uint64_t v)
-{
-    return (v + 63) & ~(uint64_t)63;
-}
-
-/* Where one call's data goes: [strings | options | results | errors]. The strings and
- * options are written once per call; a batch is as many instances as fit the rest. */
-struct batch_layout {
-    uint64_t strings_offset;
-    size_t string_bytes;
-    uint64_t options_offset;
-    size_t option_bytes;
-    uint64_t arrays_offset;
-    int capacity;
-};
-
-/* Instances per batch when pipes travel: bounds the descriptors in flight (the kernel
- * limits in-flight SCM_RIGHTS descriptors to RLIMIT_NOFILE) and those held at once. */
-#define PSP_MAX_PIPED_BATCH 64
-
-static void plan_layout(const struct psp_channel *ch, size_t string_bytes, size_t option_bytes,
-                        bool piped, struct batch_layout *out)
-{
-    out->strings_offset = ch->shared->data_offset;
-    out->string_bytes = string_bytes;
-    out->options_offset = align64(out->strings_offset + string_bytes);
-    out->option_bytes = option_bytes;
-    out->arrays_offset = align64(out->options_offset + option_bytes);
-    out->capacity = 0;
-    if (out->arrays_offset + 2 * sizeof(int32_t) > ch->size)
-        return;
-    uint64_t fit = (ch->size - out->arrays_offset) / (2 * sizeof(int32_t));
-    if (fit > PSP_MAX_COUNT)
-        fit = PSP_MAX_COUNT;
-    if (piped && fit > PSP_MAX_PIPED_BATCH)
-        fit = PSP_MAX_PIPED_BATCH;
-    out->capacity = (int)fit;
-}
-
-/* Publish `request`, ring, and wait for the reply. On failure the channel is broken
- * and the proxy is stopped, so everything it wrote is final. Returns 0 or an errno. */
-static int round_trip(struct psp_channel *ch, const struct psp_request *request)
-{
-    struct psp_shared *sh = ch->shared;
-    sh->request = *request;
-    atomic_store(&sh->progress, 0);
-    atomic_store(&sh->reply_error, 0);
-    uint64_t seq = atomic_load(&sh->request_seq) + 1;
-    atomic_store(&sh->request_seq, seq);
-    int err = ring_doorbell(ch);
-    if (err == 0)
-        err = await_reply(ch, seq);
-    if (err != 0) {
-        ch->broken = true;
-        /* Bounded: a proxy we cannot stop makes `progress` unreliable, but it stops
-         * forking at the hang-up, which terminate sends too. */
-        (void)psp_channel_terminate(ch);
-    }
-    return err;
 }
 
 int psp_send_fds(int socket_fd, const int *fds, int count)
@@ -180,91 +100,337 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
-/* Creates the batch's pipes: the caller's ends go to stdio_fds, the child ends (in
- * instance order, stdin/stdout/stderr order within one) to child_fds. */
-static int make_pipes(const pspawn_attr_t *attr, int count, int *stdio_fds, int *child_fds)
+/* Creates the part's pipes: the caller's ends go to the plan's stdio_fds, the child
+ * ends (in instance order, stdin/stdout/stderr order within one) to child_fds. */
+static int make_pipes(const pspawn_attr_t *attr, const int *index, int count, int *plan_fds, int *child_fds)
 {
     int n = 0;
-    for (int i = 0; i < count; i++) {
+    for (int j = 0; j < count; j++) {
+        int *stdio_fds = plan_fds + 3 * index[j];
         for (int k = 0; k < 3; k++) {
-            stdio_fds[3 * i + k] = -1;
+            stdio_fds[k] = -1;
             if (attr->stdio[k].kind != PSP_STDIO_PIPE)
                 continue;
             int p[2];
             if (pipe2(p, O_CLOEXEC) != 0)
                 return errno;
             /* stdin: the child reads; stdout/stderr: the child writes. */
-            stdio_fds[3 * i + k] = k == 0 ? p[1] : p[0];
+            stdio_fds[k] = k == 0 ? p[1] : p[0];
             child_fds[n++] = k == 0 ? p[0] : p[1];
         }
     }
     return 0;
 }
 
-static int submit_batch(struct psp_channel *ch, const struct batch_layout *layout, int argc, int envc,
-                        const pspawn_attr_t *attr, const int *shared_fds, int nshared, int count,
-                        pid_t *pids, int *errors, int *stdio_fds)
-{
-    struct psp_shared *sh = ch->shared;
-    uint64_t results_offset = layout->arrays_offset;
-    uint64_t errors_offset = results_offset + (uint64_t)count * sizeof(int32_t);
-    _Atomic int32_t *results = psp_results(sh, results_offset);
-    _Atomic int32_t *child_errors = psp_errors(sh, errors_offset);
 
+static uint64_t align64(uint64_t v)
+{
+    return (v + 63) & ~(uint64_t)63;
+}
+
+/* Instances per part when pipes travel: bounds the descriptors in flight (the kernel
+ * limits in-flight SCM_RIGHTS descriptors to RLIMIT_NOFILE) and those held at once. */
+#define PSP_MAX_PIPED_BATCH 64
+
+/* What a part's request needs, instance by instance. */
+struct part_size {
+    int count;
+    uint32_t sets;
+    uint32_t cpusets;
+    uint64_t string_bytes;
+    uint64_t bytes; /* total, with alignment slack */
+};
+
+static uint64_t part_bytes(const struct part_size *ps, size_t option_bytes)
+{
+    return 8 * 64 + (uint64_t)ps->sets * sizeof(struct psp_wire_set) +
+           (uint64_t)ps->count * (sizeof(struct psp_wire_instance) + 2 * sizeof(int32_t)) +
+           (uint64_t)ps->cpusets * sizeof(cpu_set_t) + option_bytes + ps->string_bytes;
+}
+
+/* How many of todo[0..n) fit in `limit` bytes. Uses the plan's stamps: afterwards
+ * set_stamp[s] == plan->stamp for the sets the part uses. */
+static void fit(struct psp_plan *plan, const int *todo, int n, uint64_t limit, size_t option_bytes, int max_count,
+                struct part_size *ps)
+{
+    memset(ps, 0, sizeof(*ps));
+    plan->stamp++;
+    for (int j = 0; j < n && ps->count < max_count; j++) {
+        const struct psp_plan_instance *in = &plan->instances[todo[j]];
+        struct part_size next = *ps;
+        next.count++;
+        bool new_set = plan->set_stamp[in->set] != plan->stamp;
+        bool new_cpus = in->cpuset >= 0 && plan->cpu_stamp[in->cpuset] != plan->stamp;
+        if (new_set) {
+            next.sets++;
+            next.string_bytes += plan->sets[in->set].bytes;
+        }
+        next.cpusets += new_cpus;
+        if (part_bytes(&next, option_bytes) > limit)
+            break;
+        if (new_set)
+            plan->set_stamp[in->set] = plan->stamp;
+        if (new_cpus)
+            plan->cpu_stamp[in->cpuset] = plan->stamp;
+        *ps = next;
+    }
+}
+
+/* The largest free range of the data area (launcher-private bookkeeping: the busy
+ * slots' ranges). Called with the lock held. */
+static void largest_gap(const struct psp_channel *ch, uint64_t *lo, uint64_t *len)
+{
+    uint64_t start = align64(ch->shared->data_offset), end = ch->size;
+    uint64_t best_lo = start, best_len = 0;
+    uint64_t cursor = start;
+    for (;;) {
+        /* The busy range starting lowest at or after `cursor`. */
+        int next = -1;
+        for (int k = 0; k < (int)PSP_RING_SLOTS; k++)
+            if (ch->slot_busy[k] && ch->slot_lo[k] >= cursor && (next < 0 || ch->slot_lo[k] < ch->slot_lo[next]))
+                next = k;
+        uint64_t gap_end = next < 0 ? end : ch->slot_lo[next];
+        if (gap_end > cursor && gap_end - cursor > best_len) {
+            best_lo = cursor;
+            best_len = gap_end - cursor;
+        }
+        if (next < 0)
+            break;
+        cursor = align64(ch->slot_lo[next] + ch->slot_len[next]);
+    }
+    *lo = best_lo;
+    *len = best_len;
+}
+
+static void release_slot(struct psp_channel *ch, int slot)
+{
+    pthread_mutex_lock(&ch->lock);
+    ch->slot_busy[slot] = false;
+    ch->busy--;
+    pthread_cond_broadcast(&ch->changed);
+    pthread_mutex_unlock(&ch->lock);
+}
+
+/* Writes the part's request into its region (the slot is ours: no lock needed). */
+static void encode(struct psp_channel *ch, struct psp_plan *plan, const int *todo, const struct part_size *ps,
+                   uint64_t lo, uint64_t len, size_t option_bytes, struct psp_request *req, int *shared_fds,
+                   int *nshared)
+{
+    char *base = (char *)ch->shared;
+    bool table = ps->sets > 1 || ps->cpusets > 0;
+    uint64_t cursor = lo;
+    *req = (struct psp_request){.count = (uint32_t)ps->count, .set_count = ps->sets, .cpuset_count = ps->cpusets,
+                                .cpuset_size = ps->cpusets ? sizeof(cpu_set_t) : 0,
+                                .region_offset = lo, .region_length = len};
+    req->results_offset = cursor;
+    cursor = align64(cursor + (uint64_t)ps->count * sizeof(int32_t));
+    req->errors_offset = cursor;
+    cursor = align64(cursor + (uint64_t)ps->count * sizeof(int32_t));
+    req->sets_offset = cursor;
+    cursor = align64(cursor + (uint64_t)ps->sets * sizeof(struct psp_wire_set));
+    if (table) {
+        req->instances_offset = cursor;
+        cursor = align64(cursor + (uint64_t)ps->count * sizeof(struct psp_wire_instance));
+    }
+    if (ps->cpusets) {
+        req->cpusets_offset = cursor;
+        cursor = align64(cursor + (uint64_t)ps->cpusets * sizeof(cpu_set_t));
+    }
+    *nshared = 0;
+    if (plan->attr != NULL) {
+        req->flags = PSP_REQ_OPTIONS;
+        req->options_offset = cursor;
+        req->options_length = option_bytes;
+        psp_attr_encode(plan->attr, base + cursor, shared_fds);
+        *nshared = (int)((struct psp_wire_options *)(base + cursor))->shared_fds;
+        cursor = align64(cursor + option_bytes);
+    }
+    req->strings_offset = cursor;
+    struct psp_wire_set *sets = (struct psp_wire_set *)(base + req->sets_offset);
+    struct psp_wire_instance *instances = table ? (struct psp_wire_instance *)(base + req->instances_offset) : NULL;
+    cpu_set_t *cpusets = ps->cpusets ? (cpu_set_t *)(base + req->cpusets_offset) : NULL;
+    uint32_t nsets = 0, ncpus = 0;
+    char *strings = base + cursor;
+    plan->stamp++;
+    for (int j = 0; j < ps->count; j++) {
+        const struct psp_plan_instance *in = &plan->instances[todo[j]];
+        if (plan->set_stamp[in->set] != plan->stamp) {
+            const struct psp_plan_set *set = &plan->sets[in->set];
+            plan->set_stamp[in->set] = plan->stamp;
+            plan->set_local[in->set] = nsets;
+            sets[nsets++] = (struct psp_wire_set){.argc = (uint32_t)set->argc, .envc = (uint32_t)set->envc};
+            psp_pack(strings, set->argv, set->envp);
+            strings += set->bytes;
+        }
+        int32_t cpu = -1;
+        if (in->cpuset >= 0) {
+            if (plan->cpu_stamp[in->cpuset] != plan->stamp) {
+                plan->cpu_stamp[in->cpuset] = plan->stamp;
+                plan->cpu_local[in->cpuset] = ncpus;
+                cpusets[ncpus++] = plan->cpusets[in->cpuset];
+            }
+            cpu = (int32_t)plan->cpu_local[in->cpuset];
+        }
+        if (instances != NULL)
+            instances[j] = (struct psp_wire_instance){.set = plan->set_local[in->set], .cpuset = cpu};
+    }
+    req->strings_length = (uint64_t)(strings - (base + req->strings_offset));
+    /* Zero: no child. The kernel itself writes each pid here as the proxy forks. */
+    _Atomic int32_t *results = psp_results(ch->shared, req->results_offset);
+    for (int j = 0; j < ps->count; j++)
+        atomic_store_explicit(&results[j], 0, memory_order_relaxed);
+}
+
+static int channel_submit(struct psp_backend *b, struct psp_plan *plan, const int *todo, int n, bool block,
+                          struct psp_part *part, int *taken)
+{
+    struct psp_channel *ch = (struct psp_channel *)b;
+    const pspawn_attr_t *attr = plan->attr;
+    size_t option_bytes = attr != NULL ? psp_attr_wire_size(attr) : 0;
     int npipes = psp_attr_pipe_count(attr);
-    int fd_count = nshared + npipes * count;
-    int *fds = NULL;
+    int max_count = npipes > 0 ? PSP_MAX_PIPED_BATCH : (int)PSP_MAX_COUNT;
+    *taken = 0;
+    pthread_mutex_lock(&ch->lock);
     int err = 0;
+    int slot = -1;
+    struct part_size ps;
+    uint64_t lo = 0, len = 0;
+    if (!psp_credentials_unchanged(&ch->credentials))
+        err = EPERM;
+    while (err == 0) {
+        if ((err = ensure_proxy(ch, block)) != 0)
+            break;
+        for (int k = 0; k < (int)PSP_RING_SLOTS && slot < 0; k++)
+            if (!ch->slot_busy[k])
+                slot = k;
+        if (slot >= 0) {
+            uint64_t gap_lo, gap_len;
+            largest_gap(ch, &gap_lo, &gap_len);
+            /* A part takes at most a quarter of the buffer when it can, so that the next
+             * part (or another thread's) can be encoded while the proxy forks this one. */
+            uint64_t area = ch->size - align64(ch->shared->data_offset);
+            uint64_t limit = gap_len < area / PSP_RING_SLOTS ? gap_len : area / PSP_RING_SLOTS;
+            fit(plan, todo, n, limit, option_bytes, max_count, &ps);
+            if (ps.count == 0)
+                fit(plan, todo, n, gap_len, option_bytes, max_count, &ps);
+            if (ps.count > 0) {
+                lo = gap_lo;
+                len = part_bytes(&ps, option_bytes);
+                break;
+            }
+            fit(plan, todo, 1, area, option_bytes, max_count, &ps);
+            if (ps.count == 0) { /* it would not fit alone, even in the whole buffer */
+                *taken = 1;
+                err = E2BIG;
+                break;
+            }
+            slot = -1; /* it fits once other requests release their ranges */
+        }
+        if (!block) {
+            err = EAGAIN;
+            break;
+        }
+        pthread_cond_wait(&ch->changed, &ch->lock);
+    }
+    if (err != 0) {
+        if (err != EAGAIN && err != E2BIG)
+            *taken = n;
+        pthread_mutex_unlock(&ch->lock);
+        return err;
+    }
+    ch->slot_busy[slot] = true;
+    ch->slot_lo[slot] = lo;
+    ch->slot_len[slot] = len;
+    ch->busy++;
+    *part = (struct psp_part){.slot = slot, .shared = ch->shared, .reply_fd = ch->slot_fds[slot],
+                              .pidfd = ch->proxy_pidfd};
+    pthread_mutex_unlock(&ch->lock);
+
+    /* Outside the lock: the slot and its range are ours. */
+    struct psp_request req;
+    int shared_fds[3];
+    int nshared = 0;
+    encode(ch, plan, todo, &ps, lo, len, option_bytes, &req, shared_fds, &nshared);
+    part->results_offset = req.results_offset;
+    part->errors_offset = req.errors_offset;
+    part->report = attr != NULL || ps.cpusets > 0;
+    part->count = ps.count;
+    part->index = (int *)todo;
+    *taken = ps.count;
+    int fd_count = nshared + npipes * ps.count;
+    int *fds = NULL;
     if (fd_count > 0) {
-        fds = malloc((size_t)fd_count * sizeof(int));
-        if (fds == NULL)
+        if ((fds = malloc((size_t)fd_count * sizeof(int))) == NULL) {
             err = ENOMEM;
-        else {
+        } else {
             memcpy(fds, shared_fds, (size_t)nshared * sizeof(int));
-            for (int i = 0; i < fd_count - nshared; i++)
-                fds[nshared + i] = -1;
-            if (npipes > 0)
-                err = make_pipes(attr, count, stdio_fds, fds + nshared);
-            if (err == 0 && (err = psp_send_fds(ch->socket_fd, fds, fd_count)) != 0)
-                ch->broken = true; /* the socket may hold part of this batch: unusable */
             for (int i = nshared; i < fd_count; i++)
-                close_fd(&fds[i]); /* the child ends now travel in the socket */
+                fds[i] = -1;
+            if (npipes > 0)
+                err = make_pipes(attr, todo, ps.count, plan->stdio_fds, fds + nshared);
         }
     }
+    req.fd_count = (uint32_t)fd_count;
 
-    /* Zero: no child. The kernel itself writes each pid here as the proxy forks. */
-    for (int i = 0; i < count; i++)
-        atomic_store_explicit(&results[i], 0, memory_order_relaxed);
-    bool sent = err == 0;
-    if (sent) {
-        struct psp_request request = {
-            .count = (uint32_t)count,
-            .flags = attr != NULL ? PSP_REQ_OPTIONS : 0,
-            .argc = (uint32_t)argc,
-            .envc = (uint32_t)envc,
-            .strings_offset = layout->strings_offset,
-            .strings_length = layout->string_bytes,
-            .results_offset = results_offset,
-            .errors_offset = errors_offset,
-            .options_offset = attr != NULL ? layout->options_offset : 0,
-            .options_length = attr != NULL ? layout->option_bytes : 0,
-            .fd_count = (uint32_t)fd_count,
-        };
-        err = round_trip(ch, &request);
+    /* Publication, under the lock: descriptors reach the socket in ticket order. */
+    pthread_mutex_lock(&ch->lock);
+    if (err == 0 && fd_count > 0 && (err = psp_send_fds(ch->socket_fd, fds, fd_count)) != 0)
+        ch->broken = true; /* the socket may hold part of this request: unusable */
+    if (err == 0) {
+        struct psp_slot *s = &ch->shared->slots[slot];
+        s->request = req;
+        atomic_store(&s->progress, 0);
+        atomic_store(&s->reply_error, 0);
+        part->ticket = ++ch->next_ticket;
+        atomic_store(&s->request_seq, part->ticket);
+        err = ring_doorbell(ch);
+        part->sent = true;
     }
-    free(fds);
-    /* Whatever happened, every child that exists is reported: a positive slot is a pid
-     * (written by the kernel at fork), a negative one the errno of a failed fork, and a
-     * zero one an instance never forked, which gets the request's error. */
-    uint32_t done = sent ? atomic_load(&sh->progress) : 0;
-    if (err == 0 && (err = atomic_load(&sh->reply_error)) <= 0)
-        err = done < (uint32_t)count ? EPROTO : 0;
-    int started = 0;
-    for (int i = 0; i < count; i++) {
-        int32_t r = sent ? atomic_load_explicit(&results[i], memory_order_relaxed) : 0;
+    pthread_mutex_unlock(&ch->lock);
+    if (fds != NULL) {
+        for (int i = nshared; i < fd_count; i++)
+            close_fd(&fds[i]); /* the child ends now travel in the socket */
+        free(fds);
+    }
+    int timeout = ch->config.request_timeout_ms == 0 ? PSP_DEFAULT_REQUEST_TIMEOUT_MS : ch->config.request_timeout_ms;
+    part->timeout_ms = timeout;
+    part->deadline = timeout < 0 ? INT64_MAX : psp_now_ms() + timeout;
+    part->error = err;
+    return 0; /* collect reports err for each instance */
+}
+
+static int channel_pollfds(struct psp_backend *b, struct psp_part *part, struct pollfd *fds)
+{
+    (void)b;
+    fds[0] = (struct pollfd){.fd = part->reply_fd, .events = POLLIN};
+    fds[1] = (struct pollfd){.fd = part->pidfd, .events = POLLIN};
+    return 2;
+}
+
+static bool pidfd_ready(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
+}
+
+/* Whatever happened, every child that exists is reported: a positive slot is a pid
+ * (written by the kernel at fork), a negative one the errno of a failed fork, and a
+ * zero one an instance never forked, which gets the request's error. */
+static void finish(struct psp_channel *ch, struct psp_plan *plan, struct psp_part *part, int err)
+{
+    struct psp_slot *s = &part->shared->slots[part->slot];
+    _Atomic int32_t *results = psp_results(part->shared, part->results_offset);
+    _Atomic int32_t *child_errors = psp_errors(part->shared, part->errors_offset);
+    uint32_t done = part->sent ? atomic_load(&s->progress) : 0;
+    if (err == 0 && (err = atomic_load(&s->reply_error)) <= 0)
+        err = done < (uint32_t)part->count ? EPROTO : 0;
+    int npipes = psp_attr_pipe_count(plan->attr);
+    for (int j = 0; j < part->count; j++) {
+        int i = part->index[j];
+        int32_t r = part->sent ? atomic_load_explicit(&results[j], memory_order_relaxed) : 0;
         if (r == 0)
             r = -(err != 0 ? err : EPROTO);
-        int32_t child_error = r > 0 && attr != NULL ? atomic_load_explicit(&child_errors[i], memory_order_relaxed) : 0;
+        int32_t child_error = r > 0 && part->report ? atomic_load_explicit(&child_errors[j], memory_order_relaxed) : 0;
         if (r > 0 && child_error != 0) {
             /* It failed before main and exited: reap it here (relay: the proxy does). */
             if (!ch->config.relay)
@@ -272,86 +438,142 @@ static int submit_batch(struct psp_channel *ch, const struct batch_layout *layou
                 }
             r = -child_error;
         }
-        pids[i] = r > 0 ? r : -1;
-        errors[i] = r > 0 ? 0 : (r < 0 ? -r : EPROTO);
-        started += r > 0;
-        if (r <= 0 && stdio_fds != NULL && npipes > 0)
+        plan->pids[i] = r > 0 ? r : -1;
+        plan->errors[i] = r > 0 ? 0 : (r < 0 ? -r : EPROTO);
+        if (r <= 0 && plan->stdio_fds != NULL && npipes > 0)
             for (int k = 0; k < 3; k++)
-                close_fd(&stdio_fds[3 * i + k]);
+                close_fd(&plan->stdio_fds[3 * i + k]);
     }
-    return started;
+    drain_eventfd(part->reply_fd);
+    release_slot(ch, part->slot);
 }
 
-static void fail_all(pid_t *pids, int *errors, int *stdio_fds, int count, int err)
+/* On failure the channel is broken and the proxy is stopped, so everything it wrote is
+ * final. Bounded: a proxy we cannot stop makes `progress` unreliable, but it stops
+ * forking at the hang-up, which terminate sends too. */
+static void fail_part(struct psp_channel *ch)
 {
-    for (int i = 0; i < count; i++) {
-        pids[i] = -1;
-        errors[i] = err;
-        if (stdio_fds != NULL)
-            stdio_fds[3 * i] = stdio_fds[3 * i + 1] = stdio_fds[3 * i + 2] = -1;
-    }
-}
-
-int psp_channel_spawn(struct psp_channel *ch, char *const argv[], char *const envp[], int count,
-                      const pspawn_attr_t *attr, pid_t *pids, int *errors, int *stdio_fds)
-{
-    size_t bytes;
-    int argc, envc, err = 0;
-    if (psp_measure(argv, envp, &bytes, &argc, &envc) != 0)
-        err = errno;
-    else if (argc == 0)
-        err = EINVAL;
-    else if (psp_exceeds_arg_limits(argv, envp, strlen(ch->config.path) + 1))
-        err = E2BIG;
-    else if (psp_attr_pipe_count(attr) > 0 && stdio_fds == NULL)
-        err = EINVAL;
-
     pthread_mutex_lock(&ch->lock);
-    struct batch_layout layout = {0};
-    if (err == 0 && !psp_credentials_unchanged(&ch->credentials))
-        err = EPERM;
-    if (err == 0)
-        err = ensure_proxy(ch);
-    if (err == 0)
-        plan_layout(ch, bytes, attr != NULL ? psp_attr_wire_size(attr) : 0, psp_attr_pipe_count(attr) > 0,
-                    &layout);
-    if (err == 0 && layout.capacity == 0)
-        err = E2BIG;
-    if (err != 0) {
-        pthread_mutex_unlock(&ch->lock);
-        fail_all(pids, errors, stdio_fds, count, err);
-        return 0;
+    ch->broken = true;
+    pthread_mutex_unlock(&ch->lock);
+    (void)psp_channel_terminate(ch);
+}
+
+static bool channel_collect(struct psp_backend *b, struct psp_plan *plan, struct psp_part *part)
+{
+    struct psp_channel *ch = (struct psp_channel *)b;
+    if (!part->sent || part->error != 0) {
+        if (part->sent)
+            fail_part(ch);
+        finish(ch, plan, part, part->error != 0 ? part->error : EPROTO);
+        return true;
     }
-    psp_pack((char *)ch->shared + layout.strings_offset, argv, envp);
-    int shared_fds[3];
-    int nshared = 0;
-    if (attr != NULL) {
-        psp_attr_encode(attr, (char *)ch->shared + layout.options_offset, shared_fds);
-        nshared = (int)((struct psp_wire_options *)((char *)ch->shared + layout.options_offset))->shared_fds;
+    struct psp_slot *s = &part->shared->slots[part->slot];
+    if (atomic_load(&s->reply_seq) == part->ticket) {
+        finish(ch, plan, part, 0);
+        return true;
     }
-    int started = 0;
-    for (int first = 0; first < count;) {
-        int batch = count - first < layout.capacity ? count - first : layout.capacity;
-        started += submit_batch(ch, &layout, argc, envc, attr, shared_fds, nshared, batch, pids + first,
-                                errors + first, stdio_fds != NULL ? stdio_fds + 3 * first : NULL);
-        first += batch;
-        if (ch->broken) {
-            fail_all(pids + first, errors + first, stdio_fds != NULL ? stdio_fds + 3 * first : NULL,
-                     count - first, EPIPE);
-            break;
+    int err = 0;
+    if (pidfd_ready(part->pidfd)) {
+        if (atomic_load(&s->reply_seq) == part->ticket) {
+            finish(ch, plan, part, 0);
+            return true;
+        }
+        err = EPIPE;
+    } else if (part->timeout_ms >= 0) {
+        uint32_t progress = atomic_load(&s->progress);
+        int64_t now = psp_now_ms();
+        if (progress != part->last_progress) {
+            part->last_progress = progress;
+            part->deadline = now + part->timeout_ms;
+        } else if (now >= part->deadline) {
+            err = ETIMEDOUT;
         }
     }
-    pthread_mutex_unlock(&ch->lock);
-    return started;
+    if (err == 0)
+        return false;
+    fail_part(ch);
+    finish(ch, plan, part, err);
+    return true;
+}
+
+static bool channel_covers(struct psp_backend *b, const cpu_set_t *set)
+{
+    struct psp_channel *ch = (struct psp_channel *)b;
+    if (!ch->pinned)
+        return true;
+    cpu_set_t both;
+    CPU_AND(&both, &ch->cpus, set);
+    return CPU_EQUAL(&both, set);
 }
 
 int psp_channel_ping(struct psp_channel *ch)
 {
     pthread_mutex_lock(&ch->lock);
-    struct psp_request ping = {.count = 0};
-    int err = ensure_proxy(ch);
-    if (err == 0)
-        err = round_trip(ch, &ping);
+    int err = ensure_proxy(ch, true);
+    int slot = -1;
+    while (err == 0 && slot < 0) {
+        for (int k = 0; k < (int)PSP_RING_SLOTS && slot < 0; k++)
+            if (!ch->slot_busy[k])
+                slot = k;
+        if (slot < 0)
+            pthread_cond_wait(&ch->changed, &ch->lock);
+    }
+    if (err != 0) {
+        pthread_mutex_unlock(&ch->lock);
+        return err;
+    }
+    ch->slot_busy[slot] = true;
+    ch->slot_lo[slot] = ch->slot_len[slot] = 0;
+    ch->busy++;
+    struct psp_part part = {.slot = slot, .shared = ch->shared, .reply_fd = ch->slot_fds[slot],
+                            .pidfd = ch->proxy_pidfd, .sent = true};
+    struct psp_slot *s = &ch->shared->slots[slot];
+    s->request = (struct psp_request){.count = 0};
+    atomic_store(&s->progress, 0);
+    atomic_store(&s->reply_error, 0);
+    part.ticket = ++ch->next_ticket;
+    atomic_store(&s->request_seq, part.ticket);
+    err = ring_doorbell(ch);
     pthread_mutex_unlock(&ch->lock);
+    int timeout = ch->config.request_timeout_ms == 0 ? PSP_DEFAULT_REQUEST_TIMEOUT_MS : ch->config.request_timeout_ms;
+    int64_t deadline = timeout < 0 ? INT64_MAX : psp_now_ms() + timeout;
+    while (err == 0 && atomic_load(&s->reply_seq) != part.ticket) {
+        struct pollfd fds[2];
+        channel_pollfds(&ch->base, &part, fds);
+        int64_t left = deadline - psp_now_ms();
+        if (left <= 0) {
+            err = ETIMEDOUT;
+            break;
+        }
+        int n = poll(fds, 2, (int)(left < 1000 ? left : 1000));
+        if (n < 0 && errno != EINTR)
+            err = errno;
+        else if (n > 0 && fds[1].revents && atomic_load(&s->reply_seq) != part.ticket)
+            err = EPIPE;
+    }
+    if (err != 0)
+        fail_part(ch);
+    drain_eventfd(part.reply_fd);
+    release_slot(ch, slot);
     return err;
 }
+
+static int channel_ping_op(struct psp_backend *b)
+{
+    return psp_channel_ping((struct psp_channel *)b);
+}
+
+static void channel_destroy(struct psp_backend *b)
+{
+    psp_channel_stop((struct psp_channel *)b);
+}
+
+const struct psp_backend_ops psp_channel_ops = {
+    .submit = channel_submit,
+    .pollfds = channel_pollfds,
+    .collect = channel_collect,
+    .ping = channel_ping_op,
+    .destroy = channel_destroy,
+    .covers = channel_covers,
+};

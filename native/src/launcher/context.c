@@ -111,11 +111,18 @@ static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
         if ((err = make_proxy_config(impl, attr, &config)) != 0)
             return err;
         bool relay = config.relay;
-        err = psp_channel_start(&impl->channel, &config);
+        if ((impl->channels = calloc(1, sizeof(*impl->channels))) == NULL) {
+            psp_proxy_config_free(&config);
+            return ENOMEM;
+        }
+        err = psp_channel_start(&impl->channels[0], &config);
         if (err == 0) {
+            impl->channel_count = 1;
             impl->mode = relay ? PSPAWN_MODE_RELAY : PSPAWN_MODE_ZYGOTE;
             return 0;
         }
+        free(impl->channels);
+        impl->channels = NULL;
     }
     if ((attr->flags & PSPAWN_CTX_FALLBACK) && can_fall_back(err)) {
         impl->mode = PSPAWN_MODE_FALLBACK;
@@ -154,8 +161,14 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
         return -1;
     }
     impl->core = attr->core;
+    impl->posix.base.ops = &psp_posix_ops;
+    impl->posix.impl = impl;
+    pthread_mutex_init(&impl->sessions_lock, NULL);
+    pthread_cond_init(&impl->sessions_done, NULL);
     int err = start(impl, attr);
     if (err != 0) {
+        pthread_cond_destroy(&impl->sessions_done);
+        pthread_mutex_destroy(&impl->sessions_lock);
         free(impl->path);
         free(impl);
         errno = err;
@@ -178,8 +191,16 @@ void pspawn_context_destroy(pspawn_context_t *ctx)
     if (ctx == NULL || ctx->impl == NULL)
         return;
     struct pspawn_impl *impl = ctx->impl;
-    if (impl->mode != PSPAWN_MODE_FALLBACK)
-        psp_channel_stop(&impl->channel);
+    /* Sessions still launching finish first (they use the backends). */
+    pthread_mutex_lock(&impl->sessions_lock);
+    while (impl->sessions_active > 0)
+        pthread_cond_wait(&impl->sessions_done, &impl->sessions_lock);
+    pthread_mutex_unlock(&impl->sessions_lock);
+    for (int k = 0; k < impl->channel_count; k++)
+        impl->channels[k].base.ops->destroy(&impl->channels[k].base);
+    free(impl->channels);
+    pthread_cond_destroy(&impl->sessions_done);
+    pthread_mutex_destroy(&impl->sessions_lock);
     free(impl->path);
     free(impl);
     ctx->impl = NULL;
@@ -201,20 +222,28 @@ int pspawn_context_fallback_reason(const pspawn_context_t *ctx)
 
 pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx)
 {
-    if (ctx == NULL || ctx->impl == NULL || ctx->impl->mode == PSPAWN_MODE_FALLBACK)
+    if (ctx == NULL || ctx->impl == NULL || ctx->impl->channel_count == 0)
         return -1;
-    struct psp_channel *ch = &ctx->impl->channel;
+    struct psp_channel *ch = &ctx->impl->channels[0];
     pthread_mutex_lock(&ch->lock);
     pid_t pid = ch->broken ? -1 : ch->proxy_pid;
     pthread_mutex_unlock(&ch->lock);
     return pid;
 }
 
+int pspawn_context_proxy_count(const pspawn_context_t *ctx)
+{
+    return ctx != NULL && ctx->impl != NULL ? ctx->impl->channel_count : 0;
+}
+
 int pspawn_context_restarts(const pspawn_context_t *ctx)
 {
-    if (ctx == NULL || ctx->impl == NULL || ctx->impl->mode == PSPAWN_MODE_FALLBACK)
+    if (ctx == NULL || ctx->impl == NULL)
         return 0;
-    return atomic_load(&ctx->impl->channel.restarts);
+    int total = 0;
+    for (int k = 0; k < ctx->impl->channel_count; k++)
+        total += atomic_load(&ctx->impl->channels[k].restarts);
+    return total;
 }
 
 int pspawn_context_ping(pspawn_context_t *ctx)
@@ -223,9 +252,9 @@ int pspawn_context_ping(pspawn_context_t *ctx)
         errno = EINVAL;
         return -1;
     }
-    if (ctx->impl->mode == PSPAWN_MODE_FALLBACK)
-        return 0;
-    int err = psp_channel_ping(&ctx->impl->channel);
+    int err = 0;
+    for (int k = 0; k < ctx->impl->channel_count && err == 0; k++)
+        err = ctx->impl->channels[k].base.ops->ping(&ctx->impl->channels[k].base);
     if (err != 0) {
         errno = err;
         return -1;

@@ -2,7 +2,9 @@
 #ifndef PSPAWN_LAUNCHER_INTERNAL_H
 #define PSPAWN_LAUNCHER_INTERNAL_H
 
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <spawn.h>
 #include <stdbool.h>
@@ -43,6 +45,7 @@ struct pspawn_attr {
     struct psp_wire_rlimit rlimits[PSP_MAX_RLIMITS];
     cpu_set_t *cpusets;
     int cpuset_count;
+    bool owns_fds;  /* a session's copy: its caller_fds are duplicates, closed on destroy */
 };
 
 /* attr.c: the wire form of options (struct psp_wire_options + strings + CPU sets). */
@@ -50,6 +53,8 @@ size_t psp_attr_wire_size(const pspawn_attr_t *attr);
 /* Writes the blob; fills shared_fds[] (3 entries) with the caller descriptors to send. */
 void psp_attr_encode(const pspawn_attr_t *attr, void *dst, int *shared_fds);
 int psp_attr_pipe_count(const pspawn_attr_t *attr);
+/* A deep copy (paths, CPU sets, caller descriptors duplicated). Returns 0 or an errno. */
+int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out);
 
 /* What a channel needs to start (and restart) its proxy: private copies, owned by it. */
 struct psp_proxy_config {
@@ -63,6 +68,8 @@ struct psp_proxy_config {
     size_t buffer_size;
     int max_restarts;
     bool relay;
+    bool cpus_set;            /* pin the proxy to `cpus` (else to `core`, if >= 0) */
+    cpu_set_t cpus;
 };
 
 /* The credentials a proxy was started with, which its children get. */
@@ -82,23 +89,141 @@ struct psp_retired_segment {
     size_t size;
 };
 
-/* One proxy and the channel to it. A context owns one today; multi-proxy contexts
- * (per core group / NUMA node) will own several and dispatch between them. */
+/* ---- The plan: what one spawn call asks for, instance by instance ---------------- */
+
+/* One argv/envp pair; instances that share the same arrays share one set, so a plan
+ * whose instances share one argv/envp encodes those strings once. */
+struct psp_plan_set {
+    char *const *argv;
+    char *const *envp;
+    size_t bytes; /* strings with terminators */
+    int argc;
+    int envc;
+    int error;    /* E2BIG, EINVAL: every instance of the set fails with it */
+};
+
+struct psp_plan_instance {
+    int set;    /* index into plan->sets */
+    int cpuset; /* index into plan->cpusets, -1 = no placement */
+    int error;  /* set before submission: the instance is not sent */
+};
+
+struct psp_plan {
+    int count;
+    struct psp_plan_instance *instances;
+    int set_count;
+    struct psp_plan_set *sets;
+    int cpuset_count;
+    cpu_set_t *cpusets;       /* distinct sets, sizeof(cpu_set_t) each */
+    const pspawn_attr_t *attr; /* options for every instance (NULL: none) */
+    /* Outputs, indexed like instances. */
+    pid_t *pids;
+    int *errors;
+    int *stdio_fds;            /* 3 per instance, or NULL (only without pipes) */
+    /* Encoder scratch: local index of a set / CPU set in the part being encoded. */
+    uint32_t stamp;
+    uint32_t *set_stamp, *set_local;
+    uint32_t *cpu_stamp, *cpu_local;
+    /* Set by the caller to stop submitting (session freed): pending instances fail
+     * with ECANCELED. */
+    _Atomic bool *cancel;
+    char *argv0[2];            /* the context path alone, for instances with NULL argv */
+};
+
+/* plan.c */
+/* Builds a plan for `n` instances: instances[i] (or, with instances == NULL, `argv` and
+ * `envp` for all: one set). envp NULL = environ. Per-instance problems (bad CPU set
+ * size, strings too large) are recorded in the instance, not returned. Returns 0 or an
+ * errno (ENOMEM, EINVAL). */
+int psp_plan_build(struct psp_plan *plan, const pspawn_instance_t *instances, int n, char *const argv[],
+                   char *const envp[], const char *default_argv0, const pspawn_attr_t *attr);
+void psp_plan_free(struct psp_plan *plan);
+
+/* ---- Backends: split-phase (submit a part, collect it), waitpid, ping, destroy ---- */
+
+struct psp_backend;
+
+/* One submitted part of a plan: some of its instances, in one request. */
+struct psp_part {
+    struct psp_backend *backend;
+    int *index;              /* plan instance indices of this part */
+    int count;
+    /* Zygote channel: */
+    int slot;
+    uint64_t ticket;
+    struct psp_shared *shared;
+    int reply_fd;
+    int pidfd;
+    uint64_t results_offset;
+    uint64_t errors_offset;
+    bool report;             /* children report failures before main */
+    bool sent;
+    int error;               /* a failure before publication */
+    uint32_t last_progress;
+    int64_t deadline;        /* liveness: moved on whenever progress moves */
+    int timeout_ms;
+};
+
+struct psp_backend_ops {
+    /* Takes instances todo[0..n) of the plan (or the first few that fit) into `part`;
+     * *taken says how many. Returns 0 (in flight, or already complete), EAGAIN (no room
+     * now and `block` is false: retry after a completion), or an errno that fails the
+     * *taken instances (the dispatcher writes it). */
+    int (*submit)(struct psp_backend *b, struct psp_plan *plan, const int *todo, int n, bool block,
+                  struct psp_part *part, int *taken);
+    /* Descriptors to poll while `part` is in flight; returns how many (<= 2). */
+    int (*pollfds)(struct psp_backend *b, struct psp_part *part, struct pollfd *fds);
+    /* Completes `part` if it is done, dead or past its deadline: writes its results
+     * into the plan and returns true; false while it is still running. */
+    bool (*collect)(struct psp_backend *b, struct psp_plan *plan, struct psp_part *part);
+    int (*ping)(struct psp_backend *b);
+    void (*destroy)(struct psp_backend *b);
+    /* Whether instances with this CPU set belong here (NULL set: any). */
+    bool (*covers)(struct psp_backend *b, const cpu_set_t *set);
+};
+
+struct psp_backend {
+    const struct psp_backend_ops *ops;
+};
+
+/* dispatch.c: runs a plan over the context's backends; returns the number started. */
+struct pspawn_impl;
+int psp_dispatch(struct pspawn_impl *impl, struct psp_plan *plan);
+
+/* One proxy and the channel to it: the zygote backend. Zygote or relay is a property of
+ * the channel (config.relay), not a mode of the dispatcher. */
 struct psp_channel {
-    pthread_mutex_t lock;     /* one request in flight; also serializes restarts */
+    struct psp_backend base;
+    pthread_mutex_t lock;     /* slot allocation, publication, restarts; never held while
+                                 the proxy forks */
+    pthread_cond_t changed;   /* a slot was released */
     struct psp_proxy_config config;
     struct psp_credentials credentials;
     struct psp_shared *shared;
     size_t size;
-    int reply_fd;             /* eventfd the proxy writes when a request completes */
+    int reply_fd;             /* eventfd of the start-up handshake */
     int doorbell_fd;          /* eventfd we write when a request is ready */
     int socket_fd;            /* SOCK_SEQPACKET to the proxy, for SCM_RIGHTS; closing it
                                  stops the proxy (even one we may not signal) */
+    int slot_fds[PSP_RING_SLOTS]; /* reply eventfd per ring slot */
+    bool slot_busy[PSP_RING_SLOTS];
+    uint64_t slot_lo[PSP_RING_SLOTS]; /* data-area range a busy slot's request uses */
+    uint64_t slot_len[PSP_RING_SLOTS];
+    int busy;
+    uint64_t next_ticket;
     int proxy_pidfd;
     pid_t proxy_pid;
+    cpu_set_t cpus;           /* where the proxy runs (its children by default) */
+    bool pinned;
     bool broken;              /* proxy dead or unresponsive: restarted on the next request */
     _Atomic int restarts;
     struct psp_retired_segment *retired;
+};
+
+/* The posix_spawn backend (executables a zygote cannot serve). */
+struct psp_posix_backend {
+    struct psp_backend base;
+    struct pspawn_impl *impl;
 };
 
 struct pspawn_impl {
@@ -106,7 +231,13 @@ struct pspawn_impl {
     pspawn_mode_t mode;
     int fallback_reason;
     int core;
-    struct psp_channel channel;
+    int channel_count;                 /* proxies (0 in fallback mode) */
+    struct psp_channel *channels;
+    struct psp_posix_backend posix;
+    /* Async sessions still launching: destroy waits for them. */
+    pthread_mutex_t sessions_lock;
+    pthread_cond_t sessions_done;
+    int sessions_active;
 };
 
 /* executable_check.c: 0 if `path` can be served by a zygote, else the errno that
@@ -140,11 +271,8 @@ int psp_credentials_read(struct psp_credentials *out);
 /* True if the calling process still has the credentials in `then`. */
 bool psp_credentials_unchanged(const struct psp_credentials *then);
 
-/* channel.c: fork `count` instances through the proxy. pids[i] = pid or -1,
- * errors[i] = 0 or errno, stdio_fds[3i+k] = the caller's pipe end or -1 (stdio_fds may
- * be NULL only without pipes). Returns the number started. */
-int psp_channel_spawn(struct psp_channel *ch, char *const argv[], char *const envp[], int count,
-                      const pspawn_attr_t *attr, pid_t *pids, int *errors, int *stdio_fds);
+/* channel.c */
+extern const struct psp_backend_ops psp_channel_ops;
 /* One round trip without a fork. Returns 0 or an errno. */
 int psp_channel_ping(struct psp_channel *ch);
 /* Wake the proxy without a request (it then reaps consumed relay children). */
@@ -156,8 +284,7 @@ int psp_send_fds(int socket_fd, const int *fds, int count);
 /* Every signal default and none blocked in the child, as after exec from a clean
  * process; returns the flags to set. */
 short psp_spawnattr_default_signals(posix_spawnattr_t *sa);
-int psp_fallback_spawn(struct pspawn_impl *impl, char *const argv[], char *const envp[],
-                       int count, const pspawn_attr_t *attr, pid_t *pids, int *errors, int *stdio_fds);
+extern const struct psp_backend_ops psp_posix_ops;
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t psp_now_ms(void);

@@ -152,6 +152,7 @@ static void init_segment(struct psp_shared *sh, size_t size, bool relay)
     sh->size = size;
     sh->launcher_pid = getpid();
     sh->relay = relay;
+    sh->slot_count = PSP_RING_SLOTS;
     sh->relay_offset = (sizeof(*sh) + 63) & ~(uint64_t)63;
     sh->relay_capacity = relay ? PSP_RELAY_CAPACITY : 0;
     sh->data_offset = sh->relay_offset + (uint64_t)sh->relay_capacity * sizeof(struct psp_relay_slot);
@@ -176,6 +177,9 @@ static int create_segment(struct psp_channel *ch, size_t size, bool relay)
         init_segment(map, size, relay);
         err = psp_send_fds(ch->socket_fd, &fd, 1);
     }
+    /* The second message: the reply eventfd of each ring slot. */
+    if (err == 0)
+        err = psp_send_fds(ch->socket_fd, ch->slot_fds, PSP_RING_SLOTS);
     if (fd >= 0)
         close(fd);
     private_window_leave();
@@ -311,14 +315,11 @@ static int await_handshake(struct psp_channel *ch, int timeout_ms)
     }
 }
 
-static int pin_proxy(pid_t pid, int core)
+static int pin_proxy(struct psp_channel *ch)
 {
-    if (core < 0)
+    if (!ch->pinned)
         return 0;
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET((size_t)core, &set);
-    return sched_setaffinity(pid, sizeof(set), &set) == 0 ? 0 : errno;
+    return sched_setaffinity(ch->proxy_pid, sizeof(ch->cpus), &ch->cpus) == 0 ? 0 : errno;
 }
 
 static void close_fd(int *fd)
@@ -337,6 +338,8 @@ static void stop_proxy(struct psp_channel *ch, bool retire)
     close_fd(&ch->reply_fd);
     close_fd(&ch->doorbell_fd);
     close_fd(&ch->socket_fd);
+    for (unsigned k = 0; k < PSP_RING_SLOTS; k++)
+        close_fd(&ch->slot_fds[k]);
     if (ch->shared != NULL) {
         struct psp_retired_segment *r = retire ? malloc(sizeof(*r)) : NULL;
         if (r != NULL) {
@@ -359,7 +362,14 @@ static int start_proxy(struct psp_channel *ch)
     int pair[2];
     ch->reply_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     ch->doorbell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (ch->reply_fd < 0 || ch->doorbell_fd < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
+    bool slots_ok = true;
+    for (unsigned k = 0; k < PSP_RING_SLOTS; k++) {
+        ch->slot_busy[k] = false;
+        slots_ok &= (ch->slot_fds[k] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) >= 0;
+    }
+    ch->busy = 0;
+    if (ch->reply_fd < 0 || ch->doorbell_fd < 0 || !slots_ok ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
         err = errno;
         goto fail;
     }
@@ -387,7 +397,7 @@ static int start_proxy(struct psp_channel *ch)
         err = errno;
         goto fail;
     }
-    if ((err = pin_proxy(ch->proxy_pid, cfg->core)) != 0)
+    if ((err = pin_proxy(ch)) != 0)
         goto fail;
     int timeout = cfg->startup_timeout_ms > 0 ? cfg->startup_timeout_ms : PSP_DEFAULT_STARTUP_TIMEOUT_MS;
     if ((err = await_handshake(ch, timeout)) != 0)
@@ -422,16 +432,33 @@ void psp_proxy_config_free(struct psp_proxy_config *config)
 int psp_channel_start(struct psp_channel *ch, struct psp_proxy_config *config)
 {
     memset(ch, 0, sizeof(*ch));
+    ch->base.ops = &psp_channel_ops;
     ch->shared = NULL;
     ch->reply_fd = ch->doorbell_fd = ch->socket_fd = ch->proxy_pidfd = -1;
+    for (unsigned k = 0; k < PSP_RING_SLOTS; k++)
+        ch->slot_fds[k] = -1;
     ch->config = *config;
     memset(config, 0, sizeof(*config));
+    if (ch->config.cpus_set) {
+        ch->cpus = ch->config.cpus;
+        ch->pinned = true;
+    } else if (ch->config.core >= 0) {
+        CPU_ZERO(&ch->cpus);
+        CPU_SET((size_t)ch->config.core, &ch->cpus);
+        ch->pinned = true;
+    }
     int err = psp_credentials_read(&ch->credentials);
     if (err != 0 || (err = pthread_mutex_init(&ch->lock, NULL)) != 0) {
         psp_proxy_config_free(&ch->config);
         return err;
     }
+    if ((err = pthread_cond_init(&ch->changed, NULL)) != 0) {
+        pthread_mutex_destroy(&ch->lock);
+        psp_proxy_config_free(&ch->config);
+        return err;
+    }
     if ((err = start_proxy(ch)) != 0) {
+        pthread_cond_destroy(&ch->changed);
         pthread_mutex_destroy(&ch->lock);
         psp_proxy_config_free(&ch->config);
     }
@@ -458,5 +485,6 @@ void psp_channel_stop(struct psp_channel *ch)
         free(r);
     }
     psp_proxy_config_free(&ch->config);
+    pthread_cond_destroy(&ch->changed);
     pthread_mutex_destroy(&ch->lock);
 }

@@ -66,12 +66,12 @@ static int add_options(posix_spawn_file_actions_t *fa, posix_spawnattr_t *sa, sh
     return err;
 }
 
-static void apply_cpus(const pspawn_attr_t *attr, int instance, int core, pid_t pid)
+static void apply_cpus(const struct psp_plan *plan, int instance, int core, pid_t pid)
 {
     cpu_set_t one;
     const cpu_set_t *set = NULL;
-    if (attr != NULL && (attr->set & PSP_OPT_CPUS)) {
-        set = &attr->cpusets[instance % attr->cpuset_count];
+    if (plan->instances[instance].cpuset >= 0) {
+        set = &plan->cpusets[plan->instances[instance].cpuset];
     } else if (core >= 0) {
         CPU_ZERO(&one);
         CPU_SET((size_t)core, &one);
@@ -84,9 +84,12 @@ static void apply_cpus(const pspawn_attr_t *attr, int instance, int core, pid_t 
 /* posix_spawn with the state a zygote child gets: default signals, empty mask, only
  * descriptors 0-2. CPUs are set right after the spawn: glibc 2.36 has no spawn
  * attribute for affinity. */
-static int fallback_spawn_one(struct pspawn_impl *impl, char *const argv[], char *const envp[],
-                              const pspawn_attr_t *attr, int instance, pid_t *pid, int *stdio_fds)
+static int fallback_spawn_one(struct pspawn_impl *impl, const struct psp_plan *plan, int instance, pid_t *pid,
+                              int *stdio_fds)
 {
+    const pspawn_attr_t *attr = plan->attr;
+    const struct psp_plan_set *set = &plan->sets[plan->instances[instance].set];
+    char *const *argv = set->argv, *const *envp = set->envp;
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t sa;
     int child_fds[3] = {-1, -1, -1};
@@ -117,27 +120,121 @@ static int fallback_spawn_one(struct pspawn_impl *impl, char *const argv[], char
         }
     }
     if (err == 0)
-        apply_cpus(attr, instance, impl->core, *pid);
+        apply_cpus(plan, instance, impl->core, *pid);
     return err;
 }
 
-int psp_fallback_spawn(struct pspawn_impl *impl, char *const argv[], char *const envp[], int count,
-                       const pspawn_attr_t *attr, pid_t *pids, int *errors, int *stdio_fds)
+/* The posix_spawn backend: each part completes within submit. */
+static int posix_submit(struct psp_backend *b, struct psp_plan *plan, const int *todo, int n, bool block,
+                        struct psp_part *part, int *taken)
 {
-    /* Up front, as the zygote does: E2BIG for all, rather than after some forks. */
-    int refused = psp_exceeds_arg_limits(argv, envp, strlen(impl->path) + 1) ? E2BIG : 0;
-    int started = 0;
-    for (int i = 0; i < count; i++) {
-        int *fds = stdio_fds != NULL ? stdio_fds + 3 * i : NULL;
+    (void)block;
+    struct pspawn_impl *impl = ((struct psp_posix_backend *)b)->impl;
+    for (int j = 0; j < n; j++) {
+        int i = todo[j];
+        int *fds = plan->stdio_fds != NULL ? plan->stdio_fds + 3 * i : NULL;
         if (fds != NULL)
             fds[0] = fds[1] = fds[2] = -1;
-        errors[i] = refused != 0 ? refused : fallback_spawn_one(impl, argv, envp, attr, i, &pids[i], fds);
-        if (errors[i] != 0)
-            pids[i] = -1;
-        else
-            started++;
+        plan->errors[i] = fallback_spawn_one(impl, plan, i, &plan->pids[i], fds);
+        if (plan->errors[i] != 0)
+            plan->pids[i] = -1;
     }
+    part->count = n;
+    *taken = n;
+    return 0;
+}
+
+static int posix_pollfds(struct psp_backend *b, struct psp_part *part, struct pollfd *fds)
+{
+    (void)b, (void)part, (void)fds;
+    return 0;
+}
+
+static bool posix_collect(struct psp_backend *b, struct psp_plan *plan, struct psp_part *part)
+{
+    (void)b, (void)plan, (void)part;
+    return true;
+}
+
+static int posix_ping(struct psp_backend *b)
+{
+    (void)b;
+    return 0;
+}
+
+static void posix_destroy(struct psp_backend *b)
+{
+    (void)b;
+}
+
+static bool posix_covers(struct psp_backend *b, const cpu_set_t *set)
+{
+    (void)b, (void)set;
+    return true;
+}
+
+const struct psp_backend_ops psp_posix_ops = {
+    .submit = posix_submit,
+    .pollfds = posix_pollfds,
+    .collect = posix_collect,
+    .ping = posix_ping,
+    .destroy = posix_destroy,
+    .covers = posix_covers,
+};
+
+/* Every entry point: build a plan, dispatch it. Returns the number started; sets
+ * *first_error to the first failed instance's error (0 if none). */
+int psp_run_plan(pspawn_context_t *ctx, pid_t *pids, int *errors, int *stdio_fds, int n,
+                 const pspawn_instance_t *instances, char *const argv[], char *const envp[],
+                 const pspawn_attr_t *attr, _Atomic bool *cancel, int *first_error);
+int psp_run_plan(pspawn_context_t *ctx, pid_t *pids, int *errors, int *stdio_fds, int n,
+                 const pspawn_instance_t *instances, char *const argv[], char *const envp[],
+                 const pspawn_attr_t *attr, _Atomic bool *cancel, int *first_error)
+{
+    *first_error = 0;
+    if (n == 0)
+        return 0;
+    int *errs = errors;
+    if (errs == NULL && (errs = malloc((size_t)n * sizeof(int))) == NULL) {
+        *first_error = ENOMEM;
+        for (int i = 0; i < n; i++)
+            pids[i] = -1;
+        return 0;
+    }
+    for (int i = 0; stdio_fds != NULL && i < 3 * n; i++)
+        stdio_fds[i] = -1; /* no pipe asked for, or not started: -1, as documented */
+    struct pspawn_impl *impl = ctx->impl;
+    struct psp_plan plan;
+    int err = psp_plan_build(&plan, instances, n, argv, envp, impl->path, attr);
+    int started = 0;
+    if (err != 0) {
+        for (int i = 0; i < n; i++) {
+            pids[i] = -1;
+            errs[i] = err;
+        }
+    } else {
+        plan.pids = pids;
+        plan.errors = errs;
+        plan.stdio_fds = stdio_fds;
+        plan.cancel = cancel;
+        started = psp_dispatch(impl, &plan);
+        psp_plan_free(&plan);
+    }
+    for (int i = 0; i < n && *first_error == 0; i++)
+        *first_error = errs[i];
+    if (errs != errors)
+        free(errs);
     return started;
+}
+
+static int run_plan(pspawn_context_t *ctx, pid_t *pids, int *errors, int *stdio_fds, int n, char *const argv[],
+                    char *const envp[], const pspawn_attr_t *attr)
+{
+    int first_error;
+    int started = psp_run_plan(ctx, pids, errors, stdio_fds, n, NULL, argv, envp, attr, NULL, &first_error);
+    if (first_error != 0)
+        errno = first_error;
+    return started == 0 && n > 0 ? -1 : started;
 }
 
 static int spawn_many(pid_t *pids, int *errors, int *stdio_fds, pspawn_context_t *ctx, int n,
@@ -149,29 +246,7 @@ static int spawn_many(pid_t *pids, int *errors, int *stdio_fds, pspawn_context_t
         errno = EINVAL;
         return -1;
     }
-    if (n == 0)
-        return 0;
-    int *errs = errors;
-    if (errs == NULL && (errs = malloc((size_t)n * sizeof(int))) == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
-    if (envp == NULL)
-        envp = environ;
-    for (int i = 0; stdio_fds != NULL && i < 3 * n; i++)
-        stdio_fds[i] = -1; /* no pipe asked for, or not started: -1, as documented */
-    struct pspawn_impl *impl = ctx->impl;
-    int started = impl->mode == PSPAWN_MODE_FALLBACK
-                      ? psp_fallback_spawn(impl, argv, envp, n, attr, pids, errs, stdio_fds)
-                      : psp_channel_spawn(&impl->channel, argv, envp, n, attr, pids, errs, stdio_fds);
-    int first_error = 0;
-    for (int i = 0; i < n && first_error == 0; i++)
-        first_error = errs[i];
-    if (errs != errors)
-        free(errs);
-    if (first_error != 0)
-        errno = first_error;
-    return started == 0 ? -1 : started;
+    return run_plan(ctx, pids, errors, stdio_fds, n, argv, envp, attr);
 }
 
 int pspawn_nx(pid_t *pids, int *errors, int *stdio_fds, pspawn_context_t *ctx, int nspawns,

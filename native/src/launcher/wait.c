@@ -26,7 +26,16 @@ static void futex_wait_ms(_Atomic uint32_t *word, uint32_t expected, int ms)
 
 static pid_t relay_wait(struct pspawn_impl *impl, pid_t pid, int *wstatus, int options)
 {
-    struct psp_channel *ch = &impl->channel;
+    /* The proxy that forked it: the one whose table has it (the first, if none does:
+     * then the answer is ECHILD either way). */
+    struct psp_channel *ch = &impl->channels[0];
+    for (int k = 0; k < impl->channel_count; k++) {
+        struct psp_shared *sh = __atomic_load_n(&impl->channels[k].shared, __ATOMIC_ACQUIRE);
+        if (sh != NULL && find_slot(sh, pid) != NULL) {
+            ch = &impl->channels[k];
+            break;
+        }
+    }
     for (;;) {
         /* A restart replaces the segment (the old one stays mapped until destroy); the
          * new proxy knows nothing of the old one's children. */

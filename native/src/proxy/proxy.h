@@ -37,6 +37,8 @@ struct psp_proxy {
     int reply_fd;
     int doorbell_fd;
     int socket_fd;
+    int slot_fds[PSP_RING_SLOTS]; /* reply eventfd of each ring slot */
+    uint64_t served[PSP_RING_SLOTS]; /* last ticket served per slot (private) */
     int signal_fd;          /* relay mode: SIGCHLD; else -1 */
     int launcher_pidfd;
     pid_t *tid_field;       /* glibc's cached tid of this thread, updated by the kernel in

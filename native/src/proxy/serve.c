@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -18,11 +19,16 @@
 
 #include "proxy/proxy.h"
 
-static void notify_launcher(struct psp_proxy *p)
+static void notify(int fd)
 {
     uint64_t one = 1;
-    while (write(p->reply_fd, &one, sizeof(one)) < 0 && errno == EINTR) {
+    while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR) {
     }
+}
+
+static void notify_launcher(struct psp_proxy *p)
+{
+    notify(p->reply_fd);
 }
 
 static _Noreturn void fail_startup(struct psp_proxy *p, int err)
@@ -60,9 +66,11 @@ static int map_segment(struct psp_proxy *p)
         sh->launcher_pid != p->launcher_pid || (sh->relay != 0) != p->relay)
         return EPROTO;
     uint64_t table_end = sh->relay_offset + (uint64_t)sh->relay_capacity * sizeof(struct psp_relay_slot);
-    if (sh->relay_offset < sizeof(*sh) || table_end > sh->data_offset || sh->data_offset > p->size)
+    if (sh->relay_offset < sizeof(*sh) || table_end > sh->data_offset || sh->data_offset > p->size ||
+        sh->slot_count != PSP_RING_SLOTS)
         return EPROTO;
-    return 0;
+    /* The second message: one reply eventfd per ring slot. */
+    return psp_receive_fds(p->slot_fds, PSP_RING_SLOTS);
 }
 
 /* Forking a process with more than one thread copies only the caller: locks held by
@@ -128,14 +136,16 @@ static int watch_launcher(struct psp_proxy *p)
     return 0;
 }
 
-/* Returns the request sequence number read before READY was published: the first
- * request may follow immediately. */
-static uint64_t start_up(struct psp_proxy *p)
+/* Records each slot's sequence number before READY is published: the first request may
+ * follow immediately. */
+static void start_up(struct psp_proxy *p)
 {
     p->reply_fd = PSP_FD_REPLY;
     p->doorbell_fd = PSP_FD_DOORBELL;
     p->socket_fd = PSP_FD_SOCKET;
     p->signal_fd = p->launcher_pidfd = -1;
+    for (uint32_t k = 0; k < PSP_RING_SLOTS; k++)
+        p->slot_fds[k] = -1;
     /* The state the target reached main with, before we touch anything. */
     sigprocmask(SIG_BLOCK, NULL, &p->saved_mask);
     /* Not dumpable: our /proc files (fd/, mem, environ) become root's, and processes of
@@ -158,11 +168,11 @@ static uint64_t start_up(struct psp_proxy *p)
     if ((err = watch_children(p)) != 0 || (err = watch_launcher(p)) != 0)
         fail_startup(p, err);
 
-    uint64_t served = atomic_load(&p->shared->request_seq);
+    for (uint32_t k = 0; k < PSP_RING_SLOTS; k++)
+        p->served[k] = atomic_load(&p->shared->slots[k].request_seq);
     atomic_store(&p->shared->proxy_pid, getpid());
     atomic_store(&p->shared->state, PSP_STATE_READY);
     notify_launcher(p);
-    return served;
 }
 
 /* The launcher died, or hung up the socket (destroy, or it could not kill us): we must
@@ -224,22 +234,50 @@ static void collect_child_errors(int error_fd, _Atomic int32_t *errors, uint32_t
     }
 }
 
-/* Fork every instance of the request. Returns true in a child. */
-static bool serve_request(struct psp_proxy *p, uint64_t seq, struct psp_decoded *req)
+/* In the child, before the common set-up: become instance `i` of the request (its
+ * argv/envp, its CPU set). Async-signal-safe: pointer assignments and one system call.
+ * A CPU set the kernel refuses fails this instance alone, reported like any failure
+ * before main. */
+static void become_instance(struct psp_decoded *req, uint32_t i, int error_fd)
+{
+    if (req->instances == NULL)
+        return;
+    const struct psp_wire_instance *in = &req->instances[i];
+    const struct psp_decoded_set *set = &req->sets[in->set];
+    req->argv = set->argv;
+    req->envp = set->envp;
+    req->argc = set->argc;
+    req->envc = set->envc;
+    if (in->cpuset >= 0 &&
+        sched_setaffinity(0, req->cpuset_size, (const cpu_set_t *)(req->cpusets + (size_t)in->cpuset * req->cpuset_size)) != 0) {
+        int32_t record[2] = {(int32_t)i, errno};
+        while (write(error_fd, record, sizeof(record)) < 0 && errno == EINTR) {
+        }
+        _exit(127);
+    }
+}
+
+/* Fork every instance of the request in `slot_index`. Returns true in a child. */
+static bool serve_request(struct psp_proxy *p, uint32_t slot_index, uint64_t seq, struct psp_decoded *req)
 {
     struct psp_shared *sh = p->shared;
-    bool ping = sh->request.count == 0;
-    int err = ping ? 0 : psp_decode_request(sh, p->size, req);
+    struct psp_slot *slot_state = &sh->slots[slot_index];
+    bool ping = slot_state->request.count == 0;
+    int err = ping ? 0 : psp_decode_request(sh, p->size, slot_index, req);
     int *fds = NULL;
     int error_pipe[2] = {-1, -1};
+    /* Children report failures before main through a pipe: with options, or when an
+     * instance has a CPU set. */
+    bool report = !ping && err == 0 && (req->options != NULL || req->cpuset_count > 0);
     if (err == 0 && !ping && req->fd_count > 0) {
         fds = calloc(req->fd_count, sizeof(int));
         err = fds == NULL ? ENOMEM : psp_receive_fds(fds, req->fd_count);
     }
-    if (err == 0 && !ping && req->options != NULL)
+    if (err == 0 && report)
         err = error_pipe_above_stdio(error_pipe);
     if (err == 0 && !ping) {
-        psp_clean_environment(req->envp, p->library_path);
+        for (uint32_t k = 0; k < req->set_count; k++)
+            psp_clean_environment(req->sets[k].envp, p->library_path);
         _Atomic int32_t *results = psp_results(sh, req->results_offset);
         _Atomic int32_t *errors = psp_errors(sh, req->errors_offset);
         for (uint32_t i = 0; i < req->count; i++) {
@@ -253,6 +291,7 @@ static bool serve_request(struct psp_proxy *p, uint64_t seq, struct psp_decoded 
             } else {
                 pid = clone_child(p, &results[i]);
                 if (pid == 0) {
+                    become_instance(req, i, error_pipe[1]);
                     psp_child_prepare(p, req, i, fds, error_pipe[1]);
                     return true;
                 }
@@ -262,17 +301,17 @@ static bool serve_request(struct psp_proxy *p, uint64_t seq, struct psp_decoded 
             else if (slot != NULL)
                 atomic_store(&slot->state, PSP_RELAY_FREE);
             atomic_store_explicit(&results[i], pid > 0 ? pid : -errno, memory_order_relaxed);
-            if (req->options == NULL)
-                atomic_store(&sh->progress, i + 1);
+            if (!report)
+                atomic_store(&slot_state->progress, i + 1);
         }
-        if (req->options != NULL) {
+        if (report) {
             /* Results are final only once every child got past its set-up. */
             close(error_pipe[1]);
             error_pipe[1] = -1;
             collect_child_errors(error_pipe[0], errors, req->count);
             if (p->relay)
                 psp_relay_release_failed(p, results, errors, req->count);
-            atomic_store(&sh->progress, req->count);
+            atomic_store(&slot_state->progress, req->count);
         }
     }
     if (fds != NULL) {
@@ -286,10 +325,26 @@ static bool serve_request(struct psp_proxy *p, uint64_t seq, struct psp_decoded 
     for (int k = 0; k < 2; k++)
         if (error_pipe[k] >= 0)
             close(error_pipe[k]);
-    atomic_store(&sh->reply_error, err);
-    atomic_store(&sh->reply_seq, seq);
-    notify_launcher(p);
+    atomic_store(&slot_state->reply_error, err);
+    atomic_store(&slot_state->reply_seq, seq);
+    notify(p->slot_fds[slot_index]);
     return false;
+}
+
+/* The pending slot with the lowest ticket, or -1: requests are served in the order the
+ * launcher published them, which is also the order of their descriptors on the socket. */
+static int next_pending(struct psp_proxy *p, uint64_t *seq)
+{
+    int best = -1;
+    *seq = 0;
+    for (uint32_t k = 0; k < PSP_RING_SLOTS; k++) {
+        uint64_t s = atomic_load(&p->shared->slots[k].request_seq);
+        if (s != p->served[k] && (best < 0 || s < *seq)) {
+            best = (int)k;
+            *seq = s;
+        }
+    }
+    return best;
 }
 
 static void drain_eventfd(int fd)
@@ -309,7 +364,7 @@ static void drain_signals(int signal_fd)
 
 void psp_serve(struct psp_proxy *p, struct psp_decoded *child_request)
 {
-    uint64_t served = start_up(p);
+    start_up(p);
     for (;;) {
         struct pollfd fds[4] = {
             {.fd = p->doorbell_fd, .events = POLLIN},
@@ -328,10 +383,11 @@ void psp_serve(struct psp_proxy *p, struct psp_decoded *child_request)
             drain_eventfd(p->doorbell_fd);
         if (p->signal_fd >= 0 && fds[3].revents)
             drain_signals(p->signal_fd);
-        uint64_t seq = atomic_load(&p->shared->request_seq);
-        if (seq != served) {
-            served = seq;
-            if (serve_request(p, seq, child_request))
+        uint64_t seq = 0;
+        int slot;
+        while ((slot = next_pending(p, &seq)) >= 0) {
+            p->served[slot] = seq;
+            if (serve_request(p, (uint32_t)slot, seq, child_request))
                 return;
         }
         if (p->relay)

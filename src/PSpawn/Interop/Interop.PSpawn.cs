@@ -39,6 +39,7 @@ internal static partial class Interop
             public byte* ProxyLibrary;
             public byte** ProxyEnvp;
             public int MaxRestarts;
+            public int Proxies;
         }
 
         [LibraryImport(LibraryName, EntryPoint = "pspawn_context_attr_init")]
@@ -58,6 +59,9 @@ internal static partial class Interop
 
         [LibraryImport(LibraryName, EntryPoint = "pspawn_context_proxy_pid")]
         internal static partial int ContextProxyPid(Context* ctx);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_context_proxy_count")]
+        internal static partial int ContextProxyCount(Context* ctx);
 
         [LibraryImport(LibraryName, EntryPoint = "pspawn_context_restarts")]
         internal static partial int ContextRestarts(Context* ctx);
