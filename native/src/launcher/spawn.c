@@ -173,6 +173,12 @@ static bool posix_covers(struct psp_backend *b, const cpu_set_t *set)
     return true;
 }
 
+static bool posix_available(struct psp_backend *b)
+{
+    (void)b;
+    return true;
+}
+
 const struct psp_backend_ops psp_posix_ops = {
     .submit = posix_submit,
     .pollfds = posix_pollfds,
@@ -180,6 +186,7 @@ const struct psp_backend_ops psp_posix_ops = {
     .ping = posix_ping,
     .destroy = posix_destroy,
     .covers = posix_covers,
+    .available = posix_available,
 };
 
 /* Every entry point: build a plan, dispatch it. Returns the number started; sets
