@@ -27,8 +27,9 @@
  *   EPIPE       the proxy died during start-up                            (fallback-able)
  *   ELIBACC     libpspawn_proxy.so could not be found or read
  *   EINVAL      bad argument (NULL, core out of range or not allowed, bad attribute)
- * "fallback-able" errors make the context use posix_spawn instead when
- * PSPAWN_CTX_FALLBACK is set (see pspawn_context_fallback_reason).
+ * "fallback-able" errors make the context exec each instance instead (the parallel exec
+ * backend, see PSPAWN_CTX_EXEC) when PSPAWN_CTX_FALLBACK is set (see
+ * pspawn_context_fallback_reason).
  *
  * Error numbers of pspawn / pspawn_n / pspawn_e / pspawn_ne:
  *   E2BIG       argv + environment do not fit the shared buffer, or execve would refuse them
@@ -108,6 +109,15 @@ PSPAWN_API int pspawn_n(pid_t *pids, pspawn_context_t *ctx, int nspawns, char *c
 #define PSPAWN_CTX_PREFAULT     0x8u /* make forks copy the page tables of the target's file
                                         mappings: fewer faults in children, slower forks (off by
                                         default: it lost throughput here, see docs/benchmarks.md) */
+#define PSPAWN_CTX_EXEC        0x10u /* exec semantics, no proxy: every instance is a fresh execve
+                                        of the path, created by the parallel exec backend (one
+                                        worker per usable CPU, clone(CLONE_VM | CLONE_VFORK),
+                                        placement and options applied before execve). Serves what
+                                        a zygote cannot (static, set-uid, own entry point,
+                                        threaded constructors; also scripts). Mode
+                                        PSPAWN_MODE_EXEC. Not with PSPAWN_CTX_RELAY (EINVAL).
+                                        umask, rlimits and the parent-death signal are ENOTSUP
+                                        there, as in fallback mode. */
 
 typedef struct pspawn_context_attr {
     size_t size;               /* sizeof(pspawn_context_attr_t); set by _init */
@@ -151,7 +161,9 @@ typedef enum pspawn_mode {
     PSPAWN_MODE_ZYGOTE = 1,   /* proxy forks with CLONE_PARENT: children are the caller's */
     PSPAWN_MODE_RELAY = 2,    /* proxy stays the parent and relays exit status (used when the
                                  caller is pid 1 or ignores SIGCHLD, or PSPAWN_CTX_RELAY) */
-    PSPAWN_MODE_FALLBACK = 3  /* posix_spawn per child (PSPAWN_CTX_FALLBACK was needed) */
+    PSPAWN_MODE_FALLBACK = 3, /* a fresh exec per child by the parallel exec backend
+                                 (PSPAWN_CTX_FALLBACK was needed: see fallback_reason) */
+    PSPAWN_MODE_EXEC = 4      /* the same backend, asked for with PSPAWN_CTX_EXEC */
 } pspawn_mode_t;
 
 /* The mode of a live context, or -1 with errno EINVAL. */

@@ -198,10 +198,12 @@ struct layout {
 /* K proxies over the usable CPUs: K <= n partitions them into K contiguous groups (group
  * k gets CPUs [k*n/K, (k+1)*n/K) of the list); K > n gives proxy k the CPU k % n. One
  * proxy stays unpinned (or pinned to attr->core, as before). */
-static void plan_layout(const pspawn_context_attr_t *attr, struct layout *out)
+static void plan_layout(const pspawn_context_attr_t *attr, const cpu_set_t *usable_in, const cpu_set_t *affinity,
+                        struct layout *out)
 {
-    cpu_set_t usable;
-    int n = usable_cpus(&usable, &out->affinity);
+    cpu_set_t usable = *usable_in;
+    out->affinity = *affinity;
+    int n = CPU_COUNT(&usable);
     int k = attr->proxies;
     if (attr->core >= 0)
         k = 1;
@@ -229,14 +231,25 @@ static void plan_layout(const pspawn_context_attr_t *attr, struct layout *out)
 
 static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
 {
+    cpu_set_t usable, affinity;
+    usable_cpus(&usable, &affinity);
+    psp_exec_backend_init(&impl->exec, impl->path, attr->core, &usable, &affinity);
     int err = psp_check_executable(impl->path);
+    if (attr->flags & PSPAWN_CTX_EXEC) {
+        /* Exec semantics: whatever execve runs (static, set-uid, own entry point,
+         * scripts); what it refuses is each instance's errno. */
+        if (err != 0 && err != ENOTSUP && err != EPERM && err != ENOSYS && err != ENOEXEC)
+            return err;
+        impl->mode = PSPAWN_MODE_EXEC;
+        return 0;
+    }
     if (err == 0) {
         static struct layout zero_layout;
         struct layout *layout = malloc(sizeof(*layout));
         if (layout == NULL)
             return ENOMEM;
         *layout = zero_layout;
-        plan_layout(attr, layout);
+        plan_layout(attr, &usable, &affinity, layout);
         int k = layout->count;
         bool relay = false;
         if ((impl->channels = calloc((size_t)k, sizeof(*impl->channels))) == NULL) {
@@ -298,7 +311,9 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
         !core_allowed(attr->core) || (attr->buffer_size != 0 && attr->buffer_size < PSP_MIN_BUFFER_SIZE) ||
         attr->max_restarts < -1 || attr->proxies < 0 || attr->proxies > PSP_MAX_PROXIES ||
         (attr->core >= 0 && attr->proxies > 1) ||
-        (attr->flags & ~(PSPAWN_CTX_FALLBACK | PSPAWN_CTX_RELAY | PSPAWN_CTX_NO_BIND_NOW | PSPAWN_CTX_PREFAULT)) != 0) {
+        (attr->flags & ~(PSPAWN_CTX_FALLBACK | PSPAWN_CTX_RELAY | PSPAWN_CTX_NO_BIND_NOW | PSPAWN_CTX_PREFAULT |
+                         PSPAWN_CTX_EXEC)) != 0 ||
+        ((attr->flags & PSPAWN_CTX_EXEC) && (attr->flags & PSPAWN_CTX_RELAY))) {
         if (ctx != NULL)
             ctx->impl = NULL;
         errno = path != NULL && path[0] == '\0' ? ENOENT : EINVAL;
@@ -317,8 +332,6 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
         return -1;
     }
     impl->core = attr->core;
-    impl->posix.base.ops = &psp_posix_ops;
-    impl->posix.impl = impl;
     pthread_mutex_init(&impl->sessions_lock, NULL);
     pthread_cond_init(&impl->sessions_done, NULL);
     int err = start(impl, attr);

@@ -136,8 +136,8 @@ int psp_dispatch(struct pspawn_impl *impl, struct psp_plan *plan)
 {
     struct psp_backend *single[1];
     struct dispatch d = {.plan = plan, .backends = single};
-    if (impl->mode == PSPAWN_MODE_FALLBACK) {
-        single[0] = &impl->posix.base;
+    if (impl->channel_count == 0) { /* fallback or exec mode */
+        single[0] = &impl->exec.base;
         d.nb = 1;
     } else if (impl->channel_count == 1) {
         single[0] = &impl->channels[0].base;

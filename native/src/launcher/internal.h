@@ -230,10 +230,17 @@ struct psp_channel {
     struct psp_retired_segment *retired;
 };
 
-/* The posix_spawn backend (executables a zygote cannot serve). */
-struct psp_posix_backend {
+/* The parallel exec backend (exec.c): executables a zygote cannot serve (fallback mode)
+ * and contexts that ask for exec semantics (PSPAWN_CTX_EXEC). */
+struct psp_exec_backend {
     struct psp_backend base;
-    struct pspawn_impl *impl;
+    const char *path;          /* the context's (resolved) path */
+    int workers;               /* one per usable CPU, at most PSP_DEFAULT_MAX_PROXIES */
+    bool pinned;               /* workers pinned to groups[k]: children get `affinity` */
+    cpu_set_t groups[PSP_DEFAULT_MAX_PROXIES];
+    cpu_set_t affinity;        /* the caller's mask at context creation */
+    bool core_set;             /* pspawn_context_create's core: every child there */
+    cpu_set_t core;
 };
 
 struct pspawn_impl {
@@ -244,7 +251,7 @@ struct pspawn_impl {
     int channel_count;                 /* proxies (0 in fallback mode) */
     struct psp_channel *channels;
     _Atomic unsigned int next_route;   /* where routing of the next call starts */
-    struct psp_posix_backend posix;
+    struct psp_exec_backend exec;
     /* Async sessions still launching: destroy waits for them. */
     pthread_mutex_t sessions_lock;
     pthread_cond_t sessions_done;
@@ -300,7 +307,11 @@ int psp_send_fds(int socket_fd, const int *fds, int count);
 /* Every signal default and none blocked in the child, as after exec from a clean
  * process; returns the flags to set. */
 short psp_spawnattr_default_signals(posix_spawnattr_t *sa);
-extern const struct psp_backend_ops psp_posix_ops;
+
+/* exec.c */
+extern const struct psp_backend_ops psp_exec_ops;
+void psp_exec_backend_init(struct psp_exec_backend *b, const char *path, int core, const cpu_set_t *usable,
+                           const cpu_set_t *affinity);
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t psp_now_ms(void);
