@@ -8,13 +8,19 @@
  *   vfork        vfork + execve all N, then reap
  *   posix_spawn  posix_spawn all N, then reap (glibc: clone(CLONE_VM|CLONE_VFORK))
  *   pspawn       pspawn_e() N times, one request per instance, then reap
- *   pspawn_n     one pspawn_ne() request for all N, then reap
+ *   pspawn_n     one pspawn_ne() call for all N, then reap (the default context: one
+ *                proxy per usable CPU, the batch fanned out to all of them)
+ *   pspawn_n_k1  the same with one proxy (pspawn_context_attr_t.proxies = 1)
  * and, to measure levers of the core without changing it:
  *   pspawn_n_lazy  pspawn_n with a context created with PSPAWN_CTX_NO_BIND_NOW
  *   pspawn_n_2p    two contexts, one pinned to each of CPUs 0 and 1, each asked from its
  *                  own thread for half of the N instances (the paper's hierarchical launch)
  *   pspawn_n_prefault  pspawn_n with a context created with PSPAWN_CTX_PREFAULT (the
  *                  proxy makes fork copy the page tables of its file mappings)
+ *   pspawn_n_exec  pspawn_n with PSPAWN_CTX_EXEC: no proxy, the parallel exec backend
+ *                  (one worker per usable CPU, clone(CLONE_VM|CLONE_VFORK) + execve)
+ *   pspawn_vector / pspawn_vector_async  one vector call with RANK=i per instance (default
+ *                  context); pspawn_vector_k1 the same with one proxy
  *
  * Metrics, per method and round (methods interleaved in every round, the order rotated
  * from round to round):
@@ -70,12 +76,15 @@ enum method {
     M_PSPAWN_N_PREFAULT,
     M_PSPAWN_VECTOR,
     M_PSPAWN_VECTOR_ASYNC,
+    M_PSPAWN_N_K1,
+    M_PSPAWN_VECTOR_K1,
+    M_PSPAWN_N_EXEC,
     M_COUNT
 };
 
 static const char *const method_names[M_COUNT] = {
     "sfork", "afork", "vfork", "posix_spawn", "pspawn", "pspawn_n", "pspawn_n_lazy", "pspawn_n_2p",
-    "pspawn_n_prefault", "pspawn_vector", "pspawn_vector_async",
+    "pspawn_n_prefault", "pspawn_vector", "pspawn_vector_async", "pspawn_n_k1", "pspawn_vector_k1", "pspawn_n_exec",
 };
 
 #define DEFAULT_METHODS "sfork,afork,vfork,posix_spawn,pspawn,pspawn_n"
@@ -241,24 +250,51 @@ static long proc_status_kb(pid_t pid, const char *field)
     return kb;
 }
 
+/* Every proxy of the method's contexts (live ones; -1 entries skipped). */
+static int proxy_pids(const struct bench_method *bm, pid_t *out, int capacity)
+{
+    int n = 0;
+    for (int i = 0; i < bm->nctx; i++) {
+        pid_t pids[64];
+        int k = pspawn_context_proxy_pids(&bm->ctx[i], pids, 64);
+        for (int j = 0; j < k && j < 64 && n < capacity; j++)
+            if (pids[j] > 0)
+                out[n++] = pids[j];
+    }
+    return n;
+}
+
 /* Whether the method's contexts have proxies (not in fallback mode). */
 static bool has_proxy(const struct bench_method *bm)
 {
-    for (int i = 0; i < bm->nctx; i++)
-        if (pspawn_context_proxy_pid(&bm->ctx[i]) > 0)
-            return true;
-    return false;
+    pid_t pids[128];
+    return proxy_pids(bm, pids, 128) > 0;
 }
 
 static struct proc_counters proxies_counters(const struct bench_method *bm)
 {
     struct proc_counters sum = {0, 0};
-    for (int i = 0; i < bm->nctx; i++) {
-        struct proc_counters c = read_proc(pspawn_context_proxy_pid(&bm->ctx[i]));
+    pid_t pids[128];
+    int n = proxy_pids(bm, pids, 128);
+    for (int i = 0; i < n; i++) {
+        struct proc_counters c = read_proc(pids[i]);
         sum.cpu_us += c.cpu_us;
         sum.minflt += c.minflt;
     }
     return sum;
+}
+
+/* Resident memory of all the method's proxies, or -1. */
+static long proxies_rss_kb(const struct bench_method *bm)
+{
+    pid_t pids[128];
+    int n = proxy_pids(bm, pids, 128);
+    long rss = n > 0 ? 0 : -1;
+    for (int i = 0; i < n; i++) {
+        long kb = proc_status_kb(pids[i], "VmRSS");
+        rss += kb > 0 ? kb : 0;
+    }
+    return rss;
 }
 
 /* ---- environments ------------------------------------------------------------------ */
@@ -641,12 +677,15 @@ static void spawn_batch(struct bench_method *bm, pid_t *pids, int count)
             pids[i] = pspawn_e(&bm->ctx[0], opt.argv, bench_env);
         break;
     case M_PSPAWN_N:
+    case M_PSPAWN_N_K1:
+    case M_PSPAWN_N_EXEC:
     case M_PSPAWN_N_LAZY:
     case M_PSPAWN_N_PREFAULT:
         if (count > 0)
             pspawn_ne(pids, NULL, &bm->ctx[0], count, opt.argv, bench_env);
         break;
     case M_PSPAWN_VECTOR:
+    case M_PSPAWN_VECTOR_K1:
         if (count > 0)
             pspawn_vector(pids, NULL, &bm->ctx[0], vector_instances(count), count, NULL);
         break;
@@ -809,11 +848,7 @@ static void print_summary(struct bench_method *bm)
             for (int i = 0; i < bm->nctx; i++)
                 create += bm->create_ms[i];
             rec_num(&r, "create_ms", create);
-            long rss = 0;
-            for (int i = 0; i < bm->nctx; i++) {
-                long kb = proc_status_kb(pspawn_context_proxy_pid(&bm->ctx[i]), "VmRSS");
-                rss += kb > 0 ? kb : 0;
-            }
+            long rss = proxies_rss_kb(bm);
             if (has_proxy(bm))
                 rec_num(&r, "proxy_rss_kb", (double)rss);
         }
@@ -832,6 +867,8 @@ static const char *mode_name(int mode)
         return "relay";
     case PSPAWN_MODE_FALLBACK:
         return "fallback";
+    case PSPAWN_MODE_EXEC:
+        return "exec";
     default:
         return "unknown";
     }
@@ -852,6 +889,10 @@ static void create_contexts(struct bench_method *bm)
         attr.proxy_envp = bench_env;
         if (bm->id == M_PSPAWN_N_PREFAULT)
             attr.flags |= PSPAWN_CTX_PREFAULT;
+        if (bm->id == M_PSPAWN_N_K1 || bm->id == M_PSPAWN_VECTOR_K1)
+            attr.proxies = 1;
+        if (bm->id == M_PSPAWN_N_EXEC)
+            attr.flags = PSPAWN_CTX_EXEC | (opt.extra_flags & ~PSPAWN_CTX_RELAY);
         double t0 = now_s();
         if (pspawn_context_create_ex(&bm->ctx[i], opt.target, &attr) != 0) {
             fprintf(stderr, "spawnbench: %s: pspawn_context_create_ex(%s): %s\n", method_names[bm->id],
@@ -883,7 +924,9 @@ static void usage(FILE *out)
             "                pspawn_n_prefault (PSPAWN_CTX_PREFAULT: forks copy the\n"
             "                page tables of the target's file mappings), pspawn_vector\n"
             "                (per-instance environment: RANK=i), pspawn_vector_async\n"
-            "                (the same through a session), all\n"
+            "                (the same through a session), pspawn_n_k1 / pspawn_vector_k1\n"
+            "                (one proxy instead of one per usable CPU), pspawn_n_exec\n"
+            "                (PSPAWN_CTX_EXEC: the parallel exec backend), all\n"
             "  -e KIND       environment of the instances: empty (default), realistic\n"
             "                (10 LD_LIBRARY_PATH entries before the real one, 50 variables),\n"
             "                inherit\n"

@@ -27,8 +27,9 @@
  *   EPIPE       the proxy died during start-up                            (fallback-able)
  *   ELIBACC     libpspawn_proxy.so could not be found or read
  *   EINVAL      bad argument (NULL, core out of range or not allowed, bad attribute)
- * "fallback-able" errors make the context use posix_spawn instead when
- * PSPAWN_CTX_FALLBACK is set (see pspawn_context_fallback_reason).
+ * "fallback-able" errors make the context exec each instance instead (the parallel exec
+ * backend, see PSPAWN_CTX_EXEC) when PSPAWN_CTX_FALLBACK is set (see
+ * pspawn_context_fallback_reason).
  *
  * Error numbers of pspawn / pspawn_n / pspawn_e / pspawn_ne:
  *   E2BIG       argv + environment do not fit the shared buffer, or execve would refuse them
@@ -39,7 +40,9 @@
  *               never below ARG_MAX (131072); argc 0 counts as 1 (fs/exec.c)
  *   EINVAL      bad argument (NULL argv, argv[0] missing, nspawns < 0 or > PSPAWN_MAX_SPAWNS,
  *               destroyed context)
- *   EPIPE       the proxy died and could not be restarted (or max_restarts is used up)
+ *   EPIPE       the proxy died and could not be restarted (or max_restarts is used up); with
+ *               several proxies: no proxy is left in rotation (instances of a proxy that
+ *               dies are sent to the others)
  *   EPERM       the calling process's credentials (uids, gids, groups) are not those it
  *               had at pspawn_context_create: a proxy started with the old ones would give
  *               children the old ones, so nothing is spawned (destroy and re-create)
@@ -106,6 +109,15 @@ PSPAWN_API int pspawn_n(pid_t *pids, pspawn_context_t *ctx, int nspawns, char *c
 #define PSPAWN_CTX_PREFAULT     0x8u /* make forks copy the page tables of the target's file
                                         mappings: fewer faults in children, slower forks (off by
                                         default: it lost throughput here, see docs/benchmarks.md) */
+#define PSPAWN_CTX_EXEC        0x10u /* exec semantics, no proxy: every instance is a fresh execve
+                                        of the path, created by the parallel exec backend (one
+                                        worker per usable CPU, clone(CLONE_VM | CLONE_VFORK),
+                                        placement and options applied before execve). Serves what
+                                        a zygote cannot (static, set-uid, own entry point,
+                                        threaded constructors; also scripts). Mode
+                                        PSPAWN_MODE_EXEC. Not with PSPAWN_CTX_RELAY (EINVAL).
+                                        umask, rlimits and the parent-death signal are ENOTSUP
+                                        there, as in fallback mode. */
 
 typedef struct pspawn_context_attr {
     size_t size;               /* sizeof(pspawn_context_attr_t); set by _init */
@@ -119,12 +131,22 @@ typedef struct pspawn_context_attr {
     char *const *proxy_envp;   /* environment the proxy is exec'd with (what the loader and
                                   constructors see); NULL = the caller's environment */
     int max_restarts;          /* a dead proxy is restarted on the next spawn, at most this
-                                  many times over the context's life; default 8, 0 = never,
-                                  -1 = no limit */
-    int proxies;               /* proxies serving the context, each pinned to its share of
-                                  the CPUs the caller may use; 0 = default (one per usable
-                                  core, at most 8), 1 = a single unpinned proxy (or pinned
-                                  to `core`) */
+                                  many times over the context's life, counted per proxy;
+                                  default 8, 0 = never, -1 = no limit. A proxy whose
+                                  restarts are used up is taken out of rotation: its
+                                  instances go to the other proxies; only when none is
+                                  left do spawns fail with EPIPE */
+    int proxies;               /* proxies serving the context (started in parallel); 0 =
+                                  default: one per usable CPU (the caller's affinity mask,
+                                  online, within its cgroup v2 cpuset), at most 8; 1 = a
+                                  single proxy, unpinned (or pinned to `core`); K > 1: the
+                                  usable CPUs are partitioned into K groups and proxy k is
+                                  pinned to group k (K > usable CPUs: proxies share CPUs
+                                  round-robin). With several proxies an instance with a CPU
+                                  set goes to a proxy whose CPUs cover it; children without
+                                  a CPU set get the caller's whole affinity mask of context
+                                  creation, not the proxy's group. EINVAL: negative, > 64,
+                                  or > 1 together with core >= 0 (core implies 1). */
 } pspawn_context_attr_t;
 
 /* Fill `attr` with the defaults. Returns 0. */
@@ -139,7 +161,9 @@ typedef enum pspawn_mode {
     PSPAWN_MODE_ZYGOTE = 1,   /* proxy forks with CLONE_PARENT: children are the caller's */
     PSPAWN_MODE_RELAY = 2,    /* proxy stays the parent and relays exit status (used when the
                                  caller is pid 1 or ignores SIGCHLD, or PSPAWN_CTX_RELAY) */
-    PSPAWN_MODE_FALLBACK = 3  /* posix_spawn per child (PSPAWN_CTX_FALLBACK was needed) */
+    PSPAWN_MODE_FALLBACK = 3, /* a fresh exec per child by the parallel exec backend
+                                 (PSPAWN_CTX_FALLBACK was needed: see fallback_reason) */
+    PSPAWN_MODE_EXEC = 4      /* the same backend, asked for with PSPAWN_CTX_EXEC */
 } pspawn_mode_t;
 
 /* The mode of a live context, or -1 with errno EINVAL. */
@@ -148,13 +172,20 @@ PSPAWN_API int pspawn_context_mode(const pspawn_context_t *ctx);
 /* In fallback mode, the errno that prevented the zygote (ENOTSUP, EPERM, ...); else 0. */
 PSPAWN_API int pspawn_context_fallback_reason(const pspawn_context_t *ctx);
 
-/* The proxy's pid, or -1 (fallback mode, or broken context). */
+/* The pid of the first live proxy (in creation order; a dead one waiting for its restart
+ * and one out of rotation are skipped), or -1 (fallback mode, or no proxy alive). */
 PSPAWN_API pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx);
 
-/* How many times the context restarted a dead proxy (0 in fallback mode). */
+/* Every proxy's pid, in creation order: fills pids[0..min(count, capacity)) with each
+ * one's pid (-1 for a dead or out-of-rotation proxy) and returns the proxy count (0 in
+ * fallback mode), or -1 with EINVAL (NULL ctx, capacity < 0, pids NULL with capacity > 0). */
+PSPAWN_API int pspawn_context_proxy_pids(const pspawn_context_t *ctx, pid_t *pids, int capacity);
+
+/* How many times the context restarted a dead proxy, summed over its proxies (0 in
+ * fallback mode). */
 PSPAWN_API int pspawn_context_restarts(const pspawn_context_t *ctx);
 
-/* How many proxies serve the context (0 in fallback mode). */
+/* How many proxies serve the context, out-of-rotation ones included (0 in fallback mode). */
 PSPAWN_API int pspawn_context_proxy_count(const pspawn_context_t *ctx);
 
 /* pspawn with an explicit environment (NULL-terminated; NULL = the caller's environ). */

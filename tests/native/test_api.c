@@ -216,9 +216,14 @@ static void progname_and_cmdline(void)
 
 static void glibc_tid_fixed(void)
 {
-    cpu_set_t set;
-    CHECK(sched_getaffinity(0, sizeof(set), &set) == 0);
     pspawn_context_t ctx = open_context("tidcheck");
+    /* Each proxy's own affinity (its share of the CPUs) before the children pin. */
+    pid_t proxies[8];
+    cpu_set_t before[8];
+    int nproxies = pspawn_context_proxy_pids(&ctx, proxies, 8);
+    CHECK(nproxies >= 1 && nproxies <= 8);
+    for (int k = 0; k < nproxies; k++)
+        CHECK(sched_getaffinity(proxies[k], sizeof(before[k]), &before[k]) == 0);
     char *argv[] = {"tidcheck", NULL};
     for (int i = 0; i < 3; i++) {
         pid_t pid = pspawn(&ctx, argv);
@@ -227,10 +232,12 @@ static void glibc_tid_fixed(void)
         CHECK(WIFEXITED(st));
         CHECK_EQ_INT(WEXITSTATUS(st), 0);
     }
-    /* The proxy itself was not the one pinned. */
-    cpu_set_t proxy_set;
-    CHECK(sched_getaffinity(pspawn_context_proxy_pid(&ctx), sizeof(proxy_set), &proxy_set) == 0);
-    CHECK(CPU_EQUAL(&set, &proxy_set));
+    /* The proxies themselves were not the ones pinned. */
+    for (int k = 0; k < nproxies; k++) {
+        cpu_set_t proxy_set;
+        CHECK(sched_getaffinity(proxies[k], sizeof(proxy_set), &proxy_set) == 0);
+        CHECK(CPU_EQUAL(&before[k], &proxy_set));
+    }
     pspawn_context_destroy(&ctx);
 }
 
@@ -365,10 +372,12 @@ static void soak_1000_no_leaks(void)
     }
     CHECK_EQ_INT(count_open_fds(), fds_before);
     CHECK_EQ_INT(count_zombie_children(), 0);
+    int proxies = pspawn_context_proxy_count(&ctx);
+    CHECK(proxies >= 1);
     pspawn_context_destroy(&ctx);
     /* Held per proxy: handshake and doorbell eventfds, socket, pidfd, and one reply
      * eventfd per ring slot (4); the segment is mapped, not open. */
-    CHECK_EQ_INT(count_open_fds(), fds_before - 8);
+    CHECK_EQ_INT(count_open_fds(), fds_before - 8 * proxies);
 }
 
 static void destroy_reaps_proxy(void)

@@ -341,6 +341,7 @@ static void proxy_killed(void)
     pspawn_context_attr_t attr;
     pspawn_context_attr_init(&attr);
     attr.max_restarts = 0;
+    attr.proxies = 1; /* one proxy: what happens to it is what the context sees */
     pspawn_context_t ctx;
     CHECK(pspawn_context_create_ex(&ctx, fixture("report"), &attr) == 0);
     char *argv[] = {"report", "--report-sleep-ms=300", "--report-out=/dev/null", NULL};
@@ -355,6 +356,45 @@ static void proxy_killed(void)
     CHECK(pspawn_n(pids, &ctx, 4, argv) == -1 && errno == EPIPE);
     CHECK(pids[0] == -1 && pids[3] == -1);
     /* A child started before the proxy died is still ours and still waitable. */
+    int st = wait_child(before, 10000);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    pspawn_context_destroy(&ctx);
+    CHECK_EQ_INT(count_zombie_children(), 0);
+}
+
+/* Two proxies, no restarts: the killed one is taken out of rotation and the other
+ * serves everything; only when both are dead is it EPIPE. */
+static void proxy_killed_two_proxies(void)
+{
+    pspawn_context_attr_t attr;
+    pspawn_context_attr_init(&attr);
+    attr.max_restarts = 0;
+    attr.proxies = 2;
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create_ex(&ctx, fixture("report"), &attr) == 0);
+    char *argv[] = {"report", "--report-sleep-ms=300", "--report-out=/dev/null", NULL};
+    pid_t before = pspawn(&ctx, argv);
+    CHECK(before > 0);
+    pid_t proxies[2];
+    CHECK_EQ_INT(pspawn_context_proxy_pids(&ctx, proxies, 2), 2);
+    CHECK(kill(proxies[0], SIGKILL) == 0);
+    usleep(50000);
+    pid_t pids[4];
+    for (int round = 0; round < 3; round++) {
+        CHECK_EQ_INT(pspawn_n(pids, &ctx, 4, argv), 4);
+        for (int i = 0; i < 4; i++)
+            CHECK(WIFEXITED(wait_child(pids[i], 10000)));
+    }
+    CHECK_EQ_INT(pspawn_context_proxy_pid(&ctx), proxies[1]);
+    CHECK_EQ_INT(pspawn_context_restarts(&ctx), 0);
+    CHECK(kill(proxies[1], SIGKILL) == 0);
+    usleep(50000);
+    errno = 0;
+    CHECK(pspawn(&ctx, argv) == -1);
+    CHECK_EQ_INT(errno, EPIPE);
+    CHECK(pspawn_n(pids, &ctx, 4, argv) == -1 && errno == EPIPE);
+    CHECK_EQ_INT(pspawn_context_proxy_pid(&ctx), -1);
+    CHECK(pspawn_context_ping(&ctx) == -1 && errno == EPIPE);
     int st = wait_child(before, 10000);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     pspawn_context_destroy(&ctx);
@@ -388,6 +428,7 @@ static void stopped_proxy_times_out(void)
     pspawn_context_attr_init(&attr);
     attr.request_timeout_ms = 500;
     attr.max_restarts = 0;
+    attr.proxies = 1; /* one proxy: what happens to it is what the context sees */
     pspawn_context_t ctx;
     CHECK(pspawn_context_create_ex(&ctx, fixture("noop"), &attr) == 0);
     pid_t proxy = pspawn_context_proxy_pid(&ctx);
@@ -422,6 +463,7 @@ int main(int argc, char **argv)
         {"startup_timeout", startup_timeout},
         {"fallback_posix_spawn", fallback_posix_spawn},
         {"proxy_killed", proxy_killed},
+        {"proxy_killed_two_proxies", proxy_killed_two_proxies},
         {"launcher_death_kills_proxy", launcher_death_kills_proxy},
         {"stopped_proxy_times_out", stopped_proxy_times_out},
     };

@@ -359,6 +359,7 @@ static void dead_proxy_restarts(void)
     pspawn_context_attr_t attr;
     pspawn_context_attr_init(&attr);
     attr.request_timeout_ms = 500;
+    attr.proxies = 1; /* one proxy: what happens to it is what the context sees */
     pspawn_context_t ctx;
     CHECK(pspawn_context_create_ex(&ctx, fixture("report"), &attr) == 0);
     pid_t before = spawn_report(&ctx, "--report-sleep-ms=300", "--report-exit=4");
@@ -392,6 +393,7 @@ static void restarts_bounded(void)
     pspawn_context_attr_t attr;
     pspawn_context_attr_init(&attr);
     attr.max_restarts = 1;
+    attr.proxies = 1; /* one proxy: what happens to it is what the context sees */
     pspawn_context_t ctx;
     CHECK(pspawn_context_create_ex(&ctx, fixture("noop"), &attr) == 0);
     char *argv[] = {"noop", NULL};
@@ -424,6 +426,7 @@ static void relay_proxy_restarts(void)
     pspawn_context_attr_t attr;
     pspawn_context_attr_init(&attr);
     attr.flags = PSPAWN_CTX_RELAY;
+    attr.proxies = 1; /* one proxy: what happens to it is what the context sees */
     pspawn_context_t ctx;
     CHECK(pspawn_context_create_ex(&ctx, fixture("report"), &attr) == 0);
     pid_t before = spawn_report(&ctx, "--report-sleep-ms=200", "--report-exit=4");

@@ -386,8 +386,14 @@ static void proxy_killed_mid_batch(void)
         }
     }
     CHECK_EQ_INT(started, killed_started);
-    CHECK(started < 400);
-    fprintf(stderr, "proxy killed mid-vector: %d started, %d failed\n", started, 400 - started);
+    /* One proxy: the rest of its batch failed (EPIPE). Several: what the killed one had
+     * not forked went to the others, so everything started. */
+    if (pspawn_context_proxy_count(&killed_ctx) == 1)
+        CHECK(started < 400);
+    else
+        CHECK_EQ_INT(started, 400);
+    fprintf(stderr, "proxy killed mid-vector (%d proxies): %d started, %d failed\n",
+            pspawn_context_proxy_count(&killed_ctx), started, 400 - started);
     pspawn_context_destroy(&killed_ctx);
     CHECK_EQ_INT(count_zombie_children(), 0);
 }

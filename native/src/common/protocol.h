@@ -27,10 +27,10 @@
 #include <sys/types.h>
 
 #define PSP_MAGIC 0x50535057u /* "PSPW" */
-#define PSP_PROTOCOL_VERSION 3u
+#define PSP_PROTOCOL_VERSION 4u
 
 /* The proxy finds its configuration in this variable (removed before main runs):
- * "3:<launcher pid>:<PSP_CONFIG_* flags>". */
+ * "4:<launcher pid>:<PSP_CONFIG_* flags>". */
 #define PSP_ENV_CONFIG "PSPAWN_PROXY_CONFIG"
 #define PSP_CONFIG_RELAY 0x1u
 #define PSP_CONFIG_PREFAULT 0x2u
@@ -191,6 +191,13 @@ struct psp_shared {
     _Atomic uint32_t relay_generation; /* futex word: bumped when a relayed child exits */
     uint32_t slot_count;            /* PSP_RING_SLOTS */
     struct psp_slot slots[PSP_RING_SLOTS];
+    /* Where a child without a CPU set of its own runs: a proxy pinned to its share of
+     * the CPUs gives such children the launcher's whole affinity mask at context
+     * creation (one sched_setaffinity right after clone). child_cpus_set 0: children
+     * keep the proxy's affinity (one unpinned proxy, or one pinned to `core`). */
+    uint32_t child_cpus_set;
+    uint32_t reserved;
+    uint64_t child_cpus[16];        /* a cpu_set_t (1024 CPUs) */
 };
 
 /* One decoded string set, pointing into the private copy of the strings. */

@@ -507,6 +507,11 @@ static bool channel_covers(struct psp_backend *b, const cpu_set_t *set)
     return CPU_EQUAL(&both, set);
 }
 
+static bool channel_available(struct psp_backend *b)
+{
+    return !atomic_load(&((struct psp_channel *)b)->out_of_rotation);
+}
+
 int psp_channel_ping(struct psp_channel *ch)
 {
     pthread_mutex_lock(&ch->lock);
@@ -576,4 +581,5 @@ const struct psp_backend_ops psp_channel_ops = {
     .ping = channel_ping_op,
     .destroy = channel_destroy,
     .covers = channel_covers,
+    .available = channel_available,
 };

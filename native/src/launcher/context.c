@@ -1,8 +1,10 @@
 /* Context lifetime: checks, mode selection, proxy start, fallback. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -103,24 +105,190 @@ static int make_proxy_config(const struct pspawn_impl *impl, const pspawn_contex
     return 0;
 }
 
+/* A CPU list as sysfs and cgroupfs print it ("0-3,8,10-11") into `set`; false if it
+ * does not parse. */
+static bool parse_cpu_list(const char *text, cpu_set_t *set)
+{
+    CPU_ZERO(set);
+    const char *p = text;
+    while (*p != '\0' && *p != '\n') {
+        char *end;
+        long lo = strtol(p, &end, 10);
+        if (end == p || lo < 0)
+            return false;
+        long hi = lo;
+        p = end;
+        if (*p == '-') {
+            hi = strtol(p + 1, &end, 10);
+            if (end == p + 1 || hi < lo)
+                return false;
+            p = end;
+        }
+        for (long c = lo; c <= hi && c < CPU_SETSIZE; c++)
+            CPU_SET((size_t)c, set);
+        if (*p == ',')
+            p++;
+        else if (*p != '\0' && *p != '\n')
+            return false;
+    }
+    return true;
+}
+
+/* A small file's first line; false if it cannot be read. */
+static bool read_line(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n;
+    while ((n = read(fd, buf, size - 1)) < 0 && errno == EINTR) {
+    }
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    return true;
+}
+
+/* The CPUs the caller may use: its affinity mask, the online CPUs and, with cgroup v2,
+ * its cpuset's effective CPUs (each read cheaply; one that cannot be read is skipped).
+ * The caller's affinity mask alone is stored in *affinity. Returns how many. */
+static int usable_cpus(cpu_set_t *usable, cpu_set_t *affinity)
+{
+    CPU_ZERO(affinity);
+    if (sched_getaffinity(0, sizeof(*affinity), affinity) != 0)
+        return 0;
+    *usable = *affinity;
+    char buf[4096];
+    cpu_set_t other;
+    if (read_line("/sys/devices/system/cpu/online", buf, sizeof(buf)) && parse_cpu_list(buf, &other))
+        CPU_AND(usable, usable, &other);
+    /* cgroup v2: "0::/path" in /proc/self/cgroup. */
+    char *unified = NULL;
+    if (read_line("/proc/self/cgroup", buf, sizeof(buf)))
+        unified = strncmp(buf, "0::/", 4) == 0 ? buf : strstr(buf, "\n0::/");
+    if (unified != NULL) {
+        unified = strchr(unified + 1, '/');
+        char *nl = strchr(unified, '\n');
+        if (nl != NULL)
+            *nl = '\0';
+        char path[4200];
+        char cpus[4096];
+        if (snprintf(path, sizeof(path), "/sys/fs/cgroup%s/cpuset.cpus.effective", unified) < (int)sizeof(path) &&
+            read_line(path, cpus, sizeof(cpus)) && parse_cpu_list(cpus, &other) && CPU_COUNT(&other) > 0) {
+            cpu_set_t both;
+            CPU_AND(&both, usable, &other);
+            if (CPU_COUNT(&both) > 0)
+                *usable = both;
+        }
+    }
+    if (CPU_COUNT(usable) == 0)
+        *usable = *affinity;
+    return CPU_COUNT(usable);
+}
+
+/* How the context's proxies are laid out: their count and each one's CPUs. */
+struct layout {
+    int count;
+    bool pinned;           /* each proxy pinned to group[k] (several proxies) */
+    cpu_set_t affinity;    /* the caller's mask: what children without a CPU set get */
+    cpu_set_t group[PSP_MAX_PROXIES];
+};
+
+/* K proxies over the usable CPUs: K <= n partitions them into K contiguous groups (group
+ * k gets CPUs [k*n/K, (k+1)*n/K) of the list); K > n gives proxy k the CPU k % n. One
+ * proxy stays unpinned (or pinned to attr->core, as before). */
+static void plan_layout(const pspawn_context_attr_t *attr, const cpu_set_t *usable_in, const cpu_set_t *affinity,
+                        struct layout *out)
+{
+    cpu_set_t usable = *usable_in;
+    out->affinity = *affinity;
+    int n = CPU_COUNT(&usable);
+    int k = attr->proxies;
+    if (attr->core >= 0)
+        k = 1;
+    else if (k == 0)
+        k = n < 1 ? 1 : (n > PSP_DEFAULT_MAX_PROXIES ? PSP_DEFAULT_MAX_PROXIES : n);
+    out->count = k;
+    out->pinned = k > 1 && n > 0;
+    if (!out->pinned)
+        return;
+    int list[CPU_SETSIZE];
+    int m = 0;
+    for (int c = 0; c < CPU_SETSIZE && m < n; c++)
+        if (CPU_ISSET(c, &usable))
+            list[m++] = c;
+    for (int g = 0; g < k; g++) {
+        CPU_ZERO(&out->group[g]);
+        if (k <= m) {
+            for (int j = g * m / k; j < (g + 1) * m / k; j++)
+                CPU_SET((size_t)list[j], &out->group[g]);
+        } else {
+            CPU_SET((size_t)list[g % m], &out->group[g]);
+        }
+    }
+}
+
 static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
 {
+    cpu_set_t usable, affinity;
+    usable_cpus(&usable, &affinity);
+    psp_exec_backend_init(&impl->exec, impl->path, attr->core, &usable, &affinity);
     int err = psp_check_executable(impl->path);
-    if (err == 0) {
-        struct psp_proxy_config config;
-        if ((err = make_proxy_config(impl, attr, &config)) != 0)
+    if (attr->flags & PSPAWN_CTX_EXEC) {
+        /* Exec semantics: whatever execve runs (static, set-uid, own entry point,
+         * scripts); what it refuses is each instance's errno. */
+        if (err != 0 && err != ENOTSUP && err != EPERM && err != ENOSYS && err != ENOEXEC)
             return err;
-        bool relay = config.relay;
-        if ((impl->channels = calloc(1, sizeof(*impl->channels))) == NULL) {
-            psp_proxy_config_free(&config);
+        impl->mode = PSPAWN_MODE_EXEC;
+        return 0;
+    }
+    if (err == 0) {
+        static struct layout zero_layout;
+        struct layout *layout = malloc(sizeof(*layout));
+        if (layout == NULL)
+            return ENOMEM;
+        *layout = zero_layout;
+        plan_layout(attr, &usable, &affinity, layout);
+        int k = layout->count;
+        bool relay = false;
+        if ((impl->channels = calloc((size_t)k, sizeof(*impl->channels))) == NULL) {
+            free(layout);
             return ENOMEM;
         }
-        err = psp_channel_start(&impl->channels[0], &config);
+        /* Spawn every proxy, then await every handshake: they start in parallel. */
+        int begun = 0;
+        for (; begun < k && err == 0; begun++) {
+            struct psp_proxy_config config;
+            if ((err = make_proxy_config(impl, attr, &config)) != 0)
+                break;
+            relay = config.relay;
+            if (layout->pinned) {
+                config.cpus_set = true;
+                config.cpus = layout->group[begun];
+                config.reset_children = true;
+                config.child_cpus = layout->affinity;
+            }
+            if ((err = psp_channel_start_begin(&impl->channels[begun], &config)) != 0)
+                break;
+        }
+        bool ok[PSP_MAX_PROXIES] = {false};
+        for (int c = 0; c < begun; c++) {
+            int e = psp_channel_start_end(&impl->channels[c]);
+            ok[c] = e == 0;
+            if (err == 0)
+                err = e;
+        }
+        free(layout);
         if (err == 0) {
-            impl->channel_count = 1;
+            impl->channel_count = k;
             impl->mode = relay ? PSPAWN_MODE_RELAY : PSPAWN_MODE_ZYGOTE;
             return 0;
         }
+        /* One failed: none is left behind. */
+        for (int c = 0; c < begun; c++)
+            if (ok[c])
+                psp_channel_stop(&impl->channels[c]);
         free(impl->channels);
         impl->channels = NULL;
     }
@@ -141,8 +309,11 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
     }
     if (ctx == NULL || path == NULL || path[0] == '\0' || attr->size < sizeof(*attr) ||
         !core_allowed(attr->core) || (attr->buffer_size != 0 && attr->buffer_size < PSP_MIN_BUFFER_SIZE) ||
-        attr->max_restarts < -1 ||
-        (attr->flags & ~(PSPAWN_CTX_FALLBACK | PSPAWN_CTX_RELAY | PSPAWN_CTX_NO_BIND_NOW | PSPAWN_CTX_PREFAULT)) != 0) {
+        attr->max_restarts < -1 || attr->proxies < 0 || attr->proxies > PSP_MAX_PROXIES ||
+        (attr->core >= 0 && attr->proxies > 1) ||
+        (attr->flags & ~(PSPAWN_CTX_FALLBACK | PSPAWN_CTX_RELAY | PSPAWN_CTX_NO_BIND_NOW | PSPAWN_CTX_PREFAULT |
+                         PSPAWN_CTX_EXEC)) != 0 ||
+        ((attr->flags & PSPAWN_CTX_EXEC) && (attr->flags & PSPAWN_CTX_RELAY))) {
         if (ctx != NULL)
             ctx->impl = NULL;
         errno = path != NULL && path[0] == '\0' ? ENOENT : EINVAL;
@@ -161,8 +332,6 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
         return -1;
     }
     impl->core = attr->core;
-    impl->posix.base.ops = &psp_posix_ops;
-    impl->posix.impl = impl;
     pthread_mutex_init(&impl->sessions_lock, NULL);
     pthread_cond_init(&impl->sessions_done, NULL);
     int err = start(impl, attr);
@@ -220,15 +389,39 @@ int pspawn_context_fallback_reason(const pspawn_context_t *ctx)
     return ctx != NULL && ctx->impl != NULL ? ctx->impl->fallback_reason : 0;
 }
 
-pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx)
+/* A proxy's pid, or -1 while it is dead (restarted on the next spawn) or out of
+ * rotation. */
+static pid_t channel_pid(struct psp_channel *ch)
 {
-    if (ctx == NULL || ctx->impl == NULL || ctx->impl->channel_count == 0)
+    if (atomic_load(&ch->out_of_rotation))
         return -1;
-    struct psp_channel *ch = &ctx->impl->channels[0];
     pthread_mutex_lock(&ch->lock);
     pid_t pid = ch->broken ? -1 : ch->proxy_pid;
     pthread_mutex_unlock(&ch->lock);
     return pid;
+}
+
+pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx)
+{
+    if (ctx == NULL || ctx->impl == NULL)
+        return -1;
+    for (int k = 0; k < ctx->impl->channel_count; k++) {
+        pid_t pid = channel_pid(&ctx->impl->channels[k]);
+        if (pid > 0)
+            return pid;
+    }
+    return -1;
+}
+
+int pspawn_context_proxy_pids(const pspawn_context_t *ctx, pid_t *pids, int capacity)
+{
+    if (ctx == NULL || ctx->impl == NULL || capacity < 0 || (pids == NULL && capacity > 0)) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (int k = 0; k < ctx->impl->channel_count && k < capacity; k++)
+        pids[k] = channel_pid(&ctx->impl->channels[k]);
+    return ctx->impl->channel_count;
 }
 
 int pspawn_context_proxy_count(const pspawn_context_t *ctx)
@@ -252,9 +445,21 @@ int pspawn_context_ping(pspawn_context_t *ctx)
         errno = EINVAL;
         return -1;
     }
-    int err = 0;
-    for (int k = 0; k < ctx->impl->channel_count && err == 0; k++)
-        err = ctx->impl->channels[k].base.ops->ping(&ctx->impl->channels[k].base);
+    /* Every proxy in rotation answers; those out of rotation are skipped, unless none
+     * is left (EPIPE). */
+    int err = 0, live = 0;
+    for (int k = 0; k < ctx->impl->channel_count && err == 0; k++) {
+        struct psp_channel *ch = &ctx->impl->channels[k];
+        if (atomic_load(&ch->out_of_rotation))
+            continue;
+        err = ch->base.ops->ping(&ch->base);
+        if (err == EPIPE && atomic_load(&ch->out_of_rotation))
+            err = 0; /* it just went out of rotation */
+        else
+            live++;
+    }
+    if (err == 0 && live == 0 && ctx->impl->channel_count > 0)
+        err = EPIPE;
     if (err != 0) {
         errno = err;
         return -1;

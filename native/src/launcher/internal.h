@@ -21,6 +21,10 @@
 #define PSP_MIN_BUFFER_SIZE (64u << 10)
 #define PSP_RELAY_CAPACITY 4096u
 #define PSP_DEFAULT_MAX_RESTARTS 8
+/* Proxies per context: by default one per usable CPU, at most this many; at most
+ * PSP_MAX_PROXIES when asked for explicitly. */
+#define PSP_DEFAULT_MAX_PROXIES 8
+#define PSP_MAX_PROXIES 64
 /* How long stopping a proxy may wait for it to be gone. */
 #define PSP_TERMINATE_TIMEOUT_MS 2000
 
@@ -70,6 +74,8 @@ struct psp_proxy_config {
     bool relay;
     bool cpus_set;            /* pin the proxy to `cpus` (else to `core`, if >= 0) */
     cpu_set_t cpus;
+    bool reset_children;      /* children without a CPU set get child_cpus, not `cpus` */
+    cpu_set_t child_cpus;     /* the launcher's affinity mask at context creation */
 };
 
 /* The credentials a proxy was started with, which its children get. */
@@ -180,6 +186,8 @@ struct psp_backend_ops {
     void (*destroy)(struct psp_backend *b);
     /* Whether instances with this CPU set belong here (NULL set: any). */
     bool (*covers)(struct psp_backend *b, const cpu_set_t *set);
+    /* False once the backend is out of rotation (a proxy whose restarts are used up). */
+    bool (*available)(struct psp_backend *b);
 };
 
 struct psp_backend {
@@ -217,13 +225,22 @@ struct psp_channel {
     bool pinned;
     bool broken;              /* proxy dead or unresponsive: restarted on the next request */
     _Atomic int restarts;
+    _Atomic bool out_of_rotation; /* dead with its restarts used up: routed around */
+    int64_t start_deadline;   /* start-up handshake limit (CLOCK_MONOTONIC ms) */
     struct psp_retired_segment *retired;
 };
 
-/* The posix_spawn backend (executables a zygote cannot serve). */
-struct psp_posix_backend {
+/* The parallel exec backend (exec.c): executables a zygote cannot serve (fallback mode)
+ * and contexts that ask for exec semantics (PSPAWN_CTX_EXEC). */
+struct psp_exec_backend {
     struct psp_backend base;
-    struct pspawn_impl *impl;
+    const char *path;          /* the context's (resolved) path */
+    int workers;               /* one per usable CPU, at most PSP_DEFAULT_MAX_PROXIES */
+    bool pinned;               /* workers pinned to groups[k]: children get `affinity` */
+    cpu_set_t groups[PSP_DEFAULT_MAX_PROXIES];
+    cpu_set_t affinity;        /* the caller's mask at context creation */
+    bool core_set;             /* pspawn_context_create's core: every child there */
+    cpu_set_t core;
 };
 
 struct pspawn_impl {
@@ -233,7 +250,8 @@ struct pspawn_impl {
     int core;
     int channel_count;                 /* proxies (0 in fallback mode) */
     struct psp_channel *channels;
-    struct psp_posix_backend posix;
+    _Atomic unsigned int next_route;   /* where routing of the next call starts */
+    struct psp_exec_backend exec;
     /* Async sessions still launching: destroy waits for them. */
     pthread_mutex_t sessions_lock;
     pthread_cond_t sessions_done;
@@ -255,6 +273,11 @@ bool psp_exceeds_arg_limits(char *const argv[], char *const envp[], size_t filen
  * Returns 0 or an errno; on failure nothing is left running or open. */
 int psp_find_proxy_library(const pspawn_context_attr_t *attr, char **out_path);
 int psp_channel_start(struct psp_channel *ch, struct psp_proxy_config *config);
+/* The two halves of psp_channel_start, so that several proxies start in parallel:
+ * begin spawns the proxy (and pins it), end awaits its handshake. After a failure of
+ * either, nothing of the channel is left (end must not be called after begin failed). */
+int psp_channel_start_begin(struct psp_channel *ch, struct psp_proxy_config *config);
+int psp_channel_start_end(struct psp_channel *ch);
 /* Replaces a dead, stuck or broken proxy with a new one (counted in `restarts`); EPIPE
  * when max_restarts is used up. Called with the lock held. */
 int psp_channel_restart(struct psp_channel *ch);
@@ -284,7 +307,11 @@ int psp_send_fds(int socket_fd, const int *fds, int count);
 /* Every signal default and none blocked in the child, as after exec from a clean
  * process; returns the flags to set. */
 short psp_spawnattr_default_signals(posix_spawnattr_t *sa);
-extern const struct psp_backend_ops psp_posix_ops;
+
+/* exec.c */
+extern const struct psp_backend_ops psp_exec_ops;
+void psp_exec_backend_init(struct psp_exec_backend *b, const char *path, int core, const cpu_set_t *usable,
+                           const cpu_set_t *affinity);
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t psp_now_ms(void);

@@ -145,8 +145,9 @@ static void private_window_leave(void)
     pthread_mutex_unlock(&g_window_lock);
 }
 
-static void init_segment(struct psp_shared *sh, size_t size, bool relay)
+static void init_segment(struct psp_shared *sh, size_t size, const struct psp_proxy_config *cfg)
 {
+    bool relay = cfg->relay;
     sh->magic = PSP_MAGIC;
     sh->version = PSP_PROTOCOL_VERSION;
     sh->size = size;
@@ -158,11 +159,16 @@ static void init_segment(struct psp_shared *sh, size_t size, bool relay)
     sh->data_offset = sh->relay_offset + (uint64_t)sh->relay_capacity * sizeof(struct psp_relay_slot);
     sh->data_offset = (sh->data_offset + 63) & ~(uint64_t)63;
     atomic_store(&sh->state, PSP_STATE_STARTING);
+    if (cfg->reset_children) {
+        _Static_assert(sizeof(sh->child_cpus) == sizeof(cpu_set_t), "a cpu_set_t in the header");
+        memcpy(sh->child_cpus, &cfg->child_cpus, sizeof(sh->child_cpus));
+        sh->child_cpus_set = 1;
+    }
 }
 
 /* Creates, seals and maps the segment, and queues it on the socket for the proxy (its
  * first message); no descriptor of it remains with us. */
-static int create_segment(struct psp_channel *ch, size_t size, bool relay)
+static int create_segment(struct psp_channel *ch, size_t size)
 {
     private_window_enter();
     int err = 0;
@@ -174,7 +180,7 @@ static int create_segment(struct psp_channel *ch, size_t size, bool relay)
         (map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED)
         err = errno;
     if (err == 0) {
-        init_segment(map, size, relay);
+        init_segment(map, size, &ch->config);
         err = psp_send_fds(ch->socket_fd, &fd, 1);
     }
     /* The second message: the reply eventfd of each ring slot. */
@@ -352,7 +358,10 @@ static void stop_proxy(struct psp_channel *ch, bool retire)
     __atomic_store_n(&ch->shared, NULL, __ATOMIC_RELEASE);
 }
 
-static int start_proxy(struct psp_channel *ch)
+static void start_failed(struct psp_channel *ch);
+
+/* The first half of a start: segment, eventfds, spawn, pin. */
+static int start_proxy_begin(struct psp_channel *ch)
 {
     const struct psp_proxy_config *cfg = &ch->config;
     ch->proxy_pid = -1;
@@ -375,7 +384,7 @@ static int start_proxy(struct psp_channel *ch)
     }
     ch->socket_fd = pair[0];
     proxy_socket = pair[1];
-    if ((err = create_segment(ch, cfg->buffer_size ? cfg->buffer_size : PSP_DEFAULT_BUFFER_SIZE, cfg->relay)) != 0)
+    if ((err = create_segment(ch, cfg->buffer_size ? cfg->buffer_size : PSP_DEFAULT_BUFFER_SIZE)) != 0)
         goto fail;
 
     char config[64];
@@ -400,11 +409,32 @@ static int start_proxy(struct psp_channel *ch)
     if ((err = pin_proxy(ch)) != 0)
         goto fail;
     int timeout = cfg->startup_timeout_ms > 0 ? cfg->startup_timeout_ms : PSP_DEFAULT_STARTUP_TIMEOUT_MS;
-    if ((err = await_handshake(ch, timeout)) != 0)
-        goto fail;
+    ch->start_deadline = psp_now_ms() + timeout;
     return 0;
 fail:
     close_fd(&proxy_socket);
+    start_failed(ch);
+    return err;
+}
+
+/* The second half: the handshake, bounded by the deadline set when it was spawned. */
+static int start_proxy_end(struct psp_channel *ch)
+{
+    int64_t left = ch->start_deadline - psp_now_ms();
+    int err = await_handshake(ch, left > 0 ? (int)left : 0);
+    if (err != 0)
+        start_failed(ch);
+    return err;
+}
+
+static int start_proxy(struct psp_channel *ch)
+{
+    int err = start_proxy_begin(ch);
+    return err != 0 ? err : start_proxy_end(ch);
+}
+
+static void start_failed(struct psp_channel *ch)
+{
     if (ch->proxy_pid > 0 && ch->proxy_pidfd < 0) {
         /* No pidfd: the pid is still our unreaped child, so it cannot have been reused. */
         kill(ch->proxy_pid, SIGKILL);
@@ -414,7 +444,6 @@ fail:
     }
     stop_proxy(ch, false);
     ch->broken = true;
-    return err;
 }
 
 void psp_proxy_config_free(struct psp_proxy_config *config)
@@ -429,7 +458,7 @@ void psp_proxy_config_free(struct psp_proxy_config *config)
     memset(config, 0, sizeof(*config));
 }
 
-int psp_channel_start(struct psp_channel *ch, struct psp_proxy_config *config)
+int psp_channel_start_begin(struct psp_channel *ch, struct psp_proxy_config *config)
 {
     memset(ch, 0, sizeof(*ch));
     ch->base.ops = &psp_channel_ops;
@@ -457,7 +486,7 @@ int psp_channel_start(struct psp_channel *ch, struct psp_proxy_config *config)
         psp_proxy_config_free(&ch->config);
         return err;
     }
-    if ((err = start_proxy(ch)) != 0) {
+    if ((err = start_proxy_begin(ch)) != 0) {
         pthread_cond_destroy(&ch->changed);
         pthread_mutex_destroy(&ch->lock);
         psp_proxy_config_free(&ch->config);
@@ -465,11 +494,31 @@ int psp_channel_start(struct psp_channel *ch, struct psp_proxy_config *config)
     return err;
 }
 
+int psp_channel_start_end(struct psp_channel *ch)
+{
+    int err = start_proxy_end(ch);
+    if (err != 0) {
+        pthread_cond_destroy(&ch->changed);
+        pthread_mutex_destroy(&ch->lock);
+        psp_proxy_config_free(&ch->config);
+    }
+    return err;
+}
+
+int psp_channel_start(struct psp_channel *ch, struct psp_proxy_config *config)
+{
+    int err = psp_channel_start_begin(ch, config);
+    return err != 0 ? err : psp_channel_start_end(ch);
+}
+
 int psp_channel_restart(struct psp_channel *ch)
 {
     int restarts = atomic_load(&ch->restarts);
-    if (ch->config.max_restarts >= 0 && restarts >= ch->config.max_restarts)
+    if (ch->config.max_restarts >= 0 && restarts >= ch->config.max_restarts) {
+        /* For good: the dispatcher routes around it (other proxies of the context). */
+        atomic_store(&ch->out_of_rotation, true);
         return EPIPE;
+    }
     stop_proxy(ch, true);
     atomic_store(&ch->restarts, restarts + 1);
     return start_proxy(ch);

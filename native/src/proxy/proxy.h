@@ -2,6 +2,7 @@
 #ifndef PSPAWN_PROXY_H
 #define PSPAWN_PROXY_H
 
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -50,6 +51,8 @@ struct psp_proxy {
     int saved_dumpable;     /* PR_GET_DUMPABLE before the proxy made itself non-dumpable;
                                children restore it right before main */
     struct psp_image_base image;
+    bool reset_cpus;        /* children without a CPU set get child_cpus (see psp_shared) */
+    cpu_set_t child_cpus;
 };
 
 /* entry.c: the one proxy of this process. */

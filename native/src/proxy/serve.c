@@ -69,6 +69,10 @@ static int map_segment(struct psp_proxy *p)
     if (sh->relay_offset < sizeof(*sh) || table_end > sh->data_offset || sh->data_offset > p->size ||
         sh->slot_count != PSP_RING_SLOTS)
         return EPROTO;
+    /* Private copy: a CPU mask cannot hurt us, but it must not change under a child. */
+    CPU_ZERO(&p->child_cpus);
+    memcpy(&p->child_cpus, sh->child_cpus, sizeof(sh->child_cpus) < sizeof(p->child_cpus) ? sizeof(sh->child_cpus) : sizeof(p->child_cpus));
+    p->reset_cpus = sh->child_cpus_set != 0 && CPU_COUNT(&p->child_cpus) > 0;
     /* The second message: one reply eventfd per ring slot. */
     return psp_receive_fds(p->slot_fds, PSP_RING_SLOTS);
 }
@@ -235,14 +239,20 @@ static void collect_child_errors(int error_fd, _Atomic int32_t *errors, uint32_t
 }
 
 /* In the child, before the common set-up: become instance `i` of the request (its
- * argv/envp, its CPU set). Async-signal-safe: pointer assignments and one system call.
- * A CPU set the kernel refuses fails this instance alone, reported like any failure
- * before main. */
-static void become_instance(struct psp_decoded *req, uint32_t i, int error_fd)
+ * argv/envp, its CPU set). Async-signal-safe: pointer assignments and at most one system
+ * call. A CPU set the kernel refuses fails this instance alone, reported like any
+ * failure before main. A child without a CPU set of a pinned proxy (one of several)
+ * leaves the proxy's share of the CPUs for the launcher's whole mask (best effort: a
+ * refusal leaves it where the proxy runs). */
+static void become_instance(const struct psp_proxy *p, struct psp_decoded *req, uint32_t i, int error_fd)
 {
-    if (req->instances == NULL)
-        return;
-    const struct psp_wire_instance *in = &req->instances[i];
+    const struct psp_wire_instance *in = req->instances != NULL ? &req->instances[i] : NULL;
+    if (in == NULL || in->cpuset < 0) {
+        if (p->reset_cpus)
+            (void)sched_setaffinity(0, sizeof(p->child_cpus), &p->child_cpus);
+        if (in == NULL)
+            return;
+    }
     const struct psp_decoded_set *set = &req->sets[in->set];
     req->argv = set->argv;
     req->envp = set->envp;
@@ -291,7 +301,7 @@ static bool serve_request(struct psp_proxy *p, uint32_t slot_index, uint64_t seq
             } else {
                 pid = clone_child(p, &results[i]);
                 if (pid == 0) {
-                    become_instance(req, i, error_pipe[1]);
+                    become_instance(p, req, i, error_pipe[1]);
                     psp_child_prepare(p, req, i, fds, error_pipe[1]);
                     return true;
                 }
