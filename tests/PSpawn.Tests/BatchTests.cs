@@ -249,6 +249,31 @@ public sealed class BatchTests : IDisposable
     }
 
     [Fact]
+    public async Task Relay_mode_batches_keep_their_exit_statuses_when_the_context_is_disposed_mid_session()
+    {
+        var context = PSpawnContext.Create(Fixtures.Report, options: new PSpawnContextOptions { ForceRelayMode = true });
+        Assert.Equal(PSpawnMode.Relay, context.Mode);
+        var options = new SpawnOptions { StandardOutput = StdioTarget.Null };
+        SpawnInstance[] instances = Enumerable.Range(0, 200).Select(i => new SpawnInstance(["--report-sleep-ms=200", $"--report-exit={S(i % 7)}"])).ToArray();
+        SpawnSession session = context.StartBatch(instances, options);
+        SpawnBatchResult sync = context.SpawnBatch(instances, options);
+        context.Dispose(); // the session and the relayed children keep the proxy until they are done
+        SpawnBatchResult async = await session.Completion.Within();
+
+        foreach (SpawnBatchResult result in new[] { sync, async })
+        {
+            Assert.True(result.AllStarted, result.ToString());
+            await result.Started.ExitAll();
+            for (int i = 0; i < instances.Length; i++)
+            {
+                Assert.Equal(i % 7, result.Outcomes[i].Process!.ExitCode);
+            }
+        }
+
+        Assert.Throws<ObjectDisposedException>(() => context.StartBatch(instances));
+    }
+
+    [Fact]
     public void Bad_arguments_are_ArgumentExceptions_before_anything_starts()
     {
         using var context = PSpawnContext.Create(Fixtures.Noop);
