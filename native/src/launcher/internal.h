@@ -27,6 +27,8 @@
 #define PSP_MAX_PROXIES 64
 /* How long stopping a proxy may wait for it to be gone. */
 #define PSP_TERMINATE_TIMEOUT_MS 2000
+/* ... and for one that SIGKILL reached (its death only waits for the CPU). */
+#define PSP_KILLED_TIMEOUT_MS 10000
 
 _Static_assert(PSPAWN_MAX_SPAWNS == PSP_MAX_COUNT, "one call's limit is one request's limit");
 
