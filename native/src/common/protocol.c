@@ -75,7 +75,7 @@ static bool string_ok(const struct psp_wire_options *o, size_t length, uint32_t 
 int psp_validate_options(const struct psp_wire_options *o, size_t length, uint32_t count, uint32_t fd_count)
 {
     const uint32_t known = PSP_OPT_CWD | PSP_OPT_UMASK | PSP_OPT_PGROUP | PSP_OPT_SETSID |
-                           PSP_OPT_PDEATHSIG | PSP_OPT_CPUS;
+                           PSP_OPT_PDEATHSIG | PSP_OPT_CPUS | PSP_OPT_NUMA_LOCAL;
     if ((o->set & ~known) != 0 || o->rlimit_count > PSP_MAX_RLIMITS || o->shared_fds > 3 ||
         o->instance_fds > 3 || (uint64_t)o->shared_fds + (uint64_t)o->instance_fds * count != fd_count)
         return EINVAL;

@@ -89,6 +89,7 @@ enum psp_option_bits {
     PSP_OPT_SETSID = 1u << 3,
     PSP_OPT_PDEATHSIG = 1u << 4,
     PSP_OPT_CPUS = 1u << 5,
+    PSP_OPT_NUMA_LOCAL = 1u << 6, /* keep the proxy's memory policy (node-local memory) */
 };
 
 struct psp_wire_stdio {
@@ -196,9 +197,13 @@ struct psp_shared {
      * creation (one sched_setaffinity right after clone). child_cpus_set 0: children
      * keep the proxy's affinity (one unpinned proxy, or one pinned to `core`). */
     uint32_t child_cpus_set;
-    uint32_t reserved;
+    uint32_t child_flags;           /* PSP_CHILD_*: what every child does after clone */
     uint64_t child_cpus[16];        /* a cpu_set_t (1024 CPUs) */
 };
+
+/* child_flags: the proxy's memory policy is node-bound; children reset it to
+ * MPOL_DEFAULT unless their options have PSP_OPT_NUMA_LOCAL. */
+#define PSP_CHILD_RESET_MEMPOLICY 0x1u
 
 /* One decoded string set, pointing into the private copy of the strings. */
 struct psp_decoded_set {

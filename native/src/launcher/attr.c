@@ -156,6 +156,17 @@ int pspawn_attr_set_parent_death_signal(pspawn_attr_t *attr, int sig)
     return 0;
 }
 
+int pspawn_attr_set_numa_local(pspawn_attr_t *attr, int on)
+{
+    if (attr == NULL)
+        return invalid();
+    if (on)
+        attr->set |= PSP_OPT_NUMA_LOCAL;
+    else
+        attr->set &= ~(uint32_t)PSP_OPT_NUMA_LOCAL;
+    return 0;
+}
+
 int pspawn_attr_set_cpus_per_instance(pspawn_attr_t *attr, const cpu_set_t *sets, int count)
 {
     if (attr == NULL || sets == NULL || count <= 0 || count > 4096)

@@ -503,7 +503,7 @@ static bool channel_covers(struct psp_backend *b, const cpu_set_t *set)
     if (!ch->pinned)
         return true;
     cpu_set_t both;
-    CPU_AND(&both, &ch->cpus, set);
+    CPU_AND(&both, &ch->domain, set);
     return CPU_EQUAL(&both, set);
 }
 

@@ -323,6 +323,7 @@ void psp_exec_backend_init(struct psp_exec_backend *b, const char *path, int cor
 {
     memset(b, 0, sizeof(*b));
     b->base.ops = &psp_exec_ops;
+    b->base.domain = -1;
     b->path = path;
     if (core >= 0) {
         b->core_set = true;

@@ -39,7 +39,7 @@ struct psp_attr_stdio {
 };
 
 struct pspawn_attr {
-    uint32_t set; /* PSP_OPT_* (CWD is implied by cwd != NULL) */
+    uint32_t set; /* PSP_OPT_* (CWD is implied by cwd != NULL; NUMA_LOCAL is a flag) */
     struct psp_attr_stdio stdio[3];
     char *cwd;
     mode_t umask;
@@ -75,7 +75,12 @@ struct psp_proxy_config {
     bool cpus_set;            /* pin the proxy to `cpus` (else to `core`, if >= 0) */
     cpu_set_t cpus;
     bool reset_children;      /* children without a CPU set get child_cpus, not `cpus` */
-    cpu_set_t child_cpus;     /* the launcher's affinity mask at context creation */
+    cpu_set_t child_cpus;     /* the launcher's affinity mask at context creation (per-node
+                                 layout: the node's usable CPUs) */
+    int node;                 /* node the proxy serves (-1: not node-bound) */
+    int mempolicy;            /* set before exec: MPOL_BIND / MPOL_PREFERRED, or -1 none */
+    cpu_set_t domain;         /* the CPUs it serves (routing): its node's, else `cpus` */
+    int domain_index;         /* index into impl->domain_node, -1: none */
 };
 
 /* The credentials a proxy was started with, which its children get. */
@@ -192,6 +197,7 @@ struct psp_backend_ops {
 
 struct psp_backend {
     const struct psp_backend_ops *ops;
+    int domain;               /* index of its NUMA node in the context's layout, -1: none */
 };
 
 /* dispatch.c: runs a plan over the context's backends; returns the number started. */
@@ -222,10 +228,12 @@ struct psp_channel {
     int proxy_pidfd;
     pid_t proxy_pid;
     cpu_set_t cpus;           /* where the proxy runs (its children by default) */
+    cpu_set_t domain;         /* what it serves: instances whose CPU set lies here */
     bool pinned;
     bool broken;              /* proxy dead or unresponsive: restarted on the next request */
     _Atomic int restarts;
     _Atomic bool out_of_rotation; /* dead with its restarts used up: routed around */
+    int mempolicy_error;      /* the kernel refused the proxy's memory policy (0: set) */
     int64_t start_deadline;   /* start-up handshake limit (CLOCK_MONOTONIC ms) */
     struct psp_retired_segment *retired;
 };
@@ -251,6 +259,13 @@ struct pspawn_impl {
     int channel_count;                 /* proxies (0 in fallback mode) */
     struct psp_channel *channels;
     _Atomic unsigned int next_route;   /* where routing of the next call starts */
+    /* Per-node layout: the nodes proxies serve (index = backend domain), their usable
+     * CPU counts, and the spreading of instances without a CPU set. */
+    int domain_count;                  /* 0: not per-node */
+    int domain_node[64];               /* node id per domain */
+    int domain_cpus[64];
+    int spread;                        /* PSPAWN_SPREAD_* */
+    _Atomic unsigned int next_spread;  /* instances without a CPU set spread so far */
     struct psp_exec_backend exec;
     /* Async sessions still launching: destroy waits for them. */
     pthread_mutex_t sessions_lock;

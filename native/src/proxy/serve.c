@@ -73,6 +73,7 @@ static int map_segment(struct psp_proxy *p)
     CPU_ZERO(&p->child_cpus);
     memcpy(&p->child_cpus, sh->child_cpus, sizeof(sh->child_cpus) < sizeof(p->child_cpus) ? sizeof(sh->child_cpus) : sizeof(p->child_cpus));
     p->reset_cpus = sh->child_cpus_set != 0 && CPU_COUNT(&p->child_cpus) > 0;
+    p->reset_mempolicy = (sh->child_flags & PSP_CHILD_RESET_MEMPOLICY) != 0;
     /* The second message: one reply eventfd per ring slot. */
     return psp_receive_fds(p->slot_fds, PSP_RING_SLOTS);
 }
@@ -246,6 +247,10 @@ static void collect_child_errors(int error_fd, _Atomic int32_t *errors, uint32_t
  * refusal leaves it where the proxy runs). */
 static void become_instance(const struct psp_proxy *p, struct psp_decoded *req, uint32_t i, int error_fd)
 {
+    /* A node-bound proxy's memory policy is not the child's, unless it asks for it: one
+     * system call, only in node-bound contexts (best effort, like the CPU reset). */
+    if (p->reset_mempolicy && (req->options == NULL || !(req->options->set & PSP_OPT_NUMA_LOCAL)))
+        (void)syscall(SYS_set_mempolicy, 0 /* MPOL_DEFAULT */, NULL, 0UL);
     const struct psp_wire_instance *in = req->instances != NULL ? &req->instances[i] : NULL;
     if (in == NULL || in->cpuset < 0) {
         if (p->reset_cpus)
