@@ -27,6 +27,8 @@ public class SpawnBenchmarks
 
     private PSpawnContext? _spawnContext;
     private PSpawnContext? _spawnNContext;
+    private PSpawnContext? _batchContext;
+    private SpawnInstance[] _instances = [];
     private ProcessStartInfo? _startInfo;
     private readonly SpawnOptions _spawnOptions = new() { InheritEnvironment = false };
     private IntPtr _argv;
@@ -47,6 +49,10 @@ public class SpawnBenchmarks
         var options = new PSpawnContextOptions { ProxyEnvironment = new Dictionary<string, string>() };
         _spawnContext = PSpawnContext.Create(targetPath, -1, options);
         _spawnNContext = PSpawnContext.Create(targetPath, -1, options);
+        _batchContext = PSpawnContext.Create(targetPath, -1, options);
+        _instances = Enumerable.Range(0, Batch)
+            .Select(i => new SpawnInstance { Environment = new Dictionary<string, string?> { ["RANK"] = i.ToString(System.Globalization.CultureInfo.InvariantCulture) } })
+            .ToArray();
         _path = Marshal.StringToCoTaskMemUTF8(targetPath);
         _argv = Marshal.AllocHGlobal(2 * IntPtr.Size);
         Marshal.WriteIntPtr(_argv, 0, _path);
@@ -60,6 +66,7 @@ public class SpawnBenchmarks
     {
         _spawnContext?.Dispose();
         _spawnNContext?.Dispose();
+        _batchContext?.Dispose();
         Marshal.FreeHGlobal(_argv);
         Marshal.FreeHGlobal(_envp);
         Marshal.FreeCoTaskMem(_path);
@@ -91,6 +98,23 @@ public class SpawnBenchmarks
     /// <summary>PSpawn, one request for the whole batch.</summary>
     [Benchmark(OperationsPerInvoke = Batch), BenchmarkCategory("Batch")]
     public void SpawnN() => WaitAll(_spawnNContext!.SpawnN(Batch, [], _spawnOptions));
+
+    /// <summary>PSpawn vector: one batch, instance i with RANK=i in its environment (pspawn_vector).</summary>
+    [Benchmark(OperationsPerInvoke = Batch), BenchmarkCategory("Batch")]
+    public void SpawnBatch() => WaitAll(_batchContext!.SpawnBatch(_instances, _spawnOptions).ThrowIfAnyFailed().Started);
+
+    /// <summary>The same batch as a launch session: outcomes as they complete (await foreach), then Task.WhenAll of the exits.</summary>
+    [Benchmark(OperationsPerInvoke = Batch), BenchmarkCategory("Batch")]
+    public async Task SpawnBatchAsync()
+    {
+        var exits = new List<Task>(Batch);
+        await foreach (SpawnOutcome outcome in _batchContext!.StartBatch(_instances, _spawnOptions))
+        {
+            exits.Add((outcome.Process ?? throw outcome.Exception!).WaitForExitAsync());
+        }
+
+        await Task.WhenAll(exits);
+    }
 
     // ---- One: a single instance, spawn until exited and reaped ----
 

@@ -6,7 +6,9 @@ namespace PSpawn.Compare;
 /// The .NET-side methods, measured in this process exactly as spawnbench measures the native ones:
 /// Process.Start (start all, then wait for all), PSpawn Spawn (one request per instance, then wait
 /// for all) and PSpawn SpawnN (one request, then wait for all: WaitForExit on each, or, for SpawnNAsync,
-/// one Task.WhenAll of WaitForExitAsync).
+/// one Task.WhenAll of WaitForExitAsync); SpawnBatch (one batch whose instance i has RANK=i in its environment,
+/// as spawnbench's pspawn_vector; the instances are built once, their encoding is measured) and SpawnBatchAsync
+/// (the same batch as a launch session: await foreach over its outcomes, then one Task.WhenAll of WaitForExitAsync).
 /// </summary>
 internal sealed class DotNetMethods : IDisposable
 {
@@ -15,6 +17,7 @@ internal sealed class DotNetMethods : IDisposable
     private readonly IReadOnlyDictionary<string, string> _env;
     private readonly SpawnOptions _spawnOptions;
     private readonly Dictionary<string, PSpawnContext> _contexts = new(StringComparer.Ordinal);
+    private readonly List<SpawnInstance> _instances = [];
 
     public DotNetMethods(string path, string label, IReadOnlyDictionary<string, string> env, IEnumerable<string> methods,
         List<ContextStart> contexts)
@@ -23,7 +26,7 @@ internal sealed class DotNetMethods : IDisposable
         _label = label;
         _env = env;
         _spawnOptions = SpawnOptions.WithExactEnvironment(env);
-        foreach (string method in methods.Where(m => m is "Spawn" or "SpawnN" or "SpawnNAsync"))
+        foreach (string method in methods.Where(m => m is "Spawn" or "SpawnN" or "SpawnNAsync" or "SpawnBatch" or "SpawnBatchAsync"))
         {
             var options = new PSpawnContextOptions
             {
@@ -114,9 +117,53 @@ internal sealed class DotNetMethods : IDisposable
                 break;
             }
 
+            case "SpawnBatch":
+            {
+                SpawnBatchResult result = _contexts[method].SpawnBatch(Instances(count), _spawnOptions).ThrowIfAnyFailed();
+                WaitAll(method, result.Started);
+                break;
+            }
+
+            case "SpawnBatchAsync":
+                SpawnBatchAsync(method, count).GetAwaiter().GetResult();
+                break;
             default:
                 throw new ArgumentException($"not a .NET method: {method}", nameof(method));
         }
+    }
+
+    private async Task SpawnBatchAsync(string method, int count)
+    {
+        var exits = new List<Task>(count);
+        var procs = new List<SpawnedProcess>(count);
+        await foreach (SpawnOutcome outcome in _contexts[method].StartBatch(Instances(count), _spawnOptions).ConfigureAwait(false))
+        {
+            SpawnedProcess process = outcome.Process ?? throw outcome.Exception!;
+            procs.Add(process);
+            exits.Add(process.WaitForExitAsync());
+        }
+
+        await Task.WhenAll(exits).ConfigureAwait(false);
+        foreach (var p in procs)
+        {
+            int code = p.ExitCode;
+            p.Dispose();
+            Check(method, code);
+        }
+    }
+
+    /// <summary>The first `count` instances of the vector methods: no arguments, RANK=i (built once, as spawnbench does).</summary>
+    private List<SpawnInstance> Instances(int count)
+    {
+        for (int i = _instances.Count; i < count; i++)
+        {
+            _instances.Add(new SpawnInstance
+            {
+                Environment = new Dictionary<string, string?> { ["RANK"] = i.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+            });
+        }
+
+        return count == _instances.Count ? _instances : _instances.GetRange(0, count);
     }
 
     private static void WaitAll(string method, IReadOnlyList<SpawnedProcess> procs)
@@ -201,7 +248,13 @@ internal sealed class DotNetMethods : IDisposable
                 default:
                 {
                     var ctx = _contexts[method];
-                    using var p = method == "Spawn" ? ctx.Spawn([], _spawnOptions) : ctx.SpawnN(1, [], _spawnOptions)[0];
+                    using var p = method switch
+                    {
+                        "Spawn" => ctx.Spawn([], _spawnOptions),
+                        "SpawnBatch" => ctx.SpawnBatch(Instances(1), _spawnOptions).ThrowIfAnyFailed().Started[0],
+                        "SpawnBatchAsync" => ctx.SpawnBatchAsync(Instances(1), _spawnOptions).GetAwaiter().GetResult().ThrowIfAnyFailed().Started[0],
+                        _ => ctx.SpawnN(1, [], _spawnOptions)[0],
+                    };
                     callUs = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
                     p.WaitForExit();
                     code = p.ExitCode;

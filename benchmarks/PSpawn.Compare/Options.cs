@@ -5,14 +5,15 @@ namespace PSpawn.Compare;
 /// <summary>Command line of the comparison (hand-parsed: no dependency for a dozen flags).</summary>
 internal sealed class Options
 {
-    public const string NativeMethodsDefault = "sfork,afork,vfork,posix_spawn,pspawn,pspawn_n";
-    public const string DotNetMethodsDefault = "Process.Start,Spawn,SpawnN";
+    public const string NativeMethodsDefault = "sfork,afork,vfork,posix_spawn,pspawn,pspawn_n,pspawn_vector,pspawn_vector_async";
+    public const string DotNetMethodsDefault = "Process.Start,Spawn,SpawnN,SpawnBatch,SpawnBatchAsync";
 
     /// <summary>Every method this tool knows: the native ones run in spawnbench, the others in this process.</summary>
     public static readonly string[] NativeMethods =
-        ["sfork", "afork", "vfork", "posix_spawn", "pspawn", "pspawn_n", "pspawn_n_lazy", "pspawn_n_prefault", "pspawn_n_2p"];
+        ["sfork", "afork", "vfork", "posix_spawn", "pspawn", "pspawn_n", "pspawn_n_lazy", "pspawn_n_prefault", "pspawn_n_2p",
+         "pspawn_vector", "pspawn_vector_async"];
 
-    public static readonly string[] DotNetMethods = ["Process.Start", "Spawn", "SpawnN", "SpawnNAsync"];
+    public static readonly string[] DotNetMethods = ["Process.Start", "Spawn", "SpawnN", "SpawnNAsync", "SpawnBatch", "SpawnBatchAsync"];
 
     public List<string> Targets { get; } = ["noop", "pynamic100", "pynamic400"];
     public int? N { get; set; }
@@ -41,9 +42,13 @@ internal sealed class Options
           --rounds R          rounds; methods are interleaved in each round (default 5; 3 for pynamic400)
           --latency K         single-spawn latency samples per method and round (default noop 10, pynamic400 3, others 5)
           --methods LIST      comma-separated (default sfork,afork,vfork,posix_spawn,pspawn,pspawn_n,
-                              Process.Start,Spawn,SpawnN); also pspawn_n_lazy (proxy without bind-now),
+                              pspawn_vector,pspawn_vector_async,Process.Start,Spawn,SpawnN,SpawnBatch,
+                              SpawnBatchAsync); also pspawn_n_lazy (proxy without bind-now),
                               pspawn_n_prefault (proxy with prefault), pspawn_n_2p (two proxies,
                               one per CPU), SpawnNAsync (SpawnN, then Task.WhenAll of WaitForExitAsync);
+                              pspawn_vector/SpawnBatch: one batch, per-instance environment (RANK=i);
+                              pspawn_vector_async/SpawnBatchAsync: the same as a launch session (.NET:
+                              await foreach over its outcomes, then Task.WhenAll of WaitForExitAsync);
                               "all" = every method
           --env KIND          environment of the instances: empty (default) or realistic (10 LD_LIBRARY_PATH
                               entries before the real one, 50 variables)

@@ -28,7 +28,7 @@ namespace PSpawn;
 /// signal handler at all. Mono.Unix is used only for errno and signal names and descriptions.
 /// </para>
 /// </remarks>
-public sealed class PSpawnContext : IDisposable, IAsyncDisposable
+public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
 {
     private readonly ContextHandle _handle;
     private int _disposed;
@@ -126,6 +126,34 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// How many proxies serve this context (<see cref="PSpawnContextOptions.ProxyCount"/>, or the native default); a batch is
+    /// fanned out to all of them. 0 in <see cref="PSpawnMode.Fallback"/> mode and after <see cref="Dispose"/>.
+    /// </summary>
+    public unsafe int ProxyCount
+    {
+        get
+        {
+            bool added = false;
+            try
+            {
+                _handle.DangerousAddRef(ref added);
+                return Interop.PSpawnCore.ContextProxyCount(_handle.Pointer);
+            }
+            catch (ObjectDisposedException)
+            {
+                return 0;
+            }
+            finally
+            {
+                if (added)
+                {
+                    _handle.DangerousRelease();
+                }
+            }
+        }
+    }
+
     /// <summary>The version of the native core (libpspawn.so), "MAJOR.MINOR.PATCH".</summary>
     public static unsafe string NativeVersion
     {
@@ -185,6 +213,7 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
             attr.StartupTimeoutMs = PSpawnContextOptions.ToMilliseconds(options.StartupTimeout);
             attr.RequestTimeoutMs = PSpawnContextOptions.ToMilliseconds(options.RequestTimeout);
             attr.MaxRestarts = options.MaxRestarts;
+            attr.Proxies = options.ProxyCount ?? 0;
             if (options.SharedBufferSize is int bufferSize)
             {
                 attr.BufferSize = (nuint)bufferSize;
@@ -516,7 +545,10 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
     private static int PipeEnd(int[]? stdioFds, bool[] piped, int i, int k) =>
         stdioFds is not null && piped[k] ? stdioFds[(3 * i) + k] : -1;
 
-    private static List<string> BuildEnvironment(SpawnOptions options)
+    private static List<string> BuildEnvironment(SpawnOptions options) =>
+        NativeStringArray.ToEnvironmentBlock(BuildEnvironmentVariables(options), nameof(options));
+
+    private static Dictionary<string, string> BuildEnvironmentVariables(SpawnOptions options)
     {
         Dictionary<string, string> variables = options.InheritEnvironment
             ? NativeStringArray.CurrentEnvironment()
@@ -534,7 +566,7 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
             }
         }
 
-        return NativeStringArray.ToEnvironmentBlock(variables, nameof(options));
+        return variables;
     }
 
     private static string DescribeFallbackReason(Errno reason) => reason switch
@@ -567,6 +599,8 @@ public sealed class PSpawnContext : IDisposable, IAsyncDisposable
     }
 
     internal void RelayChildReaped() => Interlocked.Decrement(ref _runningRelayChildren);
+
+    internal void RelayChildrenStarted(int children) => Interlocked.Add(ref _runningRelayChildren, children);
 
     /// <summary>
     /// Stops and reaps the proxy once no call on this context is in flight. Children already spawned keep

@@ -47,6 +47,18 @@ public sealed record PSpawnContextOptions
     /// </summary>
     public int MaxRestarts { get; init; } = DefaultMaxRestarts;
 
+    /// <summary>The largest <see cref="ProxyCount"/>: 1024 (a cpu_set_t's CPUs).</summary>
+    public const int MaxProxyCount = 1024;
+
+    /// <summary>
+    /// How many proxies serve the context, each pinned to its share of the CPUs this process may use; a batch
+    /// (<see cref="PSpawnContext.SpawnBatch"/>, <see cref="PSpawnContext.StartBatch"/>, <see cref="PSpawnContext.SpawnN"/>) is
+    /// fanned out to all of them at once, and an instance with a CPU set goes to a proxy whose CPUs cover it. Null (the
+    /// default) takes the native default (one per usable core, at most 8); 1 is a single proxy, unpinned or pinned to the
+    /// context's core. From 1 to <see cref="MaxProxyCount"/>. <see cref="PSpawnContext.ProxyCount"/> says how many serve it.
+    /// </summary>
+    public int? ProxyCount { get; init; }
+
     /// <summary>
     /// Use <see cref="PSpawnMode.Relay"/> even when zygote mode is possible: the proxy stays the parent of every
     /// child and relays its exit status. Default false.
@@ -98,6 +110,11 @@ public sealed record PSpawnContextOptions
         if (MaxRestarts < -1)
         {
             throw new ArgumentOutOfRangeException(nameof(MaxRestarts), MaxRestarts, "MaxRestarts must be -1 (no limit), 0 (never) or a positive count.");
+        }
+
+        if (ProxyCount is < 1 or > MaxProxyCount)
+        {
+            throw new ArgumentOutOfRangeException(nameof(ProxyCount), ProxyCount, $"ProxyCount must be null (the native default) or from 1 to {MaxProxyCount}.");
         }
 
         if (ProxyLibraryPath is { Length: 0 })

@@ -234,7 +234,7 @@ public sealed record SpawnOptions
         }
     }
 
-    private static void ValidateCpuSet(IReadOnlySet<int>? set, string what, string paramName)
+    internal static void ValidateCpuSet(IReadOnlySet<int>? set, string what, string paramName)
     {
         if (set is null)
         {

@@ -53,6 +53,60 @@ public sealed class LeakTests
         Assert.Empty(LinuxProcesses.Zombies());
     }
 
+    private static int ThreadCount() => Directory.GetDirectories("/proc/self/task").Length;
+
+    [Fact]
+    public async Task No_descriptor_thread_or_zombie_left_after_5000_batch_instances()
+    {
+        await WarmUp();
+        using (var warm = PSpawnContext.Create(Fixtures.Noop))
+        {
+            await (await warm.StartBatch([new SpawnInstance(), new SpawnInstance()])).Started.ExitAll();
+        }
+
+        int fdsBefore = LinuxProcesses.OpenFdCount();
+        int threadsBefore = ThreadCount();
+        int threadsAfter10 = 0;
+        int maxThreads = 0;
+        using (var context = PSpawnContext.Create(Fixtures.Noop))
+        {
+            // 50 rounds of 100 instances: 25 synchronous batches and 25 async sessions (each several native sessions).
+            for (int round = 0; round < 50; round++)
+            {
+                SpawnInstance[] instances = Enumerable.Range(0, 100)
+                    .Select(i => new SpawnInstance([round.ToString(System.Globalization.CultureInfo.InvariantCulture)])
+                    {
+                        Environment = new Dictionary<string, string?> { ["RANK"] = i.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+                    })
+                    .ToArray();
+                SpawnBatchResult result = round % 2 == 0 ? context.SpawnBatch(instances) : await context.StartBatch(instances);
+                Assert.True(result.AllStarted, result.ToString());
+                maxThreads = Math.Max(maxThreads, ThreadCount());
+                await result.Started.ExitAll(TimeSpan.FromMinutes(2));
+                Assert.All(result.Started, p => Assert.Equal(0, p.ExitCode));
+                foreach (SpawnedProcess process in result.Started)
+                {
+                    process.Dispose();
+                }
+
+                if (round == 9)
+                {
+                    threadsAfter10 = ThreadCount();
+                }
+            }
+
+            Assert.Empty(LinuxProcesses.Zombies());
+        }
+
+        int fdsAfter = LinuxProcesses.OpenFdCount();
+        int threadsAfter = ThreadCount();
+        Assert.True(fdsAfter <= fdsBefore + 2, $"fds before: {fdsBefore}, after 5000 batch instances: {fdsAfter}");
+        // A thread per session would add 25 or more; the thread pool may add a few of its own.
+        Assert.True(threadsAfter <= threadsAfter10 + 3, $"threads after 10 rounds: {threadsAfter10}, after 50: {threadsAfter}");
+        Assert.True(maxThreads <= threadsBefore + 8, $"threads before: {threadsBefore}, at most {maxThreads} during 50 rounds");
+        Assert.Empty(LinuxProcesses.Zombies());
+    }
+
     [Fact]
     public async Task No_leaked_fds_over_10000_spawns_with_pipes()
     {

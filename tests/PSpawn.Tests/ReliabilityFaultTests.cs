@@ -32,7 +32,8 @@ public sealed class ReliabilityFaultTests(ITestOutputHelper output) : IDisposabl
         {
             // Children of the fixture left running by other tests are not ours to count.
             HashSet<int> before = ReliabilityProbes.LiveChildren("report");
-            await using var context = PSpawnContext.Create(Fixtures.Report);
+            // One proxy: with several, the others take over what the killed one did not fork (the test below).
+            await using var context = PSpawnContext.Create(Fixtures.Report, options: new PSpawnContextOptions { ProxyCount = 1 });
             int proxy = context.ProxyProcessId ?? throw new InvalidOperationException("no proxy");
             string reportPath = _temp.File(Invariant($"killed-{attempt}.json"));
             var batch = Task.Factory.StartNew(
@@ -116,10 +117,41 @@ public sealed class ReliabilityFaultTests(ITestOutputHelper output) : IDisposabl
     }
 
     [Fact]
+    public async Task One_of_two_proxies_SIGKILLed_during_SpawnN_loses_no_instance()
+    {
+        const int Count = 500;
+        const int ChildExit = 5;
+        await using var context = PSpawnContext.Create(Fixtures.Report, options: new PSpawnContextOptions { ProxyCount = 2 });
+        Assert.Equal(2, context.ProxyCount);
+        int proxy = context.ProxyProcessId ?? throw new InvalidOperationException("no proxy");
+        HashSet<int> before = ReliabilityProbes.LiveChildren("report");
+        var batch = Task.Factory.StartNew(
+            () => context.SpawnN(Count, [$"--report-exit={ChildExit}", "--report-sleep-ms=2000", $"--report-out={_temp.File("two.json")}"]),
+            CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        await Bounded.Until(
+            () => batch.IsCompleted || ReliabilityProbes.LiveChildren("report").Except(before).Count() >= 10,
+            "the batch has started some children");
+        Assert.Equal(0, LinuxProcesses.Kill(proxy, LinuxProcesses.SIGKILL));
+
+        // The surviving proxy forks what the killed one had not: every instance started, none lost.
+        IReadOnlyList<SpawnedProcess> all = await batch.Within(TimeSpan.FromSeconds(60));
+        Assert.Equal(Count, all.Count);
+        Assert.Equal(Count, all.Select(p => p.Id).Distinct().Count());
+        await all.ExitAll();
+        Assert.All(all, p => Assert.Equal(ChildExit, p.ExitCode));
+        foreach (SpawnedProcess p in all)
+        {
+            p.Dispose();
+        }
+
+        output.WriteLine(Invariant($"SpawnN({Count}) on two proxies, one SIGKILLed mid-batch: {all.Count} started, all exited {ChildExit}"));
+    }
+
+    [Fact]
     public async Task Proxy_SIGSTOPped_makes_Spawn_time_out_with_a_proxy_error_instead_of_hanging()
     {
         var timeout = TimeSpan.FromMilliseconds(500);
-        await using var context = PSpawnContext.Create(Fixtures.Noop, options: new PSpawnContextOptions { RequestTimeout = timeout });
+        await using var context = PSpawnContext.Create(Fixtures.Noop, options: new PSpawnContextOptions { RequestTimeout = timeout, ProxyCount = 1 });
         await context.SpawnN(3, []).ExitAll();
         int proxy = context.ProxyProcessId ?? throw new InvalidOperationException("no proxy");
         Assert.Equal(0, LinuxProcesses.Kill(proxy, ReliabilityProbes.SIGSTOP));

@@ -28,7 +28,7 @@ public sealed class RestartTests
     public async Task Killed_proxy_is_restarted_by_the_next_spawn_and_earlier_children_stay_waitable()
     {
         var logger = new FakeLogger();
-        using var context = PSpawnContext.Create(Fixtures.Report, options: new PSpawnContextOptions { Logger = logger });
+        using var context = PSpawnContext.Create(Fixtures.Report, options: new PSpawnContextOptions { Logger = logger, ProxyCount = 1 });
         Assert.Equal(0, context.RestartCount);
         int proxy = context.ProxyProcessId!.Value;
         var quiet = new SpawnOptions { StandardOutput = StdioTarget.Null };
@@ -61,7 +61,7 @@ public sealed class RestartTests
     [Fact]
     public async Task MaxRestarts_zero_makes_the_next_spawn_a_PSpawnProxyException()
     {
-        using var context = PSpawnContext.Create(Fixtures.Noop, options: new PSpawnContextOptions { MaxRestarts = 0 });
+        using var context = PSpawnContext.Create(Fixtures.Noop, options: new PSpawnContextOptions { MaxRestarts = 0, ProxyCount = 1 });
         await KillProxy(context);
         var e = Assert.Throws<PSpawnProxyException>(() => context.Spawn([]));
         Assert.Equal(Errno.EPIPE, e.Errno);

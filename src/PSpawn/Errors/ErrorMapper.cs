@@ -143,6 +143,19 @@ internal static class ErrorMapper
         return exception;
     }
 
+    /// <summary>The exception describing why instance <paramref name="index"/> of a batch did not start.</summary>
+    internal static Exception ForInstance(Errno errno, string path, int index)
+    {
+        if (errno == Errno.ECANCELED)
+        {
+            return new PSpawnException(
+                $"Instance {index} of the batch of '{path}' was not launched: the batch was canceled first: {Describe(errno)}.", errno, path);
+        }
+
+        // As a single spawn with options reports it (the batch's failures are per instance, reported by the child or the dispatcher).
+        return ForSpawn(errno, path, 1, [], withOptions: true);
+    }
+
     private static PSpawnUnsupportedExecutableException Unsupported(UnsupportedExecutableReason reason, string message, Errno errno, string path, Exception? inner) =>
         new("Cannot create a PSpawn context: " + message, reason, errno, path, inner);
 }

@@ -52,6 +52,22 @@ internal sealed class ContextLease
 
     public ContextHandle Handle { get; }
 
+    /// <summary>Counts <paramref name="children"/> more children (of a launch session that holds the lease meanwhile).</summary>
+    public void AddChildren(int children)
+    {
+        _owner.RelayChildrenStarted(children);
+        Interlocked.Add(ref _remaining, children);
+    }
+
+    /// <summary>Gives up the share of a holder that is not a child (a launch session, once it is done).</summary>
+    public void ReleaseHolder()
+    {
+        if (Interlocked.Decrement(ref _remaining) == 0)
+        {
+            Handle.DangerousRelease();
+        }
+    }
+
     public void Release()
     {
         _owner.RelayChildReaped();

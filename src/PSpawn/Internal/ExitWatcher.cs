@@ -23,7 +23,7 @@ internal sealed unsafe class ExitWatcher
     private static readonly Lazy<ExitWatcher?> s_instance = new(Start, LazyThreadSafetyMode.ExecutionAndPublication);
 
     private readonly int _epollFd;
-    private readonly ConcurrentDictionary<ulong, object> _watched = new(); // SpawnedProcess or PipeEndStream
+    private readonly ConcurrentDictionary<ulong, object> _watched = new(); // SpawnedProcess, PipeEndStream or IReadyTarget
     private long _lastKey;
 
     private ExitWatcher(int epollFd)
@@ -137,6 +137,27 @@ internal sealed unsafe class ExitWatcher
         return false;
     }
 
+    /// <summary>
+    /// Waits (once, EPOLLIN | EPOLLONESHOT) until <paramref name="fd"/> becomes readable, then calls
+    /// <see cref="IReadyTarget.OnReady"/> on this thread. Used for the eventfds of launch sessions: no thread waits per session.
+    /// Remove it with <see cref="Disarm"/> before the descriptor is closed.
+    /// </summary>
+    public bool TryWatchReadable(IReadyTarget target, int fd, ulong key, out int errno)
+    {
+        _watched[key] = target;
+        byte* evt = stackalloc byte[16];
+        Interop.Sys.EpollEvent.Write(evt, Interop.Sys.EPOLLIN | Interop.Sys.EPOLLONESHOT, key);
+        if (Interop.Sys.EpollCtl(_epollFd, Interop.Sys.EPOLL_CTL_ADD, fd, evt) == 0)
+        {
+            errno = 0;
+            return true;
+        }
+
+        errno = Marshal.GetLastPInvokeError();
+        _watched.TryRemove(key, out _);
+        return false;
+    }
+
     /// <summary>Removes a pipe end from the epoll set (before it is closed); the caller holds a reference on it.</summary>
     public void Disarm(int fd, ulong key)
     {
@@ -172,12 +193,23 @@ internal sealed unsafe class ExitWatcher
                     {
                         process.OnExitObserved();
                     }
+                    else if (target is PipeEndStream stream)
+                    {
+                        stream.OnReady();
+                    }
                     else
                     {
-                        ((PipeEndStream)target).OnReady();
+                        ((IReadyTarget)target).OnReady();
                     }
                 }
             }
         }
     }
+}
+
+/// <summary>Something the <see cref="ExitWatcher"/> thread calls when a descriptor it waits on becomes readable.</summary>
+internal interface IReadyTarget
+{
+    /// <summary>Called once per <see cref="ExitWatcher.TryWatchReadable"/>, on the watcher thread: must not block.</summary>
+    void OnReady();
 }

@@ -56,4 +56,8 @@ internal static partial class Log
     [LoggerMessage(EventId = 13, EventName = "ProxyRestarted", Level = LogLevel.Warning,
         Message = "The PSpawn proxy for {Path} had died and was restarted as {ProxyPid} (restart {Restarts}; PSpawnContextOptions.MaxRestarts {MaxRestarts}, -1 = no limit)")]
     public static partial void ProxyRestarted(ILogger logger, string path, int proxyPid, int restarts, int maxRestarts);
+
+    [LoggerMessage(EventId = 14, EventName = "BatchSpawned", Level = LogLevel.Debug,
+        Message = "Batch of {Path}: started {Started} of {Requested} instance(s), {Failed} failed ({Canceled} canceled)")]
+    public static partial void BatchSpawned(ILogger logger, string path, int started, int requested, int failed, int canceled);
 }

@@ -154,7 +154,7 @@ internal sealed unsafe class NativeSpawnAttributes : IDisposable
         }
     }
 
-    private static void FillCpuSet(Span<byte> set, IReadOnlySet<int> cpus)
+    internal static void FillCpuSet(Span<byte> set, IReadOnlySet<int> cpus)
     {
         set.Clear();
         foreach (int cpu in cpus)

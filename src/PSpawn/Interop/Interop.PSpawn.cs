@@ -125,6 +125,38 @@ internal static partial class Interop
         [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_set_cpus_per_instance", SetLastError = true)]
         internal static partial int AttrSetCpusPerInstance(IntPtr attr, byte* sets, int count);
 
+        /// <summary>pspawn_instance_t: one instance of a vector spawn.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Instance
+        {
+            public byte** Argv;
+            public byte** Envp;
+            public byte* Cpus;
+            public nuint CpuSetSize;
+        }
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_vector", SetLastError = true)]
+        internal static partial int Vector(int* pids, int* errors, Context* ctx, Instance* instances, int n, IntPtr attr);
+
+        /// <summary>pspawn_vector_async; <paramref name="session"/> receives a pspawn_session_t*.</summary>
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_vector_async", SetLastError = true)]
+        internal static partial int VectorAsync(IntPtr* session, Context* ctx, Instance* instances, int n, IntPtr attr);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_session_fd", SetLastError = true)]
+        internal static partial int SessionFd(IntPtr session);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_session_wait", SetLastError = true)]
+        internal static partial int SessionWait(IntPtr session, int timeoutMs);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_session_results", SetLastError = true)]
+        internal static partial int SessionResults(IntPtr session, int* pids, int* errors);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_session_cancel")]
+        internal static partial void SessionCancel(IntPtr session);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_session_free")]
+        internal static partial void SessionFree(IntPtr session);
+
         [LibraryImport(LibraryName, EntryPoint = "pspawn_waitpid", SetLastError = true)]
         internal static partial int WaitPid(Context* ctx, int pid, int* wstatus, int options);
 

@@ -11,6 +11,8 @@ internal static partial class Interop
 
         internal const int EINTR = 4;
         internal const int ESRCH = 3;
+        internal const int EIO = 5;
+        internal const int ECANCELED = 125;
         internal const int ECHILD = 10;
         internal const int ENFILE = 23;
         internal const int EMFILE = 24;
