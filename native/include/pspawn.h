@@ -176,6 +176,14 @@ typedef struct pspawn_context_attr {
                                   stopped) or PSPAWN_SPREAD_FILL (a node takes as many
                                   consecutive instances as it has usable CPUs, then the
                                   next node) */
+    const char *cgroup;        /* cgroup v2 directory (a path under the cgroup2 mount, e.g.
+                                  "/sys/fs/cgroup/jobs/a") every child is created in
+                                  (clone3 CLONE_INTO_CGROUP: born there, its limits apply
+                                  to the fork itself); opened at create: ENOENT, ENOTDIR,
+                                  EACCES, EOPNOTSUPP (a v1 hierarchy or not a cgroup: v1
+                                  placement is not built). NULL (default): each child
+                                  starts in the cgroup v2 the caller is in *at spawn time*,
+                                  as after fork+exec (see pspawn_attr_set_cgroup) */
 } pspawn_context_attr_t;
 
 #define PSPAWN_NUMA_AUTO 0
@@ -320,6 +328,21 @@ PSPAWN_API int pspawn_attr_set_parent_death_signal(pspawn_attr_t *attr, int sig)
  * reset it to the default policy before main, as a fork+exec child of the caller
  * would have. No effect where the proxy is not node-bound. */
 PSPAWN_API int pspawn_attr_set_numa_local(pspawn_attr_t *attr, int on);
+/* cgroup v2 placement of every child of the spawn: created directly in the cgroup at
+ * `path` (a directory of the cgroup2 mount) with clone3(CLONE_INTO_CGROUP), so its
+ * limits (pids.max, memory.max, ...) apply from the fork on. The directory is opened
+ * now (the attr keeps it open): ENOENT no such cgroup, ENOTDIR, EACCES/EPERM no
+ * permission, EOPNOTSUPP not a cgroup v2 directory (v1 hierarchies cannot be joined
+ * at creation; v1 placement is not built). NULL: back to the default. At spawn time the
+ * kernel may still refuse an instance: EACCES/EPERM, EBUSY/EOPNOTSUPP (a cgroup with
+ * controllers in subtree_control, or threaded: "no internal processes"), ENOENT
+ * (removed since it was opened), EAGAIN (pids.max reached) - that instance's errno.
+ * Without it: the context's cgroup (pspawn_context_attr_t.cgroup), else the caller's
+ * cgroup v2 at spawn time (a caller that moved after create has its new cgroup's limits
+ * applied; one read of /proc/self/cgroup per call, a directory opened only when it
+ * moved). Parallel exec backend (fallback/exec modes): explicit cgroups are ENOTSUP per
+ * instance; its children are born in the caller's cgroup anyway. */
+PSPAWN_API int pspawn_attr_set_cgroup(pspawn_attr_t *attr, const char *path);
 #ifdef __USE_GNU /* cpu_set_t: define _GNU_SOURCE before any #include to get these */
 /* CPU placement: every instance on `set` ... */
 PSPAWN_API int pspawn_attr_set_cpus(pspawn_attr_t *attr, const cpu_set_t *set);

@@ -71,6 +71,9 @@ struct psp_relay_slot {
 /* Per-spawn options, present when request.flags has PSP_REQ_OPTIONS. Strings (paths)
  * live in the same blob after this struct, at offsets relative to the blob. */
 #define PSP_REQ_OPTIONS 0x1u
+/* The request's last descriptor is a cgroup v2 directory: every child is created in it
+ * (clone3 with CLONE_INTO_CGROUP). */
+#define PSP_REQ_CGROUP 0x2u
 #define PSP_MAX_RLIMITS 16
 #define PSP_MAX_PATH 4096
 
@@ -219,6 +222,7 @@ struct psp_decoded {
     uint64_t results_offset; /* validated copies, never re-read from the segment */
     uint64_t errors_offset;
     uint32_t fd_count;
+    bool cgroup;                      /* PSP_REQ_CGROUP: the last descriptor */
     struct psp_wire_options *options; /* NULL without PSP_REQ_OPTIONS; private copy */
     /* The instance a child runs: set 0 after decoding; serve.c points them at the
      * instance's set in each child before psp_child_prepare. */

@@ -399,12 +399,27 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
         return -1;
     }
     impl->core = attr->core;
+    impl->cgroup_fd = -1;
+    /* Where the proxies (and so, by default, their children) will be. */
+    impl->proxy_cgroup_known = psp_cgroup2_mount() != NULL &&
+                               psp_cgroup_current(impl->proxy_cgroup, sizeof(impl->proxy_cgroup));
+    if (attr->cgroup != NULL) {
+        int err = psp_cgroup_open(attr->cgroup, &impl->cgroup_fd);
+        if (err != 0) {
+            free(impl->path);
+            free(impl);
+            errno = err;
+            return -1;
+        }
+    }
     pthread_mutex_init(&impl->sessions_lock, NULL);
     pthread_cond_init(&impl->sessions_done, NULL);
     int err = start(impl, attr);
     if (err != 0) {
         pthread_cond_destroy(&impl->sessions_done);
         pthread_mutex_destroy(&impl->sessions_lock);
+        if (impl->cgroup_fd >= 0)
+            close(impl->cgroup_fd);
         free(impl->path);
         free(impl);
         errno = err;
@@ -437,6 +452,8 @@ void pspawn_context_destroy(pspawn_context_t *ctx)
     free(impl->channels);
     pthread_cond_destroy(&impl->sessions_done);
     pthread_mutex_destroy(&impl->sessions_lock);
+    if (impl->cgroup_fd >= 0)
+        close(impl->cgroup_fd);
     free(impl->path);
     free(impl);
     ctx->impl = NULL;

@@ -50,7 +50,19 @@ struct pspawn_attr {
     cpu_set_t *cpusets;
     int cpuset_count;
     bool owns_fds;  /* a session's copy: its caller_fds are duplicates, closed on destroy */
+    bool has_cgroup;
+    int cgroup_fd;  /* cgroup v2 directory the children are created in (owned) */
 };
+
+/* cgroup.c: cgroup v2 placement. */
+/* Opens a cgroup v2 directory: ENOENT no such directory, ENOTDIR, EACCES/EPERM,
+ * EOPNOTSUPP not on a cgroup2 file system (a v1 hierarchy, or no cgroup at all). */
+int psp_cgroup_open(const char *path, int *out_fd);
+/* The calling process's cgroup v2 path ("/a/b" from /proc/self/cgroup's "0::" line)
+ * into buf; false if there is none. */
+bool psp_cgroup_current(char *buf, size_t size);
+/* The cgroup2 mount point ("/sys/fs/cgroup" or "/sys/fs/cgroup/unified"), or NULL. */
+const char *psp_cgroup2_mount(void);
 
 /* attr.c: the wire form of options (struct psp_wire_options + strings + CPU sets). */
 size_t psp_attr_wire_size(const pspawn_attr_t *attr);
@@ -138,6 +150,9 @@ struct psp_plan {
     /* Set by the caller to stop submitting (session freed): pending instances fail
      * with ECANCELED. */
     _Atomic bool *cancel;
+    /* The cgroup v2 directory every child of the plan is created in, -1: where the
+     * proxy is (the caller's cgroup is already the proxy's). Borrowed. */
+    int cgroup_fd;
     char *argv0[2];            /* the context path alone, for instances with NULL argv */
 };
 
@@ -267,6 +282,11 @@ struct pspawn_impl {
     int spread;                        /* PSPAWN_SPREAD_* */
     _Atomic unsigned int next_spread;  /* instances without a CPU set spread so far */
     struct psp_exec_backend exec;
+    /* cgroup placement: the context's cgroup (attr.cgroup; -1 none: the caller's at
+     * spawn time), and the caller's v2 cgroup the proxies were started in. */
+    int cgroup_fd;
+    char proxy_cgroup[1024];
+    bool proxy_cgroup_known;
     /* Async sessions still launching: destroy waits for them. */
     pthread_mutex_t sessions_lock;
     pthread_cond_t sessions_done;

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/sched.h>
 
 #include "proxy/proxy.h"
 
@@ -215,8 +216,22 @@ static int error_pipe_above_stdio(int pipe_fds[2])
  * with the proxy's exit signal (SIGCHLD, as posix_spawn started us). The kernel writes
  * the new pid into the shared results slot before clone returns (CLONE_PARENT_SETTID),
  * so a proxy killed right after a fork cannot hide a child from the launcher. */
-static pid_t clone_child(struct psp_proxy *p, _Atomic int32_t *result_slot)
+static pid_t clone_child(struct psp_proxy *p, _Atomic int32_t *result_slot, int cgroup_fd)
 {
+    if (cgroup_fd >= 0) {
+        /* Born in the cgroup (no migration, no threadgroup lock; its limits apply to
+         * this very fork). clone3 with CLONE_PARENT needs exit_signal 0: the child then
+         * gets our own exit signal, SIGCHLD, as with clone above. */
+        struct clone_args args;
+        memset(&args, 0, sizeof(args));
+        args.flags = CLONE_INTO_CGROUP | CLONE_PARENT_SETTID | (p->relay ? 0 : CLONE_PARENT) |
+                     (p->tid_field != NULL ? CLONE_CHILD_SETTID : 0);
+        args.exit_signal = p->relay ? SIGCHLD : 0;
+        args.parent_tid = (uint64_t)(uintptr_t)result_slot;
+        args.child_tid = (uint64_t)(uintptr_t)p->tid_field;
+        args.cgroup = (uint64_t)cgroup_fd;
+        return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+    }
     unsigned long flags = (p->relay ? (unsigned long)SIGCHLD : (unsigned long)CLONE_PARENT) | CLONE_PARENT_SETTID;
     if (p->tid_field != NULL)
         flags |= CLONE_CHILD_SETTID;
@@ -304,7 +319,7 @@ static bool serve_request(struct psp_proxy *p, uint32_t slot_index, uint64_t seq
             if (p->relay && slot == NULL) {
                 errno = EAGAIN;
             } else {
-                pid = clone_child(p, &results[i]);
+                pid = clone_child(p, &results[i], req->cgroup ? fds[req->fd_count - 1] : -1);
                 if (pid == 0) {
                     become_instance(p, req, i, error_pipe[1]);
                     psp_child_prepare(p, req, i, fds, error_pipe[1]);
