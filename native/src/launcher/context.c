@@ -400,12 +400,18 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
     }
     impl->core = attr->core;
     impl->cgroup_fd = -1;
+    impl->self_cgroup_fd = -1;
     /* Where the proxies (and so, by default, their children) will be. */
-    impl->proxy_cgroup_known = psp_cgroup2_mount() != NULL &&
-                               psp_cgroup_current(impl->proxy_cgroup, sizeof(impl->proxy_cgroup));
+    if (psp_cgroup2_mount() != NULL && !(attr->flags & PSPAWN_CTX_EXEC)) {
+        impl->self_cgroup_fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+        impl->proxy_cgroup_known =
+            psp_cgroup_current(impl->self_cgroup_fd, impl->proxy_cgroup, sizeof(impl->proxy_cgroup));
+    }
     if (attr->cgroup != NULL) {
         int err = psp_cgroup_open(attr->cgroup, &impl->cgroup_fd);
         if (err != 0) {
+            if (impl->self_cgroup_fd >= 0)
+                close(impl->self_cgroup_fd);
             free(impl->path);
             free(impl);
             errno = err;
@@ -420,6 +426,8 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
         pthread_mutex_destroy(&impl->sessions_lock);
         if (impl->cgroup_fd >= 0)
             close(impl->cgroup_fd);
+        if (impl->self_cgroup_fd >= 0)
+            close(impl->self_cgroup_fd);
         free(impl->path);
         free(impl);
         errno = err;
@@ -454,6 +462,8 @@ void pspawn_context_destroy(pspawn_context_t *ctx)
     pthread_mutex_destroy(&impl->sessions_lock);
     if (impl->cgroup_fd >= 0)
         close(impl->cgroup_fd);
+    if (impl->self_cgroup_fd >= 0)
+        close(impl->self_cgroup_fd);
     free(impl->path);
     free(impl);
     ctx->impl = NULL;

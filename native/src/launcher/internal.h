@@ -59,8 +59,9 @@ struct pspawn_attr {
  * EOPNOTSUPP not on a cgroup2 file system (a v1 hierarchy, or no cgroup at all). */
 int psp_cgroup_open(const char *path, int *out_fd);
 /* The calling process's cgroup v2 path ("/a/b" from /proc/self/cgroup's "0::" line)
- * into buf; false if there is none. */
-bool psp_cgroup_current(char *buf, size_t size);
+ * into buf, read through self_fd (a kept descriptor of /proc/self/cgroup, or -1: opened
+ * for the call); false if there is none. */
+bool psp_cgroup_current(int self_fd, char *buf, size_t size);
 /* The cgroup2 mount point ("/sys/fs/cgroup" or "/sys/fs/cgroup/unified"), or NULL. */
 const char *psp_cgroup2_mount(void);
 
@@ -285,6 +286,7 @@ struct pspawn_impl {
     /* cgroup placement: the context's cgroup (attr.cgroup; -1 none: the caller's at
      * spawn time), and the caller's v2 cgroup the proxies were started in. */
     int cgroup_fd;
+    int self_cgroup_fd;                /* /proc/self/cgroup, kept open for the comparison */
     char proxy_cgroup[1024];
     bool proxy_cgroup_known;
     /* Async sessions still launching: destroy waits for them. */

@@ -38,7 +38,7 @@ static int psp_plan_cgroup(struct pspawn_impl *impl, const pspawn_attr_t *attr, 
     if (impl->channel_count == 0 || !impl->proxy_cgroup_known)
         return -1;
     char now[sizeof(impl->proxy_cgroup)];
-    if (!psp_cgroup_current(now, sizeof(now)) || strcmp(now, impl->proxy_cgroup) == 0)
+    if (!psp_cgroup_current(impl->self_cgroup_fd, now, sizeof(now)) || strcmp(now, impl->proxy_cgroup) == 0)
         return -1;
     const char *mount = psp_cgroup2_mount();
     char path[sizeof(now) + 64];
