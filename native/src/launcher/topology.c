@@ -279,8 +279,9 @@ int psp_topology_read(const char *root, const cpu_set_t *affinity, struct psp_to
         if (*end != '\0')
             continue;
         if (id < 0 || id >= PSP_MAX_NODES || count >= PSP_MAX_NODES) {
+            set_error(topo, "%s/%s: node id beyond %d", path, name, PSP_MAX_NODES - 1); /* before
+                                                     closedir: `name` lives in the DIR */
             closedir(dir);
-            set_error(topo, "%s/%s: node id beyond %d", path, name, PSP_MAX_NODES - 1);
             return EINVAL;
         }
         ids[count++] = (int)id;
