@@ -299,8 +299,15 @@ int count_zombie_children(void)
     while ((e = readdir(d)) != NULL) {
         pid_t pid = (pid_t)atoi(e->d_name);
         pid_t ppid;
-        if (pid > 0 && proc_state(pid, &ppid) == 'Z' && ppid == getpid())
+        if (pid > 0 && proc_state(pid, &ppid) == 'Z' && ppid == getpid()) {
             n++;
+            /* Say who, so that a failed zombie check in CI can be traced. */
+            char path[64];
+            snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+            char *comm = read_file(path);
+            fprintf(stderr, "zombie child %d (%s)\n", (int)pid, comm != NULL ? strtok(comm, "\n") : "?");
+            free(comm);
+        }
     }
     closedir(d);
     return n;
