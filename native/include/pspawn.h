@@ -147,7 +147,53 @@ typedef struct pspawn_context_attr {
                                   a CPU set get the caller's whole affinity mask of context
                                   creation, not the proxy's group. EINVAL: negative, > 64,
                                   or > 1 together with core >= 0 (core implies 1). */
+    /* NUMA placement (docs/design.md, "Per-domain proxies"). Fields from here on are
+     * optional for callers built against an older header: a smaller `size` that ends
+     * before `numa` gets the defaults. */
+    int numa;                  /* PSPAWN_NUMA_AUTO (default): per-node proxies when the
+                                  caller may use CPUs of two or more nodes (its affinity,
+                                  online CPUs, cgroup cpuset); PSPAWN_NUMA_OFF: the plain
+                                  layout above; PSPAWN_NUMA_ON: per-node also on one node.
+                                  Per-node: at least one proxy per usable node (`proxies`
+                                  is raised to the node count), the rest in proportion to
+                                  the nodes' usable CPUs, each pinned to CPUs of its node
+                                  and, before the target is exec'd, its memory policy set
+                                  per `numa_memory`. Instances with a CPU set go to a
+                                  proxy of the node that holds the set (a set spanning
+                                  nodes: any proxy); without one they are spread over the
+                                  nodes per `numa_spread` and run on their node's CPUs
+                                  (not the caller's whole mask). Never with `core` >= 0 or
+                                  proxies == 1 (then OFF). EINVAL: another value. */
+    int numa_memory;           /* the per-node proxies' memory policy: PSPAWN_NUMA_MEM_BIND
+                                  (default, MPOL_BIND to the node), PSPAWN_NUMA_MEM_PREFERRED
+                                  (MPOL_PREFERRED), PSPAWN_NUMA_MEM_NONE. A node the
+                                  cpuset's mems exclude is not bound. Children reset it
+                                  to the default policy before main unless the spawn
+                                  asks for node-local memory (pspawn_attr_set_numa_local) */
+    int numa_spread;           /* instances without a CPU set, over the nodes:
+                                  PSPAWN_SPREAD_ROUND_ROBIN (default: instance k of a call
+                                  on node k % nodes, calls continuing where the last one
+                                  stopped) or PSPAWN_SPREAD_FILL (a node takes as many
+                                  consecutive instances as it has usable CPUs, then the
+                                  next node) */
+    const char *cgroup;        /* cgroup v2 directory (a path under the cgroup2 mount, e.g.
+                                  "/sys/fs/cgroup/jobs/a") every child is created in
+                                  (clone3 CLONE_INTO_CGROUP: born there, its limits apply
+                                  to the fork itself); opened at create: ENOENT, ENOTDIR,
+                                  EACCES, EOPNOTSUPP (a v1 hierarchy or not a cgroup: v1
+                                  placement is not built). NULL (default): each child
+                                  starts in the cgroup v2 the caller is in *at spawn time*,
+                                  as after fork+exec (see pspawn_attr_set_cgroup) */
 } pspawn_context_attr_t;
+
+#define PSPAWN_NUMA_AUTO 0
+#define PSPAWN_NUMA_OFF 1
+#define PSPAWN_NUMA_ON 2
+#define PSPAWN_NUMA_MEM_BIND 0
+#define PSPAWN_NUMA_MEM_PREFERRED 1
+#define PSPAWN_NUMA_MEM_NONE 2
+#define PSPAWN_SPREAD_ROUND_ROBIN 0
+#define PSPAWN_SPREAD_FILL 1
 
 /* Fill `attr` with the defaults. Returns 0. */
 PSPAWN_API int pspawn_context_attr_init(pspawn_context_attr_t *attr);
@@ -187,6 +233,34 @@ PSPAWN_API int pspawn_context_restarts(const pspawn_context_t *ctx);
 
 /* How many proxies serve the context, out-of-rotation ones included (0 in fallback mode). */
 PSPAWN_API int pspawn_context_proxy_count(const pspawn_context_t *ctx);
+
+/* ---- NUMA topology --------------------------------------------------------------- */
+
+#define PSPAWN_MAX_NODES 64
+
+/* One NUMA node as the caller may use it. */
+typedef struct pspawn_numa_node {
+    int id;                        /* N of /sys/devices/system/node/nodeN */
+    int cpu_count;                 /* CPUs of the node the caller may use (0: none) */
+    unsigned char cpus[128];       /* those CPUs, bit (c % 8) of byte c / 8: the layout of a
+                                      cpu_set_t, so memcpy into one works */
+    int memory_allowed;            /* 1 unless the caller's cpuset excludes its memory */
+    unsigned char distance[PSPAWN_MAX_NODES]; /* SLIT distance to the node at each index
+                                      of the same array (10: local) */
+} pspawn_numa_node_t;
+
+/* The machine's nodes (from sysfs: nodeN/cpulist, nodeN/distance, cpu/online), each limited
+ * to what the caller may use: its affinity mask, the online CPUs and its cgroup's cpuset
+ * (v2 cpuset.cpus.effective, else v1 cpuset.effective_cpus). A kernel without NUMA
+ * reports one node 0. Fills nodes[0..min(count, capacity)) in id order and returns the
+ * node count, or -1 with errno: EINVAL (capacity < 0, nodes NULL with capacity > 0, or a
+ * sysfs file that does not parse), ENOENT (a required sysfs file is missing). */
+PSPAWN_API int pspawn_numa_topology(pspawn_numa_node_t *nodes, int capacity);
+
+/* The node each proxy of the context is bound to, in creation order (-1: not
+ * node-bound, e.g. PSPAWN_NUMA_OFF or a single-node machine under AUTO). Returns the
+ * proxy count (0 in fallback/exec mode), or -1 with EINVAL. */
+PSPAWN_API int pspawn_context_proxy_nodes(const pspawn_context_t *ctx, int *nodes, int capacity);
 
 /* pspawn with an explicit environment (NULL-terminated; NULL = the caller's environ). */
 PSPAWN_API pid_t pspawn_e(pspawn_context_t *ctx, char *const argv[], char *const envp[]);
@@ -249,6 +323,26 @@ PSPAWN_API int pspawn_attr_add_rlimit(pspawn_attr_t *attr, int resource, rlim_t 
  * in zygote mode: the kernel signals when the caller *thread* that created the context
  * exits, so create contexts on a thread that lives as long as they do. */
 PSPAWN_API int pspawn_attr_set_parent_death_signal(pspawn_attr_t *attr, int sig);
+/* NUMA: with on != 0 the children of a node-bound proxy keep its memory policy (bound
+ * to, or preferring, the proxy's node: their memory is node-local); by default (0) they
+ * reset it to the default policy before main, as a fork+exec child of the caller
+ * would have. No effect where the proxy is not node-bound. */
+PSPAWN_API int pspawn_attr_set_numa_local(pspawn_attr_t *attr, int on);
+/* cgroup v2 placement of every child of the spawn: created directly in the cgroup at
+ * `path` (a directory of the cgroup2 mount) with clone3(CLONE_INTO_CGROUP), so its
+ * limits (pids.max, memory.max, ...) apply from the fork on. The directory is opened
+ * now (the attr keeps it open): ENOENT no such cgroup, ENOTDIR, EACCES/EPERM no
+ * permission, EOPNOTSUPP not a cgroup v2 directory (v1 hierarchies cannot be joined
+ * at creation; v1 placement is not built). NULL: back to the default. At spawn time the
+ * kernel may still refuse an instance: EACCES/EPERM, EBUSY/EOPNOTSUPP (a cgroup with
+ * controllers in subtree_control, or threaded: "no internal processes"), ENOENT
+ * (removed since it was opened), EAGAIN (pids.max reached) - that instance's errno.
+ * Without it: the context's cgroup (pspawn_context_attr_t.cgroup), else the caller's
+ * cgroup v2 at spawn time (a caller that moved after create has its new cgroup's limits
+ * applied; one read of /proc/self/cgroup per call, a directory opened only when it
+ * moved). Parallel exec backend (fallback/exec modes): explicit cgroups are ENOTSUP per
+ * instance; its children are born in the caller's cgroup anyway. */
+PSPAWN_API int pspawn_attr_set_cgroup(pspawn_attr_t *attr, const char *path);
 #ifdef __USE_GNU /* cpu_set_t: define _GNU_SOURCE before any #include to get these */
 /* CPU placement: every instance on `set` ... */
 PSPAWN_API int pspawn_attr_set_cpus(pspawn_attr_t *attr, const cpu_set_t *set);

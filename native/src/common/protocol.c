@@ -75,7 +75,7 @@ static bool string_ok(const struct psp_wire_options *o, size_t length, uint32_t 
 int psp_validate_options(const struct psp_wire_options *o, size_t length, uint32_t count, uint32_t fd_count)
 {
     const uint32_t known = PSP_OPT_CWD | PSP_OPT_UMASK | PSP_OPT_PGROUP | PSP_OPT_SETSID |
-                           PSP_OPT_PDEATHSIG | PSP_OPT_CPUS;
+                           PSP_OPT_PDEATHSIG | PSP_OPT_CPUS | PSP_OPT_NUMA_LOCAL;
     if ((o->set & ~known) != 0 || o->rlimit_count > PSP_MAX_RLIMITS || o->shared_fds > 3 ||
         o->instance_fds > 3 || (uint64_t)o->shared_fds + (uint64_t)o->instance_fds * count != fd_count)
         return EINVAL;
@@ -134,7 +134,7 @@ int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, uint
     struct psp_request req = shared->slots[slot].request;
 
     if (req.count == 0 || req.count > PSP_MAX_COUNT || req.set_count == 0 || req.set_count > req.count ||
-        (req.flags & ~PSP_REQ_OPTIONS) != 0 || req.cpuset_count > req.count)
+        (req.flags & ~(PSP_REQ_OPTIONS | PSP_REQ_CGROUP)) != 0 || req.cpuset_count > req.count)
         return EINVAL;
     /* The region: inside the data area; every array and blob inside the region. */
     if (!range_ok(req.region_offset, req.region_length, data_offset, mapped_size))
@@ -159,6 +159,10 @@ int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, uint
          !range_ok(req.cpusets_offset, (uint64_t)req.cpuset_count * req.cpuset_size, lo, hi)))
         return EINVAL;
 
+    bool cgroup = (req.flags & PSP_REQ_CGROUP) != 0;
+    if (cgroup && req.fd_count == 0)
+        return EINVAL;
+    uint32_t option_fds = req.fd_count - (cgroup ? 1u : 0u);
     struct psp_wire_options *options = NULL;
     if (req.flags & PSP_REQ_OPTIONS) {
         if (req.options_length < sizeof(*options) || req.options_length > (1u << 20) ||
@@ -167,15 +171,16 @@ int psp_decode_request(const struct psp_shared *shared, size_t mapped_size, uint
         if ((options = malloc(req.options_length)) == NULL)
             return ENOMEM;
         memcpy(options, (const char *)shared + req.options_offset, req.options_length);
-        int err = psp_validate_options(options, req.options_length, req.count, req.fd_count);
+        int err = psp_validate_options(options, req.options_length, req.count, option_fds);
         if (err != 0) {
             free(options);
             return err;
         }
-    } else if (req.fd_count != 0) {
+    } else if (option_fds != 0) {
         return EINVAL;
     }
     out->options = options;
+    out->cgroup = cgroup;
 
     /* Private copies of the sets, instances, CPU sets and strings. */
     struct psp_wire_set *wsets = malloc((size_t)req.set_count * sizeof(*wsets));

@@ -71,6 +71,9 @@ struct psp_relay_slot {
 /* Per-spawn options, present when request.flags has PSP_REQ_OPTIONS. Strings (paths)
  * live in the same blob after this struct, at offsets relative to the blob. */
 #define PSP_REQ_OPTIONS 0x1u
+/* The request's last descriptor is a cgroup v2 directory: every child is created in it
+ * (clone3 with CLONE_INTO_CGROUP). */
+#define PSP_REQ_CGROUP 0x2u
 #define PSP_MAX_RLIMITS 16
 #define PSP_MAX_PATH 4096
 
@@ -89,6 +92,7 @@ enum psp_option_bits {
     PSP_OPT_SETSID = 1u << 3,
     PSP_OPT_PDEATHSIG = 1u << 4,
     PSP_OPT_CPUS = 1u << 5,
+    PSP_OPT_NUMA_LOCAL = 1u << 6, /* keep the proxy's memory policy (node-local memory) */
 };
 
 struct psp_wire_stdio {
@@ -196,9 +200,13 @@ struct psp_shared {
      * creation (one sched_setaffinity right after clone). child_cpus_set 0: children
      * keep the proxy's affinity (one unpinned proxy, or one pinned to `core`). */
     uint32_t child_cpus_set;
-    uint32_t reserved;
+    uint32_t child_flags;           /* PSP_CHILD_*: what every child does after clone */
     uint64_t child_cpus[16];        /* a cpu_set_t (1024 CPUs) */
 };
+
+/* child_flags: the proxy's memory policy is node-bound; children reset it to
+ * MPOL_DEFAULT unless their options have PSP_OPT_NUMA_LOCAL. */
+#define PSP_CHILD_RESET_MEMPOLICY 0x1u
 
 /* One decoded string set, pointing into the private copy of the strings. */
 struct psp_decoded_set {
@@ -214,6 +222,7 @@ struct psp_decoded {
     uint64_t results_offset; /* validated copies, never re-read from the segment */
     uint64_t errors_offset;
     uint32_t fd_count;
+    bool cgroup;                      /* PSP_REQ_CGROUP: the last descriptor */
     struct psp_wire_options *options; /* NULL without PSP_REQ_OPTIONS; private copy */
     /* The instance a child runs: set 0 after decoding; serve.c points them at the
      * instance's set in each child before psp_child_prepare. */

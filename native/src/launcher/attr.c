@@ -37,7 +37,30 @@ void pspawn_attr_destroy(pspawn_attr_t *attr)
     }
     free(attr->cwd);
     free(attr->cpusets);
+    if (attr->has_cgroup)
+        close(attr->cgroup_fd);
     free(attr);
+}
+
+int pspawn_attr_set_cgroup(pspawn_attr_t *attr, const char *path)
+{
+    if (attr == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    int fd = -1;
+    if (path != NULL) {
+        int err = psp_cgroup_open(path, &fd);
+        if (err != 0) {
+            errno = err;
+            return -1;
+        }
+    }
+    if (attr->has_cgroup)
+        close(attr->cgroup_fd);
+    attr->has_cgroup = fd >= 0;
+    attr->cgroup_fd = fd;
+    return 0;
 }
 
 static int invalid(void)
@@ -156,6 +179,17 @@ int pspawn_attr_set_parent_death_signal(pspawn_attr_t *attr, int sig)
     return 0;
 }
 
+int pspawn_attr_set_numa_local(pspawn_attr_t *attr, int on)
+{
+    if (attr == NULL)
+        return invalid();
+    if (on)
+        attr->set |= PSP_OPT_NUMA_LOCAL;
+    else
+        attr->set &= ~(uint32_t)PSP_OPT_NUMA_LOCAL;
+    return 0;
+}
+
 int pspawn_attr_set_cpus_per_instance(pspawn_attr_t *attr, const cpu_set_t *sets, int count)
 {
     if (attr == NULL || sets == NULL || count <= 0 || count > 4096)
@@ -258,6 +292,8 @@ int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out)
     c->cwd = NULL;
     c->cpusets = NULL;
     c->owns_fds = true;
+    c->has_cgroup = false;
+    c->cgroup_fd = -1;
     for (int k = 0; k < 3; k++) {
         c->stdio[k].path = NULL;
         c->stdio[k].caller_fd = -1;
@@ -277,6 +313,12 @@ int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out)
         if (err == 0 && attr->stdio[k].kind == PSP_STDIO_FD &&
             (c->stdio[k].caller_fd = fcntl(attr->stdio[k].caller_fd, F_DUPFD_CLOEXEC, 3)) < 0)
             err = errno;
+    }
+    if (err == 0 && attr->has_cgroup) {
+        if ((c->cgroup_fd = fcntl(attr->cgroup_fd, F_DUPFD_CLOEXEC, 3)) < 0)
+            err = errno;
+        else
+            c->has_cgroup = true;
     }
     if (err != 0) {
         pspawn_attr_destroy(c);

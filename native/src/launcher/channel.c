@@ -357,7 +357,8 @@ static int channel_submit(struct psp_backend *b, struct psp_plan *plan, const in
     part->count = ps.count;
     part->index = (int *)todo;
     *taken = ps.count;
-    int fd_count = nshared + npipes * ps.count;
+    bool cgroup = plan->cgroup_fd >= 0;
+    int fd_count = nshared + npipes * ps.count + (cgroup ? 1 : 0);
     int *fds = NULL;
     if (fd_count > 0) {
         if ((fds = malloc((size_t)fd_count * sizeof(int))) == NULL) {
@@ -368,9 +369,13 @@ static int channel_submit(struct psp_backend *b, struct psp_plan *plan, const in
                 fds[i] = -1;
             if (npipes > 0)
                 err = make_pipes(attr, todo, ps.count, plan->stdio_fds, fds + nshared);
+            if (cgroup)
+                fds[fd_count - 1] = plan->cgroup_fd; /* last: the proxy clones into it */
         }
     }
     req.fd_count = (uint32_t)fd_count;
+    if (cgroup)
+        req.flags |= PSP_REQ_CGROUP;
 
     /* Publication, under the lock: descriptors reach the socket in ticket order. */
     pthread_mutex_lock(&ch->lock);
@@ -388,7 +393,7 @@ static int channel_submit(struct psp_backend *b, struct psp_plan *plan, const in
     }
     pthread_mutex_unlock(&ch->lock);
     if (fds != NULL) {
-        for (int i = nshared; i < fd_count; i++)
+        for (int i = nshared; i < fd_count - (cgroup ? 1 : 0); i++)
             close_fd(&fds[i]); /* the child ends now travel in the socket */
         free(fds);
     }
@@ -503,7 +508,7 @@ static bool channel_covers(struct psp_backend *b, const cpu_set_t *set)
     if (!ch->pinned)
         return true;
     cpu_set_t both;
-    CPU_AND(&both, &ch->cpus, set);
+    CPU_AND(&both, &ch->domain, set);
     return CPU_EQUAL(&both, set);
 }
 

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "launcher/internal.h"
+#include "launcher/topology.h"
 
 int pspawn_context_attr_init(pspawn_context_attr_t *attr)
 {
@@ -102,6 +104,9 @@ static int make_proxy_config(const struct pspawn_impl *impl, const pspawn_contex
     out->buffer_size = attr->buffer_size;
     out->max_restarts = attr->max_restarts;
     out->relay = (attr->flags & PSPAWN_CTX_RELAY) || must_relay();
+    out->node = -1;
+    out->mempolicy = -1;
+    out->domain_index = -1;
     return 0;
 }
 
@@ -229,6 +234,36 @@ static void plan_layout(const pspawn_context_attr_t *attr, const cpu_set_t *usab
     }
 }
 
+/* The per-node layout, when the context gets one (see pspawn_context_attr_t.numa):
+ * NULL for the plain layout (also when the topology cannot be read: placement is
+ * advisory, the context works without it). Fills impl's domain table. */
+static struct psp_layout *per_node_layout(struct pspawn_impl *impl, const pspawn_context_attr_t *attr,
+                                          const cpu_set_t *affinity)
+{
+    impl->domain_count = 0;
+    if (attr->numa == PSPAWN_NUMA_OFF || attr->core >= 0 || attr->proxies == 1)
+        return NULL;
+    struct psp_topology *topo = malloc(sizeof(*topo));
+    struct psp_layout *out = malloc(sizeof(*out));
+    if (topo == NULL || out == NULL || psp_topology_read(psp_topology_root(), affinity, topo) != 0 ||
+        topo->usable_nodes < (attr->numa == PSPAWN_NUMA_ON ? 1 : 2) ||
+        psp_layout_per_node(topo, attr->proxies, PSP_DEFAULT_MAX_PROXIES, out) == 0) {
+        free(topo);
+        free(out);
+        return NULL;
+    }
+    for (int j = 0; j < topo->count; j++) {
+        if (topo->nodes[j].cpu_count == 0)
+            continue;
+        impl->domain_node[impl->domain_count] = topo->nodes[j].id;
+        impl->domain_cpus[impl->domain_count] = topo->nodes[j].cpu_count;
+        impl->domain_count++;
+    }
+    impl->spread = attr->numa_spread;
+    free(topo);
+    return out;
+}
+
 static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
 {
     cpu_set_t usable, affinity;
@@ -249,11 +284,18 @@ static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
         if (layout == NULL)
             return ENOMEM;
         *layout = zero_layout;
-        plan_layout(attr, &usable, &affinity, layout);
+        struct psp_layout *numa = per_node_layout(impl, attr, &affinity);
+        if (numa != NULL) {
+            layout->count = numa->count;
+            layout->pinned = true;
+        } else {
+            plan_layout(attr, &usable, &affinity, layout);
+        }
         int k = layout->count;
         bool relay = false;
         if ((impl->channels = calloc((size_t)k, sizeof(*impl->channels))) == NULL) {
             free(layout);
+            free(numa);
             return ENOMEM;
         }
         /* Spawn every proxy, then await every handshake: they start in parallel. */
@@ -263,7 +305,21 @@ static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
             if ((err = make_proxy_config(impl, attr, &config)) != 0)
                 break;
             relay = config.relay;
-            if (layout->pinned) {
+            if (numa != NULL) {
+                const struct psp_layout_proxy *lp = &numa->proxy[begun];
+                config.cpus_set = true;
+                config.cpus = lp->cpus;
+                config.domain = lp->domain;
+                config.reset_children = true;
+                config.child_cpus = lp->domain; /* without a CPU set: on its node */
+                config.node = lp->node;
+                for (int d = 0; d < impl->domain_count; d++)
+                    if (impl->domain_node[d] == lp->node)
+                        config.domain_index = d;
+                if (lp->bind_memory && attr->numa_memory != PSPAWN_NUMA_MEM_NONE)
+                    config.mempolicy = attr->numa_memory == PSPAWN_NUMA_MEM_PREFERRED ? 1 /* MPOL_PREFERRED */
+                                                                                    : 2 /* MPOL_BIND */;
+            } else if (layout->pinned) {
                 config.cpus_set = true;
                 config.cpus = layout->group[begun];
                 config.reset_children = true;
@@ -280,11 +336,13 @@ static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
                 err = e;
         }
         free(layout);
+        free(numa);
         if (err == 0) {
             impl->channel_count = k;
             impl->mode = relay ? PSPAWN_MODE_RELAY : PSPAWN_MODE_ZYGOTE;
             return 0;
         }
+        impl->domain_count = 0;
         /* One failed: none is left behind. */
         for (int c = 0; c < begun; c++)
             if (ok[c])
@@ -302,12 +360,21 @@ static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
 
 int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspawn_context_attr_t *attr)
 {
-    pspawn_context_attr_t defaults;
+    pspawn_context_attr_t defaults, full;
     if (attr == NULL) {
         pspawn_context_attr_init(&defaults);
         attr = &defaults;
+    } else if (attr->size >= offsetof(pspawn_context_attr_t, numa) && attr->size < sizeof(*attr)) {
+        /* A caller built against an older header: the fields it knows, defaults after. */
+        pspawn_context_attr_init(&full);
+        memcpy(&full, attr, attr->size);
+        full.size = sizeof(full);
+        attr = &full;
     }
     if (ctx == NULL || path == NULL || path[0] == '\0' || attr->size < sizeof(*attr) ||
+        attr->numa < PSPAWN_NUMA_AUTO || attr->numa > PSPAWN_NUMA_ON || attr->numa_memory < PSPAWN_NUMA_MEM_BIND ||
+        attr->numa_memory > PSPAWN_NUMA_MEM_NONE || attr->numa_spread < PSPAWN_SPREAD_ROUND_ROBIN ||
+        attr->numa_spread > PSPAWN_SPREAD_FILL ||
         !core_allowed(attr->core) || (attr->buffer_size != 0 && attr->buffer_size < PSP_MIN_BUFFER_SIZE) ||
         attr->max_restarts < -1 || attr->proxies < 0 || attr->proxies > PSP_MAX_PROXIES ||
         (attr->core >= 0 && attr->proxies > 1) ||
@@ -332,12 +399,35 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
         return -1;
     }
     impl->core = attr->core;
+    impl->cgroup_fd = -1;
+    impl->self_cgroup_fd = -1;
+    /* Where the proxies (and so, by default, their children) will be. */
+    if (psp_cgroup2_mount() != NULL && !(attr->flags & PSPAWN_CTX_EXEC)) {
+        impl->self_cgroup_fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+        impl->proxy_cgroup_known =
+            psp_cgroup_current(impl->self_cgroup_fd, impl->proxy_cgroup, sizeof(impl->proxy_cgroup));
+    }
+    if (attr->cgroup != NULL) {
+        int err = psp_cgroup_open(attr->cgroup, &impl->cgroup_fd);
+        if (err != 0) {
+            if (impl->self_cgroup_fd >= 0)
+                close(impl->self_cgroup_fd);
+            free(impl->path);
+            free(impl);
+            errno = err;
+            return -1;
+        }
+    }
     pthread_mutex_init(&impl->sessions_lock, NULL);
     pthread_cond_init(&impl->sessions_done, NULL);
     int err = start(impl, attr);
     if (err != 0) {
         pthread_cond_destroy(&impl->sessions_done);
         pthread_mutex_destroy(&impl->sessions_lock);
+        if (impl->cgroup_fd >= 0)
+            close(impl->cgroup_fd);
+        if (impl->self_cgroup_fd >= 0)
+            close(impl->self_cgroup_fd);
         free(impl->path);
         free(impl);
         errno = err;
@@ -370,6 +460,10 @@ void pspawn_context_destroy(pspawn_context_t *ctx)
     free(impl->channels);
     pthread_cond_destroy(&impl->sessions_done);
     pthread_mutex_destroy(&impl->sessions_lock);
+    if (impl->cgroup_fd >= 0)
+        close(impl->cgroup_fd);
+    if (impl->self_cgroup_fd >= 0)
+        close(impl->self_cgroup_fd);
     free(impl->path);
     free(impl);
     ctx->impl = NULL;
@@ -422,6 +516,53 @@ int pspawn_context_proxy_pids(const pspawn_context_t *ctx, pid_t *pids, int capa
     for (int k = 0; k < ctx->impl->channel_count && k < capacity; k++)
         pids[k] = channel_pid(&ctx->impl->channels[k]);
     return ctx->impl->channel_count;
+}
+
+int pspawn_context_proxy_nodes(const pspawn_context_t *ctx, int *nodes, int capacity)
+{
+    if (ctx == NULL || ctx->impl == NULL || capacity < 0 || (nodes == NULL && capacity > 0)) {
+        errno = EINVAL;
+        return -1;
+    }
+    for (int k = 0; k < ctx->impl->channel_count && k < capacity; k++)
+        nodes[k] = ctx->impl->channels[k].config.node;
+    return ctx->impl->channel_count;
+}
+
+int pspawn_numa_topology(pspawn_numa_node_t *nodes, int capacity)
+{
+    if (capacity < 0 || (nodes == NULL && capacity > 0)) {
+        errno = EINVAL;
+        return -1;
+    }
+    cpu_set_t affinity;
+    if (sched_getaffinity(0, sizeof(affinity), &affinity) != 0)
+        return -1;
+    struct psp_topology *topo = malloc(sizeof(*topo));
+    if (topo == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int err = psp_topology_read(psp_topology_root(), &affinity, topo);
+    if (err != 0) {
+        free(topo);
+        errno = err;
+        return -1;
+    }
+    _Static_assert(sizeof(((pspawn_numa_node_t *)0)->cpus) == sizeof(cpu_set_t), "a cpu_set_t's bytes");
+    _Static_assert(PSPAWN_MAX_NODES == PSP_MAX_NODES, "one node limit");
+    for (int j = 0; j < topo->count && j < capacity; j++) {
+        const struct psp_node *n = &topo->nodes[j];
+        memset(&nodes[j], 0, sizeof(nodes[j]));
+        nodes[j].id = n->id;
+        nodes[j].cpu_count = n->cpu_count;
+        memcpy(nodes[j].cpus, &n->cpus, sizeof(nodes[j].cpus));
+        nodes[j].memory_allowed = n->memory_allowed;
+        memcpy(nodes[j].distance, n->distance, sizeof(nodes[j].distance));
+    }
+    int count = topo->count;
+    free(topo);
+    return count;
 }
 
 int pspawn_context_proxy_count(const pspawn_context_t *ctx)

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "launcher/internal.h"
+#include "launcher/topology.h"
 
 /* Parts one call keeps in flight per backend (at most the ring's slots). */
 #define PSP_PARTS_PER_BACKEND ((int)PSP_RING_SLOTS)
@@ -33,6 +34,9 @@ struct dispatch {
     struct queue *queues;
     int *load;
     unsigned start;       /* routing starts here: calls rotate over the backends */
+    const struct pspawn_impl *impl;
+    unsigned spread_base; /* per-node layout: spreading of instances without a CPU set */
+    unsigned spread_k;
     int **garbage;        /* replaced queue arrays: parts in flight may still point there */
     int ngarbage, cgarbage;
 };
@@ -44,12 +48,17 @@ static void fail_instance(struct psp_plan *plan, int i, int err)
 }
 
 /* Which backend an instance goes to: among those still usable in this call, one whose
- * CPUs cover the instance's CPU set, the least loaded of those; without a CPU set (or
- * none covering it) the least loaded. Ties go to the first from `start`. -1: none left. */
-static int route(const struct dispatch *d, int i)
+ * CPUs cover the instance's CPU set, the least loaded of those; without a CPU set, in a
+ * per-node layout, the least loaded proxy of the node the spreading policy picks; else
+ * (or none there) the least loaded. Ties go to the first from `start`. -1: none left. */
+static int route(struct dispatch *d, int i)
 {
     int cpuset = d->plan->instances[i].cpuset;
-    int best = -1, best_covering = -1;
+    int best = -1, best_covering = -1, best_domain = -1;
+    int want = -1;
+    if (cpuset < 0 && d->impl != NULL && d->impl->domain_count > 1)
+        want = psp_spread_node(d->impl->spread, d->impl->domain_cpus, d->impl->domain_count,
+                               d->spread_base + d->spread_k++);
     for (int j = 0; j < d->nb; j++) {
         int b = (int)((d->start + (unsigned)j) % (unsigned)d->nb);
         struct psp_backend *be = d->backends[b];
@@ -57,11 +66,13 @@ static int route(const struct dispatch *d, int i)
             continue;
         if (best < 0 || d->load[b] < d->load[best])
             best = b;
+        if (want >= 0 && be->domain == want && (best_domain < 0 || d->load[b] < d->load[best_domain]))
+            best_domain = b;
         if (cpuset >= 0 && be->ops->covers(be, &d->plan->cpusets[cpuset]) &&
             (best_covering < 0 || d->load[b] < d->load[best_covering]))
             best_covering = b;
     }
-    return best_covering >= 0 ? best_covering : best;
+    return best_covering >= 0 ? best_covering : (best_domain >= 0 ? best_domain : best);
 }
 
 static bool keep_garbage(struct dispatch *d, int *array)
@@ -150,6 +161,10 @@ int psp_dispatch(struct pspawn_impl *impl, struct psp_plan *plan)
         for (int b = 0; b < d.nb; b++)
             d.backends[b] = &impl->channels[b].base;
         d.start = atomic_fetch_add(&impl->next_route, 1u);
+        if (impl->domain_count > 1) {
+            d.impl = impl;
+            d.spread_base = atomic_fetch_add(&impl->next_spread, (unsigned)plan->count);
+        }
     }
     int nb = d.nb;
     d.queues = calloc((size_t)nb, sizeof(*d.queues));

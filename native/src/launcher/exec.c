@@ -214,6 +214,9 @@ static int exec_submit(struct psp_backend *be, struct psp_plan *plan, const int 
     part->count = n;
     *taken = n;
     int err = unsupported(plan->attr);
+    if (err == 0 && plan->cgroup_fd >= 0)
+        err = ENOTSUP; /* explicit cgroups: zygote contexts only (children here are born
+                          in the caller's cgroup, as with fork+exec) */
     if (err != 0) {
         for (int j = 0; j < n; j++) {
             plan->pids[todo[j]] = -1;
@@ -323,6 +326,7 @@ void psp_exec_backend_init(struct psp_exec_backend *b, const char *path, int cor
 {
     memset(b, 0, sizeof(*b));
     b->base.ops = &psp_exec_ops;
+    b->base.domain = -1;
     b->path = path;
     if (core >= 0) {
         b->core_set = true;

@@ -41,7 +41,7 @@ struct psp_attr_stdio {
 };
 
 struct pspawn_attr {
-    uint32_t set; /* PSP_OPT_* (CWD is implied by cwd != NULL) */
+    uint32_t set; /* PSP_OPT_* (CWD is implied by cwd != NULL; NUMA_LOCAL is a flag) */
     struct psp_attr_stdio stdio[3];
     char *cwd;
     mode_t umask;
@@ -52,7 +52,20 @@ struct pspawn_attr {
     cpu_set_t *cpusets;
     int cpuset_count;
     bool owns_fds;  /* a session's copy: its caller_fds are duplicates, closed on destroy */
+    bool has_cgroup;
+    int cgroup_fd;  /* cgroup v2 directory the children are created in (owned) */
 };
+
+/* cgroup.c: cgroup v2 placement. */
+/* Opens a cgroup v2 directory: ENOENT no such directory, ENOTDIR, EACCES/EPERM,
+ * EOPNOTSUPP not on a cgroup2 file system (a v1 hierarchy, or no cgroup at all). */
+int psp_cgroup_open(const char *path, int *out_fd);
+/* The calling process's cgroup v2 path ("/a/b" from /proc/self/cgroup's "0::" line)
+ * into buf, read through self_fd (a kept descriptor of /proc/self/cgroup, or -1: opened
+ * for the call); false if there is none. */
+bool psp_cgroup_current(int self_fd, char *buf, size_t size);
+/* The cgroup2 mount point ("/sys/fs/cgroup" or "/sys/fs/cgroup/unified"), or NULL. */
+const char *psp_cgroup2_mount(void);
 
 /* attr.c: the wire form of options (struct psp_wire_options + strings + CPU sets). */
 size_t psp_attr_wire_size(const pspawn_attr_t *attr);
@@ -77,7 +90,12 @@ struct psp_proxy_config {
     bool cpus_set;            /* pin the proxy to `cpus` (else to `core`, if >= 0) */
     cpu_set_t cpus;
     bool reset_children;      /* children without a CPU set get child_cpus, not `cpus` */
-    cpu_set_t child_cpus;     /* the launcher's affinity mask at context creation */
+    cpu_set_t child_cpus;     /* the launcher's affinity mask at context creation (per-node
+                                 layout: the node's usable CPUs) */
+    int node;                 /* node the proxy serves (-1: not node-bound) */
+    int mempolicy;            /* set before exec: MPOL_BIND / MPOL_PREFERRED, or -1 none */
+    cpu_set_t domain;         /* the CPUs it serves (routing): its node's, else `cpus` */
+    int domain_index;         /* index into impl->domain_node, -1: none */
 };
 
 /* The credentials a proxy was started with, which its children get. */
@@ -135,6 +153,9 @@ struct psp_plan {
     /* Set by the caller to stop submitting (session freed): pending instances fail
      * with ECANCELED. */
     _Atomic bool *cancel;
+    /* The cgroup v2 directory every child of the plan is created in, -1: where the
+     * proxy is (the caller's cgroup is already the proxy's). Borrowed. */
+    int cgroup_fd;
     char *argv0[2];            /* the context path alone, for instances with NULL argv */
 };
 
@@ -194,6 +215,7 @@ struct psp_backend_ops {
 
 struct psp_backend {
     const struct psp_backend_ops *ops;
+    int domain;               /* index of its NUMA node in the context's layout, -1: none */
 };
 
 /* dispatch.c: runs a plan over the context's backends; returns the number started. */
@@ -224,10 +246,12 @@ struct psp_channel {
     int proxy_pidfd;
     pid_t proxy_pid;
     cpu_set_t cpus;           /* where the proxy runs (its children by default) */
+    cpu_set_t domain;         /* what it serves: instances whose CPU set lies here */
     bool pinned;
     bool broken;              /* proxy dead or unresponsive: restarted on the next request */
     _Atomic int restarts;
     _Atomic bool out_of_rotation; /* dead with its restarts used up: routed around */
+    int mempolicy_error;      /* the kernel refused the proxy's memory policy (0: set) */
     int64_t start_deadline;   /* start-up handshake limit (CLOCK_MONOTONIC ms) */
     struct psp_retired_segment *retired;
 };
@@ -253,7 +277,20 @@ struct pspawn_impl {
     int channel_count;                 /* proxies (0 in fallback mode) */
     struct psp_channel *channels;
     _Atomic unsigned int next_route;   /* where routing of the next call starts */
+    /* Per-node layout: the nodes proxies serve (index = backend domain), their usable
+     * CPU counts, and the spreading of instances without a CPU set. */
+    int domain_count;                  /* 0: not per-node */
+    int domain_node[64];               /* node id per domain */
+    int domain_cpus[64];
+    int spread;                        /* PSPAWN_SPREAD_* */
+    _Atomic unsigned int next_spread;  /* instances without a CPU set spread so far */
     struct psp_exec_backend exec;
+    /* cgroup placement: the context's cgroup (attr.cgroup; -1 none: the caller's at
+     * spawn time), and the caller's v2 cgroup the proxies were started in. */
+    int cgroup_fd;
+    int self_cgroup_fd;                /* /proc/self/cgroup, kept open for the comparison */
+    char proxy_cgroup[1024];
+    bool proxy_cgroup_known;
     /* Async sessions still launching: destroy waits for them. */
     pthread_mutex_t sessions_lock;
     pthread_cond_t sessions_done;

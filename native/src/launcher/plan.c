@@ -62,6 +62,7 @@ int psp_plan_build(struct psp_plan *plan, const pspawn_instance_t *instances, in
                    char *const envp[], const char *default_argv0, const pspawn_attr_t *attr)
 {
     memset(plan, 0, sizeof(*plan));
+    plan->cgroup_fd = -1;
     plan->count = n;
     plan->attr = attr;
     plan->instances = malloc((size_t)(n > 0 ? n : 1) * sizeof(*plan->instances));

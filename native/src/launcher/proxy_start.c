@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "launcher/internal.h"
+#include "launcher/topology.h"
 
 #define PROXY_LIBRARY_NAME "libpspawn_proxy.so"
 #define ENV_PROXY_LIBRARY "PSPAWN_PROXY_LIBRARY"
@@ -159,6 +160,8 @@ static void init_segment(struct psp_shared *sh, size_t size, const struct psp_pr
     sh->data_offset = sh->relay_offset + (uint64_t)sh->relay_capacity * sizeof(struct psp_relay_slot);
     sh->data_offset = (sh->data_offset + 63) & ~(uint64_t)63;
     atomic_store(&sh->state, PSP_STATE_STARTING);
+    if (cfg->mempolicy >= 0 && cfg->node >= 0)
+        sh->child_flags |= PSP_CHILD_RESET_MEMPOLICY;
     if (cfg->reset_children) {
         _Static_assert(sizeof(sh->child_cpus) == sizeof(cpu_set_t), "a cpu_set_t in the header");
         memcpy(sh->child_cpus, &cfg->child_cpus, sizeof(sh->child_cpus));
@@ -208,42 +211,101 @@ static int move_clear(int fd)
     return moved;
 }
 
+/* What the proxy's creator child needs; it runs on our memory until execve. */
+struct proxy_exec {
+    const struct psp_channel *ch;
+    int fds[3];            /* reply, doorbell, socket: moved to PSP_FD_* */
+    char *const *argv;
+    char **env;
+    volatile int error;    /* set-up or exec failure (the child then exits) */
+    volatile int mempolicy_error; /* set_mempolicy refused: started without it */
+};
+
+/* The proxy's first moments, as posix_spawn would give them (descriptors 0-2 and ours
+ * only, every signal default, none blocked), plus what posix_spawn cannot do: pinned to
+ * its CPUs and its memory policy set *before* the target is exec'd, so the loader, the
+ * libraries' private pages and the proxy's heap are allocated on its node (mempolicy
+ * and affinity survive execve). Raw clone(CLONE_VM | CLONE_VFORK) child: no allocation,
+ * no lock. */
+static int proxy_exec_child(void *arg)
+{
+    struct proxy_exec *x = arg;
+    const struct psp_channel *ch = x->ch;
+    int err = 0;
+    static const int targets[3] = {PSP_FD_REPLY, PSP_FD_DOORBELL, PSP_FD_SOCKET};
+    for (int k = 0; k < 3; k++)
+        if (dup2(x->fds[k], targets[k]) < 0) {
+            err = errno;
+            goto fail;
+        }
+    syscall(SYS_close_range, (unsigned)PSP_FD_FIRST_FREE, ~0u, 0u);
+    if (ch->pinned && sched_setaffinity(0, sizeof(ch->cpus), &ch->cpus) != 0) {
+        err = errno;
+        goto fail;
+    }
+    if (ch->config.mempolicy >= 0 && ch->config.node >= 0) {
+        unsigned long mask[PSP_MAX_NODES / (8 * sizeof(unsigned long)) + 1] = {0};
+        mask[ch->config.node / (8 * sizeof(unsigned long))] |= 1UL << (ch->config.node % (8 * sizeof(unsigned long)));
+        if (syscall(SYS_set_mempolicy, ch->config.mempolicy, mask, (unsigned long)(8 * sizeof(mask))) != 0)
+            x->mempolicy_error = errno; /* a node we may not allocate on: start unbound */
+    }
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < _NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            (void)sigaction(sig, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(ch->config.path, x->argv, x->env);
+    err = errno;
+fail:
+    x->error = err != 0 ? err : EPROTO;
+    _exit(127);
+}
+
+#define PSP_PROXY_EXEC_STACK (64u << 10)
+
 static int spawn_proxy(struct psp_channel *ch, int proxy_socket, char **env)
 {
-    int fds[3] = {move_clear(ch->reply_fd), -1, -1};
-    if (fds[0] >= 0)
-        fds[1] = move_clear(ch->doorbell_fd);
-    if (fds[1] >= 0)
-        fds[2] = move_clear(proxy_socket);
-    int err = fds[2] < 0 ? errno : 0;
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t sa;
-    bool fa_ok = false, sa_ok = false;
-    if (err != 0)
-        goto out;
-    if ((err = posix_spawn_file_actions_init(&fa)) != 0)
-        goto out;
-    fa_ok = true;
-    if ((err = posix_spawn_file_actions_adddup2(&fa, fds[0], PSP_FD_REPLY)) != 0 ||
-        (err = posix_spawn_file_actions_adddup2(&fa, fds[1], PSP_FD_DOORBELL)) != 0 ||
-        (err = posix_spawn_file_actions_adddup2(&fa, fds[2], PSP_FD_SOCKET)) != 0 ||
-        (err = posix_spawn_file_actions_addclosefrom_np(&fa, PSP_FD_FIRST_FREE)) != 0)
-        goto out;
-    if ((err = posix_spawnattr_init(&sa)) != 0)
-        goto out;
-    sa_ok = true;
-    posix_spawnattr_setflags(&sa, psp_spawnattr_default_signals(&sa));
-
     char *const argv[] = {ch->config.path, NULL};
-    err = posix_spawn(&ch->proxy_pid, ch->config.path, &fa, &sa, argv, env);
-out:
-    if (fa_ok)
-        posix_spawn_file_actions_destroy(&fa);
-    if (sa_ok)
-        posix_spawnattr_destroy(&sa);
+    struct proxy_exec x = {.ch = ch, .fds = {move_clear(ch->reply_fd), -1, -1}, .argv = argv, .env = env};
+    if (x.fds[0] >= 0)
+        x.fds[1] = move_clear(ch->doorbell_fd);
+    if (x.fds[1] >= 0)
+        x.fds[2] = move_clear(proxy_socket);
+    int err = x.fds[2] < 0 ? errno : 0;
+    void *stack = MAP_FAILED;
+    if (err == 0) {
+        stack = mmap(NULL, PSP_PROXY_EXEC_STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED)
+            err = errno;
+    }
+    if (err == 0) {
+        /* No handler of ours may run in the child while it shares our memory. */
+        sigset_t all, saved;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &saved);
+        pid_t pid = clone(proxy_exec_child, (char *)stack + PSP_PROXY_EXEC_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &x);
+        int clone_err = errno;
+        pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (pid < 0) {
+            err = clone_err;
+        } else if (x.error != 0) {
+            err = x.error; /* it never became the target: reap it */
+            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+            }
+        } else {
+            ch->proxy_pid = pid;
+            ch->mempolicy_error = x.mempolicy_error;
+        }
+    }
+    if (stack != MAP_FAILED)
+        munmap(stack, PSP_PROXY_EXEC_STACK);
     for (int k = 0; k < 3; k++)
-        if (fds[k] >= 0)
-            close(fds[k]);
+        if (x.fds[k] >= 0)
+            close(x.fds[k]);
     return err;
 }
 
@@ -362,13 +424,6 @@ static int await_handshake(struct psp_channel *ch, int timeout_ms)
     }
 }
 
-static int pin_proxy(struct psp_channel *ch)
-{
-    if (!ch->pinned)
-        return 0;
-    return sched_setaffinity(ch->proxy_pid, sizeof(ch->cpus), &ch->cpus) == 0 ? 0 : errno;
-}
-
 static void close_fd(int *fd)
 {
     if (*fd >= 0)
@@ -447,8 +502,6 @@ static int start_proxy_begin(struct psp_channel *ch)
         err = errno;
         goto fail;
     }
-    if ((err = pin_proxy(ch)) != 0)
-        goto fail;
     int timeout = cfg->startup_timeout_ms > 0 ? cfg->startup_timeout_ms : PSP_DEFAULT_STARTUP_TIMEOUT_MS;
     ch->start_deadline = psp_now_ms() + timeout;
     return 0;
@@ -509,14 +562,20 @@ int psp_channel_start_begin(struct psp_channel *ch, struct psp_proxy_config *con
         ch->slot_fds[k] = -1;
     ch->config = *config;
     memset(config, 0, sizeof(*config));
+    ch->base.domain = -1;
+    ch->domain = ch->config.cpus;
     if (ch->config.cpus_set) {
         ch->cpus = ch->config.cpus;
         ch->pinned = true;
+        if (CPU_COUNT(&ch->config.domain) > 0)
+            ch->domain = ch->config.domain;
     } else if (ch->config.core >= 0) {
         CPU_ZERO(&ch->cpus);
         CPU_SET((size_t)ch->config.core, &ch->cpus);
         ch->pinned = true;
+        ch->domain = ch->cpus;
     }
+    ch->base.domain = ch->config.domain_index;
     int err = psp_credentials_read(&ch->credentials);
     if (err != 0 || (err = pthread_mutex_init(&ch->lock, NULL)) != 0) {
         psp_proxy_config_free(&ch->config);

@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,6 +21,31 @@ short psp_spawnattr_default_signals(posix_spawnattr_t *sa)
     posix_spawnattr_setsigdefault(sa, &all);
     posix_spawnattr_setsigmask(sa, &none);
     return POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+}
+
+/* The cgroup the plan's children are created in: the attr's, else the context's, else
+ * (zygote contexts) the caller's cgroup v2 *now* if it is not the one the proxies were
+ * started in, as fork+exec would place them; -1: where the proxy is. The comparison is
+ * one read of /proc/self/cgroup per call; only a caller that moved opens a directory
+ * (*owned, closed after the call). A directory that cannot be opened (a cgroup
+ * namespace mismatch, removed meanwhile) leaves the children where the proxy is. */
+static int psp_plan_cgroup(struct pspawn_impl *impl, const pspawn_attr_t *attr, int *owned)
+{
+    if (attr != NULL && attr->has_cgroup)
+        return attr->cgroup_fd;
+    if (impl->cgroup_fd >= 0)
+        return impl->cgroup_fd;
+    if (impl->channel_count == 0 || !impl->proxy_cgroup_known)
+        return -1;
+    char now[sizeof(impl->proxy_cgroup)];
+    if (!psp_cgroup_current(impl->self_cgroup_fd, now, sizeof(now)) || strcmp(now, impl->proxy_cgroup) == 0)
+        return -1;
+    const char *mount = psp_cgroup2_mount();
+    char path[sizeof(now) + 64];
+    if (mount == NULL || snprintf(path, sizeof(path), "%s%s", mount, now) >= (int)sizeof(path) ||
+        psp_cgroup_open(path, owned) != 0)
+        return -1;
+    return *owned;
 }
 
 /* Every entry point: build a plan, dispatch it. Returns the number started; sets
@@ -57,7 +83,11 @@ int psp_run_plan(pspawn_context_t *ctx, pid_t *pids, int *errors, int *stdio_fds
         plan.errors = errs;
         plan.stdio_fds = stdio_fds;
         plan.cancel = cancel;
+        int owned_cgroup = -1;
+        plan.cgroup_fd = psp_plan_cgroup(impl, attr, &owned_cgroup);
         started = psp_dispatch(impl, &plan);
+        if (owned_cgroup >= 0)
+            close(owned_cgroup);
         psp_plan_free(&plan);
     }
     for (int i = 0; i < n && *first_error == 0; i++)

@@ -52,6 +52,7 @@ struct psp_proxy {
                                children restore it right before main */
     struct psp_image_base image;
     bool reset_cpus;        /* children without a CPU set get child_cpus (see psp_shared) */
+    bool reset_mempolicy;   /* node-bound proxy: children reset their memory policy */
     cpu_set_t child_cpus;
 };
 

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/sched.h>
 
 #include "proxy/proxy.h"
 
@@ -73,6 +74,7 @@ static int map_segment(struct psp_proxy *p)
     CPU_ZERO(&p->child_cpus);
     memcpy(&p->child_cpus, sh->child_cpus, sizeof(sh->child_cpus) < sizeof(p->child_cpus) ? sizeof(sh->child_cpus) : sizeof(p->child_cpus));
     p->reset_cpus = sh->child_cpus_set != 0 && CPU_COUNT(&p->child_cpus) > 0;
+    p->reset_mempolicy = (sh->child_flags & PSP_CHILD_RESET_MEMPOLICY) != 0;
     /* The second message: one reply eventfd per ring slot. */
     return psp_receive_fds(p->slot_fds, PSP_RING_SLOTS);
 }
@@ -214,8 +216,22 @@ static int error_pipe_above_stdio(int pipe_fds[2])
  * with the proxy's exit signal (SIGCHLD, as posix_spawn started us). The kernel writes
  * the new pid into the shared results slot before clone returns (CLONE_PARENT_SETTID),
  * so a proxy killed right after a fork cannot hide a child from the launcher. */
-static pid_t clone_child(struct psp_proxy *p, _Atomic int32_t *result_slot)
+static pid_t clone_child(struct psp_proxy *p, _Atomic int32_t *result_slot, int cgroup_fd)
 {
+    if (cgroup_fd >= 0) {
+        /* Born in the cgroup (no migration, no threadgroup lock; its limits apply to
+         * this very fork). clone3 with CLONE_PARENT needs exit_signal 0: the child then
+         * gets our own exit signal, SIGCHLD, as with clone above. */
+        struct clone_args args;
+        memset(&args, 0, sizeof(args));
+        args.flags = CLONE_INTO_CGROUP | CLONE_PARENT_SETTID | (p->relay ? 0 : CLONE_PARENT) |
+                     (p->tid_field != NULL ? CLONE_CHILD_SETTID : 0);
+        args.exit_signal = p->relay ? SIGCHLD : 0;
+        args.parent_tid = (uint64_t)(uintptr_t)result_slot;
+        args.child_tid = (uint64_t)(uintptr_t)p->tid_field;
+        args.cgroup = (uint64_t)cgroup_fd;
+        return (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+    }
     unsigned long flags = (p->relay ? (unsigned long)SIGCHLD : (unsigned long)CLONE_PARENT) | CLONE_PARENT_SETTID;
     if (p->tid_field != NULL)
         flags |= CLONE_CHILD_SETTID;
@@ -246,6 +262,10 @@ static void collect_child_errors(int error_fd, _Atomic int32_t *errors, uint32_t
  * refusal leaves it where the proxy runs). */
 static void become_instance(const struct psp_proxy *p, struct psp_decoded *req, uint32_t i, int error_fd)
 {
+    /* A node-bound proxy's memory policy is not the child's, unless it asks for it: one
+     * system call, only in node-bound contexts (best effort, like the CPU reset). */
+    if (p->reset_mempolicy && (req->options == NULL || !(req->options->set & PSP_OPT_NUMA_LOCAL)))
+        (void)syscall(SYS_set_mempolicy, 0 /* MPOL_DEFAULT */, NULL, 0UL);
     const struct psp_wire_instance *in = req->instances != NULL ? &req->instances[i] : NULL;
     if (in == NULL || in->cpuset < 0) {
         if (p->reset_cpus)
@@ -299,7 +319,7 @@ static bool serve_request(struct psp_proxy *p, uint32_t slot_index, uint64_t seq
             if (p->relay && slot == NULL) {
                 errno = EAGAIN;
             } else {
-                pid = clone_child(p, &results[i]);
+                pid = clone_child(p, &results[i], req->cgroup ? fds[req->fd_count - 1] : -1);
                 if (pid == 0) {
                     become_instance(p, req, i, error_pipe[1]);
                     psp_child_prepare(p, req, i, fds, error_pipe[1]);

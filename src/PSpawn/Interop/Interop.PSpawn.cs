@@ -40,6 +40,13 @@ internal static partial class Interop
             public byte** ProxyEnvp;
             public int MaxRestarts;
             public int Proxies;
+            // NUMA and cgroup fields (issue 12): mirrored so that pspawn_context_attr_init,
+            // which writes sizeof(pspawn_context_attr_t), stays within this struct. Left at
+            // the C defaults; no .NET options for them yet.
+            public int Numa;
+            public int NumaMemory;
+            public int NumaSpread;
+            public byte* Cgroup;
         }
 
         [LibraryImport(LibraryName, EntryPoint = "pspawn_context_attr_init")]

@@ -1,0 +1,350 @@
+/* cgroup v2 placement on this host (skipped, with the reason, where no writable cgroup2
+ * mount exists): children created directly in the attr's or the context's cgroup
+ * (zygote and relay mode), the default following the caller's cgroup at spawn time
+ * (the caller moves after create), typed errors, a pids.max limit where the v2
+ * hierarchy has the pids controller. Every cgroup made here is removed. */
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "support.h"
+
+static char g_mount[64];
+static char g_base[1200];   /* our test cgroup (absolute path) */
+static char g_home[512];  /* the cgroup we were in (relative to the mount) */
+
+static const char *sleep_path(void)
+{
+    return access("/usr/bin/sleep", X_OK) == 0 ? "/usr/bin/sleep" : "/bin/sleep";
+}
+
+static bool setup(void)
+{
+    const char *mounts[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
+    for (int m = 0; m < 2 && g_mount[0] == '\0'; m++) {
+        struct statfs sf;
+        if (statfs(mounts[m], &sf) == 0 && sf.f_type == 0x63677270)
+            snprintf(g_mount, sizeof(g_mount), "%s", mounts[m]);
+    }
+    if (g_mount[0] == '\0') {
+        fprintf(stderr, "skipped: no cgroup2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified\n");
+        return false;
+    }
+    char *self = read_file("/proc/self/cgroup");
+    CHECK(self != NULL);
+    char *line = strncmp(self, "0::", 3) == 0 ? self : strstr(self, "\n0::");
+    CHECK(line != NULL);
+    line += line[0] == '\n' ? 4 : 3;
+    size_t n = strcspn(line, "\n");
+    memcpy(g_home, line, n);
+    g_home[n] = '\0';
+    free(self);
+    snprintf(g_base, sizeof(g_base), "%s%s%spspawn-test-%d", g_mount, g_home, strcmp(g_home, "/") ? "/" : "",
+             (int)getpid());
+    if (mkdir(g_base, 0755) != 0) {
+        fprintf(stderr, "skipped: cgroup v2 at %s is not writable here (%s)\n", g_mount, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+static const char *sub(const char *name)
+{
+    static char paths[4][4096];
+    static int next;
+    char *p = paths[next++ % 4];
+    snprintf(p, 4096, "%s/%s", g_base, name);
+    return p;
+}
+
+static void make_cgroup(const char *name)
+{
+    CHECK(mkdir(sub(name), 0755) == 0);
+}
+
+static void remove_cgroup(const char *name)
+{
+    /* A child just killed may take a moment to leave it. */
+    for (int i = 0; i < 200 && rmdir(sub(name)) != 0; i++) {
+        CHECK(errno == EBUSY);
+        usleep(10 * 1000);
+    }
+}
+
+static void teardown(void)
+{
+    CHECK(rmdir(g_base) == 0);
+}
+
+/* The cgroup v2 path of pid, relative to the mount. */
+static void cgroup_of(pid_t pid, char *out, size_t size)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+    char *text = read_file(path);
+    CHECK(text != NULL);
+    char *line = strncmp(text, "0::", 3) == 0 ? text : strstr(text, "\n0::");
+    CHECK(line != NULL);
+    line += line[0] == '\n' ? 4 : 3;
+    size_t n = strcspn(line, "\n");
+    CHECK(n < size);
+    memcpy(out, line, n);
+    out[n] = '\0';
+    free(text);
+}
+
+/* pid is in g_base/name. */
+static void check_in(pid_t pid, const char *name)
+{
+    char got[4096], want[4096];
+    cgroup_of(pid, got, sizeof(got));
+    snprintf(want, sizeof(want), "%s", sub(name) + strlen(g_mount));
+    if (strcmp(got, want) != 0) {
+        fprintf(stderr, "pid %d in %s, expected %s\n", (int)pid, got, want);
+        exit(1);
+    }
+}
+
+static void check_home(pid_t pid)
+{
+    char got[1024];
+    cgroup_of(pid, got, sizeof(got));
+    CHECK(strcmp(got, g_home) == 0);
+}
+
+static void kill_all(pspawn_context_t *ctx, const pid_t *pids, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (pids[i] <= 0)
+            continue;
+        kill(pids[i], SIGKILL);
+        int status;
+        CHECK(pspawn_waitpid(ctx, pids[i], &status, 0) == pids[i]);
+    }
+}
+
+static void move_self(const char *cgroup_dir)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup_dir);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    CHECK(fd >= 0);
+    char pid[32];
+    int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    CHECK(write(fd, pid, (size_t)len) == len);
+    close(fd);
+}
+
+static void move_home(void)
+{
+    char home[1100];
+    snprintf(home, sizeof(home), "%s%s", g_mount, g_home);
+    move_self(home);
+}
+
+/* Per batch (attr) and per context, in zygote and relay mode: children are born in the
+ * cgroup; the proxies stay where they were; without either, children are where we are. */
+static void children_born_in_cgroup(void)
+{
+    if (!setup())
+        return;
+    make_cgroup("batch");
+    make_cgroup("ctx");
+    for (int relay = 0; relay < 2; relay++) {
+        pspawn_context_attr_t cattr;
+        pspawn_context_attr_init(&cattr);
+        cattr.flags = relay ? PSPAWN_CTX_RELAY : 0;
+        pspawn_context_t plain, inctx;
+        CHECK(pspawn_context_create_ex(&plain, sleep_path(), &cattr) == 0);
+        cattr.cgroup = sub("ctx");
+        CHECK(pspawn_context_create_ex(&inctx, sleep_path(), &cattr) == 0);
+        char *argv[] = {"sleep", "30", NULL};
+        pspawn_attr_t *attr;
+        CHECK(pspawn_attr_create(&attr) == 0);
+        CHECK(pspawn_attr_set_cgroup(attr, sub("batch")) == 0);
+        pid_t pids[12];
+        int errors[12];
+        CHECK_EQ_INT(pspawn_nx(pids, errors, NULL, &plain, 4, argv, NULL, attr), 4);
+        CHECK_EQ_INT(pspawn_n(pids + 4, &plain, 2, argv), 2);
+        CHECK_EQ_INT(pspawn_n(pids + 6, &inctx, 3, argv), 3);
+        CHECK_EQ_INT(pspawn_nx(pids + 9, errors, NULL, &inctx, 3, argv, NULL, attr), 3); /* attr wins */
+        for (int i = 0; i < 4; i++)
+            check_in(pids[i], "batch");
+        for (int i = 4; i < 6; i++)
+            check_home(pids[i]);
+        for (int i = 6; i < 9; i++)
+            check_in(pids[i], "ctx");
+        for (int i = 9; i < 12; i++)
+            check_in(pids[i], "batch");
+        check_home(pspawn_context_proxy_pid(&inctx));
+        /* NULL: back to the default. */
+        CHECK(pspawn_attr_set_cgroup(attr, NULL) == 0);
+        pid_t again;
+        CHECK_EQ_INT(pspawn_nx(&again, errors, NULL, &plain, 1, argv, NULL, attr), 1);
+        check_home(again);
+        kill_all(&plain, &again, 1);
+        pspawn_attr_destroy(attr);
+        kill_all(&plain, pids, 6);
+        kill_all(&inctx, pids + 6, 6);
+        pspawn_context_destroy(&plain);
+        pspawn_context_destroy(&inctx);
+    }
+    remove_cgroup("batch");
+    remove_cgroup("ctx");
+    teardown();
+    CHECK_EQ_INT(count_zombie_children(), 0);
+}
+
+/* The caller moves into another cgroup after create: new children follow it (as after
+ * fork+exec), old ones stay; back home, children are home again. */
+static void default_follows_caller(void)
+{
+    if (!setup())
+        return;
+    make_cgroup("moved");
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create(&ctx, sleep_path(), -1) == 0);
+    char *argv[] = {"sleep", "30", NULL};
+    pid_t pids[6];
+    CHECK_EQ_INT(pspawn_n(pids, &ctx, 2, argv), 2);
+    move_self(sub("moved"));
+    CHECK_EQ_INT(pspawn_n(pids + 2, &ctx, 2, argv), 2);
+    move_home();
+    CHECK_EQ_INT(pspawn_n(pids + 4, &ctx, 2, argv), 2);
+    check_home(pids[0]);
+    check_home(pids[1]);
+    check_in(pids[2], "moved");
+    check_in(pids[3], "moved");
+    check_home(pids[4]);
+    check_home(pids[5]);
+    for (int k = 0; k < pspawn_context_proxy_count(&ctx); k++) {
+        pid_t proxies[64];
+        pspawn_context_proxy_pids(&ctx, proxies, 64);
+        check_home(proxies[k]);
+    }
+    kill_all(&ctx, pids, 6);
+    pspawn_context_destroy(&ctx);
+    remove_cgroup("moved");
+    teardown();
+}
+
+/* Errors, typed: no such cgroup, not a directory, a v1 hierarchy or not a cgroup at
+ * all; at create too; a cgroup removed after it was opened fails each instance alone;
+ * the exec backend refuses explicit cgroups. */
+static void typed_errors(void)
+{
+    if (!setup())
+        return;
+    pspawn_attr_t *attr;
+    CHECK(pspawn_attr_create(&attr) == 0);
+    CHECK(pspawn_attr_set_cgroup(attr, sub("absent")) == -1 && errno == ENOENT);
+    char file[4200];
+    snprintf(file, sizeof(file), "%s/cgroup.procs", g_base);
+    CHECK(pspawn_attr_set_cgroup(attr, file) == -1 && errno == ENOTDIR);
+    CHECK(pspawn_attr_set_cgroup(attr, temp_dir()) == -1 && errno == EOPNOTSUPP);
+    struct statfs sf;
+    if (statfs("/sys/fs/cgroup/pids", &sf) == 0 && sf.f_type == 0x27e0eb /* CGROUP_SUPER_MAGIC (v1) */)
+        CHECK(pspawn_attr_set_cgroup(attr, "/sys/fs/cgroup/pids") == -1 && errno == EOPNOTSUPP);
+    CHECK(pspawn_attr_set_cgroup(NULL, g_base) == -1 && errno == EINVAL);
+    pspawn_context_attr_t cattr;
+    pspawn_context_attr_init(&cattr);
+    cattr.cgroup = sub("absent");
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create_ex(&ctx, sleep_path(), &cattr) == -1 && errno == ENOENT);
+
+    /* Removed after it was opened: the kernel refuses each instance. */
+    make_cgroup("gone");
+    CHECK(pspawn_attr_set_cgroup(attr, sub("gone")) == 0);
+    remove_cgroup("gone");
+    CHECK(pspawn_context_create(&ctx, sleep_path(), -1) == 0);
+    char *argv[] = {"sleep", "30", NULL};
+    pid_t pids[3];
+    int errors[3];
+    CHECK_EQ_INT(pspawn_nx(pids, errors, NULL, &ctx, 3, argv, NULL, attr), -1);
+    for (int i = 0; i < 3; i++) {
+        CHECK(pids[i] == -1 && errors[i] != 0);
+        fprintf(stderr, "removed cgroup: instance %d errno %d (%s)\n", i, errors[i], strerror(errors[i]));
+    }
+    CHECK_EQ_INT(pspawn_context_ping(&ctx), 0); /* the proxy is fine */
+    pspawn_context_destroy(&ctx);
+
+    /* Exec backend: ENOTSUP per instance. */
+    make_cgroup("exec");
+    CHECK(pspawn_attr_set_cgroup(attr, sub("exec")) == 0);
+    cattr.cgroup = NULL;
+    cattr.flags = PSPAWN_CTX_EXEC;
+    CHECK(pspawn_context_create_ex(&ctx, sleep_path(), &cattr) == 0);
+    CHECK_EQ_INT(pspawn_nx(pids, errors, NULL, &ctx, 2, argv, NULL, attr), -1);
+    CHECK(errors[0] == ENOTSUP && errors[1] == ENOTSUP);
+    pspawn_context_destroy(&ctx);
+    pspawn_attr_destroy(attr);
+    remove_cgroup("exec");
+    teardown();
+    CHECK_EQ_INT(count_zombie_children(), 0);
+}
+
+/* pids.max applies to the fork itself (born in the cgroup): needs the pids controller
+ * in the v2 hierarchy, delegated down to our test cgroup. */
+static void pids_limit(void)
+{
+    if (!setup())
+        return;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/cgroup.controllers", g_base);
+    char *controllers = read_file(path);
+    bool has_pids = controllers != NULL && strstr(controllers, "pids") != NULL;
+    free(controllers);
+    int fd = -1;
+    if (has_pids) {
+        snprintf(path, sizeof(path), "%s/cgroup.subtree_control", g_base);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        has_pids = fd >= 0 && write(fd, "+pids", 5) == 5;
+        if (fd >= 0)
+            close(fd);
+    }
+    if (!has_pids) {
+        char root[200];
+        snprintf(root, sizeof(root), "%s/cgroup.controllers", g_mount);
+        char *at_root = read_file(root);
+        fprintf(stderr, "skipped: the cgroup v2 hierarchy here has no pids controller for us (%s: \"%.*s\"); "
+                        "pids and memory are v1 controllers on this host\n",
+                root, at_root ? (int)strcspn(at_root, "\n") : 0, at_root ? at_root : "");
+        free(at_root);
+        teardown();
+        return;
+    }
+    make_cgroup("limited");
+    snprintf(path, sizeof(path), "%s/pids.max", sub("limited"));
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    CHECK(fd >= 0 && write(fd, "3", 1) == 1);
+    close(fd);
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create(&ctx, sleep_path(), -1) == 0);
+    pspawn_attr_t *attr;
+    CHECK(pspawn_attr_create(&attr) == 0);
+    CHECK(pspawn_attr_set_cgroup(attr, sub("limited")) == 0);
+    char *argv[] = {"sleep", "30", NULL};
+    pid_t pids[5];
+    int errors[5];
+    CHECK_EQ_INT(pspawn_nx(pids, errors, NULL, &ctx, 5, argv, NULL, attr), 3);
+    CHECK(errors[3] == EAGAIN && errors[4] == EAGAIN);
+    kill_all(&ctx, pids, 3);
+    pspawn_attr_destroy(attr);
+    pspawn_context_destroy(&ctx);
+    remove_cgroup("limited");
+    teardown();
+}
+
+int main(int argc, char **argv)
+{
+    static const struct test_case cases[] = {
+        {"children_born_in_cgroup", children_born_in_cgroup},
+        {"default_follows_caller", default_follows_caller},
+        {"typed_errors", typed_errors},
+        {"pids_limit", pids_limit},
+    };
+    return run_tests(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
+}
