@@ -327,6 +327,12 @@ void psp_proxy_config_free(struct psp_proxy_config *config);
 /* Stops the proxy and waits (bounded) until it is gone; true if it is. After that,
  * everything it wrote into the segment is final. */
 bool psp_channel_terminate(struct psp_channel *ch);
+/* proxy_stop.c: terminate, then reap (bounded; a late one is reaped by a later call). */
+void psp_kill_and_reap_proxy(struct psp_channel *ch);
+/* segment.c: the channel's segment, queued on ch->socket_fd for the proxy. */
+int psp_create_segment(struct psp_channel *ch, size_t size);
+/* proxy_exec.c: exec the channel's proxy (sets ch->proxy_pid). */
+int psp_exec_proxy(struct psp_channel *ch, int proxy_socket);
 
 /* credentials.c */
 int psp_credentials_read(struct psp_credentials *out);
