@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "launcher/internal.h"
+#include "launcher/part.h"
 
 /* An eventfd write: no signal, so no permission check after a credential change and no
  * pending-signal quota that other processes of the user can exhaust. */
@@ -65,34 +65,6 @@ static int ensure_proxy(struct psp_channel *ch, bool block)
     return psp_channel_restart(ch);
 }
 
-int psp_send_fds(int socket_fd, const int *fds, int count)
-{
-    for (int sent = 0; sent < count;) {
-        int n = count - sent < PSP_MAX_FDS_PER_MESSAGE ? count - sent : PSP_MAX_FDS_PER_MESSAGE;
-        char byte = 0;
-        struct iovec iov = {.iov_base = &byte, .iov_len = 1};
-        union {
-            char buf[CMSG_SPACE(PSP_MAX_FDS_PER_MESSAGE * sizeof(int))];
-            struct cmsghdr align;
-        } control;
-        memset(&control, 0, sizeof(control));
-        struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
-                             .msg_controllen = CMSG_SPACE((size_t)n * sizeof(int))};
-        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-        cmsg->cmsg_level = SOL_SOCKET;
-        cmsg->cmsg_type = SCM_RIGHTS;
-        cmsg->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
-        memcpy(CMSG_DATA(cmsg), fds + sent, (size_t)n * sizeof(int));
-        ssize_t r;
-        while ((r = sendmsg(socket_fd, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
-        }
-        if (r < 0)
-            return errno == ECONNREFUSED || errno == EPIPE ? EPIPE : errno;
-        sent += n;
-    }
-    return 0;
-}
-
 static void close_fd(int *fd)
 {
     if (*fd >= 0)
@@ -100,87 +72,11 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
-/* Creates the part's pipes: the caller's ends go to the plan's stdio_fds, the child
- * ends (in instance order, stdin/stdout/stderr order within one) to child_fds. */
-static int make_pipes(const pspawn_attr_t *attr, const int *index, int count, int *plan_fds, int *child_fds)
-{
-    int n = 0;
-    for (int j = 0; j < count; j++) {
-        int *stdio_fds = plan_fds + 3 * index[j];
-        for (int k = 0; k < 3; k++) {
-            stdio_fds[k] = -1;
-            if (attr->stdio[k].kind != PSP_STDIO_PIPE)
-                continue;
-            int p[2];
-            if (pipe2(p, O_CLOEXEC) != 0)
-                return errno;
-            /* stdin: the child reads; stdout/stderr: the child writes. */
-            stdio_fds[k] = k == 0 ? p[1] : p[0];
-            child_fds[n++] = k == 0 ? p[0] : p[1];
-        }
-    }
-    return 0;
-}
-
-
-static uint64_t align64(uint64_t v)
-{
-    return (v + 63) & ~(uint64_t)63;
-}
-
-/* Instances per part when pipes travel: bounds the descriptors in flight (the kernel
- * limits in-flight SCM_RIGHTS descriptors to RLIMIT_NOFILE) and those held at once. */
-#define PSP_MAX_PIPED_BATCH 64
-
-/* What a part's request needs, instance by instance. */
-struct part_size {
-    int count;
-    uint32_t sets;
-    uint32_t cpusets;
-    uint64_t string_bytes;
-    uint64_t bytes; /* total, with alignment slack */
-};
-
-static uint64_t part_bytes(const struct part_size *ps, size_t option_bytes)
-{
-    return 8 * 64 + (uint64_t)ps->sets * sizeof(struct psp_wire_set) +
-           (uint64_t)ps->count * (sizeof(struct psp_wire_instance) + 2 * sizeof(int32_t)) +
-           (uint64_t)ps->cpusets * sizeof(cpu_set_t) + option_bytes + ps->string_bytes;
-}
-
-/* How many of todo[0..n) fit in `limit` bytes. Uses the plan's stamps: afterwards
- * set_stamp[s] == plan->stamp for the sets the part uses. */
-static void fit(struct psp_plan *plan, const int *todo, int n, uint64_t limit, size_t option_bytes, int max_count,
-                struct part_size *ps)
-{
-    memset(ps, 0, sizeof(*ps));
-    plan->stamp++;
-    for (int j = 0; j < n && ps->count < max_count; j++) {
-        const struct psp_plan_instance *in = &plan->instances[todo[j]];
-        struct part_size next = *ps;
-        next.count++;
-        bool new_set = plan->set_stamp[in->set] != plan->stamp;
-        bool new_cpus = in->cpuset >= 0 && plan->cpu_stamp[in->cpuset] != plan->stamp;
-        if (new_set) {
-            next.sets++;
-            next.string_bytes += plan->sets[in->set].bytes;
-        }
-        next.cpusets += new_cpus;
-        if (part_bytes(&next, option_bytes) > limit)
-            break;
-        if (new_set)
-            plan->set_stamp[in->set] = plan->stamp;
-        if (new_cpus)
-            plan->cpu_stamp[in->cpuset] = plan->stamp;
-        *ps = next;
-    }
-}
-
 /* The largest free range of the data area (launcher-private bookkeeping: the busy
  * slots' ranges). Called with the lock held. */
 static void largest_gap(const struct psp_channel *ch, uint64_t *lo, uint64_t *len)
 {
-    uint64_t start = align64(ch->shared->data_offset), end = ch->size;
+    uint64_t start = psp_align64(ch->shared->data_offset), end = ch->size;
     uint64_t best_lo = start, best_len = 0;
     uint64_t cursor = start;
     for (;;) {
@@ -196,7 +92,7 @@ static void largest_gap(const struct psp_channel *ch, uint64_t *lo, uint64_t *le
         }
         if (next < 0)
             break;
-        cursor = align64(ch->slot_lo[next] + ch->slot_len[next]);
+        cursor = psp_align64(ch->slot_lo[next] + ch->slot_len[next]);
     }
     *lo = best_lo;
     *len = best_len;
@@ -209,76 +105,6 @@ static void release_slot(struct psp_channel *ch, int slot)
     ch->busy--;
     pthread_cond_broadcast(&ch->changed);
     pthread_mutex_unlock(&ch->lock);
-}
-
-/* Writes the part's request into its region (the slot is ours: no lock needed). */
-static void encode(struct psp_channel *ch, struct psp_plan *plan, const int *todo, const struct part_size *ps,
-                   uint64_t lo, uint64_t len, size_t option_bytes, struct psp_request *req, int *shared_fds,
-                   int *nshared)
-{
-    char *base = (char *)ch->shared;
-    bool table = ps->sets > 1 || ps->cpusets > 0;
-    uint64_t cursor = lo;
-    *req = (struct psp_request){.count = (uint32_t)ps->count, .set_count = ps->sets, .cpuset_count = ps->cpusets,
-                                .cpuset_size = ps->cpusets ? sizeof(cpu_set_t) : 0,
-                                .region_offset = lo, .region_length = len};
-    req->results_offset = cursor;
-    cursor = align64(cursor + (uint64_t)ps->count * sizeof(int32_t));
-    req->errors_offset = cursor;
-    cursor = align64(cursor + (uint64_t)ps->count * sizeof(int32_t));
-    req->sets_offset = cursor;
-    cursor = align64(cursor + (uint64_t)ps->sets * sizeof(struct psp_wire_set));
-    if (table) {
-        req->instances_offset = cursor;
-        cursor = align64(cursor + (uint64_t)ps->count * sizeof(struct psp_wire_instance));
-    }
-    if (ps->cpusets) {
-        req->cpusets_offset = cursor;
-        cursor = align64(cursor + (uint64_t)ps->cpusets * sizeof(cpu_set_t));
-    }
-    *nshared = 0;
-    if (plan->attr != NULL) {
-        req->flags = PSP_REQ_OPTIONS;
-        req->options_offset = cursor;
-        req->options_length = option_bytes;
-        psp_attr_encode(plan->attr, base + cursor, shared_fds);
-        *nshared = (int)((struct psp_wire_options *)(base + cursor))->shared_fds;
-        cursor = align64(cursor + option_bytes);
-    }
-    req->strings_offset = cursor;
-    struct psp_wire_set *sets = (struct psp_wire_set *)(base + req->sets_offset);
-    struct psp_wire_instance *instances = table ? (struct psp_wire_instance *)(base + req->instances_offset) : NULL;
-    cpu_set_t *cpusets = ps->cpusets ? (cpu_set_t *)(base + req->cpusets_offset) : NULL;
-    uint32_t nsets = 0, ncpus = 0;
-    char *strings = base + cursor;
-    plan->stamp++;
-    for (int j = 0; j < ps->count; j++) {
-        const struct psp_plan_instance *in = &plan->instances[todo[j]];
-        if (plan->set_stamp[in->set] != plan->stamp) {
-            const struct psp_plan_set *set = &plan->sets[in->set];
-            plan->set_stamp[in->set] = plan->stamp;
-            plan->set_local[in->set] = nsets;
-            sets[nsets++] = (struct psp_wire_set){.argc = (uint32_t)set->argc, .envc = (uint32_t)set->envc};
-            psp_pack(strings, set->argv, set->envp);
-            strings += set->bytes;
-        }
-        int32_t cpu = -1;
-        if (in->cpuset >= 0) {
-            if (plan->cpu_stamp[in->cpuset] != plan->stamp) {
-                plan->cpu_stamp[in->cpuset] = plan->stamp;
-                plan->cpu_local[in->cpuset] = ncpus;
-                cpusets[ncpus++] = plan->cpusets[in->cpuset];
-            }
-            cpu = (int32_t)plan->cpu_local[in->cpuset];
-        }
-        if (instances != NULL)
-            instances[j] = (struct psp_wire_instance){.set = plan->set_local[in->set], .cpuset = cpu};
-    }
-    req->strings_length = (uint64_t)(strings - (base + req->strings_offset));
-    /* Zero: no child. The kernel itself writes each pid here as the proxy forks. */
-    _Atomic int32_t *results = psp_results(ch->shared, req->results_offset);
-    for (int j = 0; j < ps->count; j++)
-        atomic_store_explicit(&results[j], 0, memory_order_relaxed);
 }
 
 static int channel_submit(struct psp_backend *b, struct psp_plan *plan, const int *todo, int n, bool block,
@@ -308,17 +134,17 @@ static int channel_submit(struct psp_backend *b, struct psp_plan *plan, const in
             largest_gap(ch, &gap_lo, &gap_len);
             /* A part takes at most a quarter of the buffer when it can, so that the next
              * part (or another thread's) can be encoded while the proxy forks this one. */
-            uint64_t area = ch->size - align64(ch->shared->data_offset);
+            uint64_t area = ch->size - psp_align64(ch->shared->data_offset);
             uint64_t limit = gap_len < area / PSP_RING_SLOTS ? gap_len : area / PSP_RING_SLOTS;
-            fit(plan, todo, n, limit, option_bytes, max_count, &ps);
+            psp_part_fit(plan, todo, n, limit, option_bytes, max_count, &ps);
             if (ps.count == 0)
-                fit(plan, todo, n, gap_len, option_bytes, max_count, &ps);
+                psp_part_fit(plan, todo, n, gap_len, option_bytes, max_count, &ps);
             if (ps.count > 0) {
                 lo = gap_lo;
-                len = part_bytes(&ps, option_bytes);
+                len = psp_part_bytes(&ps, option_bytes);
                 break;
             }
-            fit(plan, todo, 1, area, option_bytes, max_count, &ps);
+            psp_part_fit(plan, todo, 1, area, option_bytes, max_count, &ps);
             if (ps.count == 0) { /* it would not fit alone, even in the whole buffer */
                 *taken = 1;
                 err = E2BIG;
@@ -350,7 +176,7 @@ static int channel_submit(struct psp_backend *b, struct psp_plan *plan, const in
     struct psp_request req;
     int shared_fds[3];
     int nshared = 0;
-    encode(ch, plan, todo, &ps, lo, len, option_bytes, &req, shared_fds, &nshared);
+    psp_part_encode(ch, plan, todo, &ps, lo, len, option_bytes, &req, shared_fds, &nshared);
     part->results_offset = req.results_offset;
     part->errors_offset = req.errors_offset;
     part->report = attr != NULL || ps.cpusets > 0;
@@ -368,7 +194,7 @@ static int channel_submit(struct psp_backend *b, struct psp_plan *plan, const in
             for (int i = nshared; i < fd_count; i++)
                 fds[i] = -1;
             if (npipes > 0)
-                err = make_pipes(attr, todo, ps.count, plan->stdio_fds, fds + nshared);
+                err = psp_make_pipes(attr, todo, ps.count, plan->stdio_fds, fds + nshared);
             if (cgroup)
                 fds[fd_count - 1] = plan->cgroup_fd; /* last: the proxy clones into it */
         }

@@ -345,8 +345,11 @@ extern const struct psp_backend_ops psp_channel_ops;
 int psp_channel_ping(struct psp_channel *ch);
 /* Wake the proxy without a request (it then reaps consumed relay children). */
 void psp_channel_ring(struct psp_channel *ch);
-/* Sends `count` descriptors over the channel's socket. Returns 0 or an errno. */
+/* transport.c: sends `count` descriptors over the channel's socket. Returns 0 or an errno. */
 int psp_send_fds(int socket_fd, const int *fds, int count);
+/* transport.c: creates a part's pipes: the caller's ends go to the plan's stdio_fds
+ * (3 per instance, by plan index), the child ends, in instance order, to child_fds. */
+int psp_make_pipes(const pspawn_attr_t *attr, const int *index, int count, int *plan_fds, int *child_fds);
 
 /* spawn.c */
 /* Every signal default and none blocked in the child, as after exec from a clean
