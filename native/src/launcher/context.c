@@ -110,164 +110,10 @@ static int make_proxy_config(const struct pspawn_impl *impl, const pspawn_contex
     return 0;
 }
 
-/* A CPU list as sysfs and cgroupfs print it ("0-3,8,10-11") into `set`; false if it
- * does not parse. */
-static bool parse_cpu_list(const char *text, cpu_set_t *set)
-{
-    CPU_ZERO(set);
-    const char *p = text;
-    while (*p != '\0' && *p != '\n') {
-        char *end;
-        long lo = strtol(p, &end, 10);
-        if (end == p || lo < 0)
-            return false;
-        long hi = lo;
-        p = end;
-        if (*p == '-') {
-            hi = strtol(p + 1, &end, 10);
-            if (end == p + 1 || hi < lo)
-                return false;
-            p = end;
-        }
-        for (long c = lo; c <= hi && c < CPU_SETSIZE; c++)
-            CPU_SET((size_t)c, set);
-        if (*p == ',')
-            p++;
-        else if (*p != '\0' && *p != '\n')
-            return false;
-    }
-    return true;
-}
-
-/* A small file's first line; false if it cannot be read. */
-static bool read_line(const char *path, char *buf, size_t size)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n;
-    while ((n = read(fd, buf, size - 1)) < 0 && errno == EINTR) {
-    }
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    return true;
-}
-
-/* The CPUs the caller may use: its affinity mask, the online CPUs and, with cgroup v2,
- * its cpuset's effective CPUs (each read cheaply; one that cannot be read is skipped).
- * The caller's affinity mask alone is stored in *affinity. Returns how many. */
-static int usable_cpus(cpu_set_t *usable, cpu_set_t *affinity)
-{
-    CPU_ZERO(affinity);
-    if (sched_getaffinity(0, sizeof(*affinity), affinity) != 0)
-        return 0;
-    *usable = *affinity;
-    char buf[4096];
-    cpu_set_t other;
-    if (read_line("/sys/devices/system/cpu/online", buf, sizeof(buf)) && parse_cpu_list(buf, &other))
-        CPU_AND(usable, usable, &other);
-    /* cgroup v2: "0::/path" in /proc/self/cgroup. */
-    char *unified = NULL;
-    if (read_line("/proc/self/cgroup", buf, sizeof(buf)))
-        unified = strncmp(buf, "0::/", 4) == 0 ? buf : strstr(buf, "\n0::/");
-    if (unified != NULL) {
-        unified = strchr(unified + 1, '/');
-        char *nl = strchr(unified, '\n');
-        if (nl != NULL)
-            *nl = '\0';
-        char path[4200];
-        char cpus[4096];
-        if (snprintf(path, sizeof(path), "/sys/fs/cgroup%s/cpuset.cpus.effective", unified) < (int)sizeof(path) &&
-            read_line(path, cpus, sizeof(cpus)) && parse_cpu_list(cpus, &other) && CPU_COUNT(&other) > 0) {
-            cpu_set_t both;
-            CPU_AND(&both, usable, &other);
-            if (CPU_COUNT(&both) > 0)
-                *usable = both;
-        }
-    }
-    if (CPU_COUNT(usable) == 0)
-        *usable = *affinity;
-    return CPU_COUNT(usable);
-}
-
-/* How the context's proxies are laid out: their count and each one's CPUs. */
-struct layout {
-    int count;
-    bool pinned;           /* each proxy pinned to group[k] (several proxies) */
-    cpu_set_t affinity;    /* the caller's mask: what children without a CPU set get */
-    cpu_set_t group[PSP_MAX_PROXIES];
-};
-
-/* K proxies over the usable CPUs: K <= n partitions them into K contiguous groups (group
- * k gets CPUs [k*n/K, (k+1)*n/K) of the list); K > n gives proxy k the CPU k % n. One
- * proxy stays unpinned (or pinned to attr->core, as before). */
-static void plan_layout(const pspawn_context_attr_t *attr, const cpu_set_t *usable_in, const cpu_set_t *affinity,
-                        struct layout *out)
-{
-    cpu_set_t usable = *usable_in;
-    out->affinity = *affinity;
-    int n = CPU_COUNT(&usable);
-    int k = attr->proxies;
-    if (attr->core >= 0)
-        k = 1;
-    else if (k == 0)
-        k = n < 1 ? 1 : (n > PSP_DEFAULT_MAX_PROXIES ? PSP_DEFAULT_MAX_PROXIES : n);
-    out->count = k;
-    out->pinned = k > 1 && n > 0;
-    if (!out->pinned)
-        return;
-    int list[CPU_SETSIZE];
-    int m = 0;
-    for (int c = 0; c < CPU_SETSIZE && m < n; c++)
-        if (CPU_ISSET(c, &usable))
-            list[m++] = c;
-    for (int g = 0; g < k; g++) {
-        CPU_ZERO(&out->group[g]);
-        if (k <= m) {
-            for (int j = g * m / k; j < (g + 1) * m / k; j++)
-                CPU_SET((size_t)list[j], &out->group[g]);
-        } else {
-            CPU_SET((size_t)list[g % m], &out->group[g]);
-        }
-    }
-}
-
-/* The per-node layout, when the context gets one (see pspawn_context_attr_t.numa):
- * NULL for the plain layout (also when the topology cannot be read: placement is
- * advisory, the context works without it). Fills impl's domain table. */
-static struct psp_layout *per_node_layout(struct pspawn_impl *impl, const pspawn_context_attr_t *attr,
-                                          const cpu_set_t *affinity)
-{
-    impl->domain_count = 0;
-    if (attr->numa == PSPAWN_NUMA_OFF || attr->core >= 0 || attr->proxies == 1)
-        return NULL;
-    struct psp_topology *topo = malloc(sizeof(*topo));
-    struct psp_layout *out = malloc(sizeof(*out));
-    if (topo == NULL || out == NULL || psp_topology_read(psp_topology_root(), affinity, topo) != 0 ||
-        topo->usable_nodes < (attr->numa == PSPAWN_NUMA_ON ? 1 : 2) ||
-        psp_layout_per_node(topo, attr->proxies, PSP_DEFAULT_MAX_PROXIES, out) == 0) {
-        free(topo);
-        free(out);
-        return NULL;
-    }
-    for (int j = 0; j < topo->count; j++) {
-        if (topo->nodes[j].cpu_count == 0)
-            continue;
-        impl->domain_node[impl->domain_count] = topo->nodes[j].id;
-        impl->domain_cpus[impl->domain_count] = topo->nodes[j].cpu_count;
-        impl->domain_count++;
-    }
-    impl->spread = attr->numa_spread;
-    free(topo);
-    return out;
-}
-
 static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
 {
     cpu_set_t usable, affinity;
-    usable_cpus(&usable, &affinity);
+    psp_usable_cpus(&usable, &affinity);
     psp_exec_backend_init(&impl->exec, impl->path, attr->core, &usable, &affinity);
     int err = psp_check_executable(impl->path);
     if (attr->flags & PSPAWN_CTX_EXEC) {
@@ -279,17 +125,17 @@ static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
         return 0;
     }
     if (err == 0) {
-        static struct layout zero_layout;
-        struct layout *layout = malloc(sizeof(*layout));
+        static struct psp_plain_layout zero_layout;
+        struct psp_plain_layout *layout = malloc(sizeof(*layout));
         if (layout == NULL)
             return ENOMEM;
         *layout = zero_layout;
-        struct psp_layout *numa = per_node_layout(impl, attr, &affinity);
+        struct psp_layout *numa = psp_per_node_layout(impl, attr, &affinity);
         if (numa != NULL) {
             layout->count = numa->count;
             layout->pinned = true;
         } else {
-            plan_layout(attr, &usable, &affinity, layout);
+            psp_plain_layout(attr, &usable, &affinity, layout);
         }
         int k = layout->count;
         bool relay = false;
@@ -516,53 +362,6 @@ int pspawn_context_proxy_pids(const pspawn_context_t *ctx, pid_t *pids, int capa
     for (int k = 0; k < ctx->impl->channel_count && k < capacity; k++)
         pids[k] = channel_pid(&ctx->impl->channels[k]);
     return ctx->impl->channel_count;
-}
-
-int pspawn_context_proxy_nodes(const pspawn_context_t *ctx, int *nodes, int capacity)
-{
-    if (ctx == NULL || ctx->impl == NULL || capacity < 0 || (nodes == NULL && capacity > 0)) {
-        errno = EINVAL;
-        return -1;
-    }
-    for (int k = 0; k < ctx->impl->channel_count && k < capacity; k++)
-        nodes[k] = ctx->impl->channels[k].config.node;
-    return ctx->impl->channel_count;
-}
-
-int pspawn_numa_topology(pspawn_numa_node_t *nodes, int capacity)
-{
-    if (capacity < 0 || (nodes == NULL && capacity > 0)) {
-        errno = EINVAL;
-        return -1;
-    }
-    cpu_set_t affinity;
-    if (sched_getaffinity(0, sizeof(affinity), &affinity) != 0)
-        return -1;
-    struct psp_topology *topo = malloc(sizeof(*topo));
-    if (topo == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
-    int err = psp_topology_read(psp_topology_root(), &affinity, topo);
-    if (err != 0) {
-        free(topo);
-        errno = err;
-        return -1;
-    }
-    _Static_assert(sizeof(((pspawn_numa_node_t *)0)->cpus) == sizeof(cpu_set_t), "a cpu_set_t's bytes");
-    _Static_assert(PSPAWN_MAX_NODES == PSP_MAX_NODES, "one node limit");
-    for (int j = 0; j < topo->count && j < capacity; j++) {
-        const struct psp_node *n = &topo->nodes[j];
-        memset(&nodes[j], 0, sizeof(nodes[j]));
-        nodes[j].id = n->id;
-        nodes[j].cpu_count = n->cpu_count;
-        memcpy(nodes[j].cpus, &n->cpus, sizeof(nodes[j].cpus));
-        nodes[j].memory_allowed = n->memory_allowed;
-        memcpy(nodes[j].distance, n->distance, sizeof(nodes[j].distance));
-    }
-    int count = topo->count;
-    free(topo);
-    return count;
 }
 
 int pspawn_context_proxy_count(const pspawn_context_t *ctx)

@@ -364,4 +364,22 @@ void psp_exec_backend_init(struct psp_exec_backend *b, const char *path, int cor
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t psp_now_ms(void);
 
+/* How the context's proxies are laid out: their count and each one's CPUs. */
+struct psp_plain_layout {
+    int count;
+    bool pinned;           /* each proxy pinned to group[k] (several proxies) */
+    cpu_set_t affinity;    /* the caller's mask: what children without a CPU set get */
+    cpu_set_t group[PSP_MAX_PROXIES];
+};
+
+/* layout.c: the CPUs the caller may use (affinity, online, cpuset; its affinity alone in
+ * *affinity), how many; the plain layout of attr->proxies over them; the per-node layout
+ * (NULL when the context does not get one; fills impl's domain table). */
+int psp_usable_cpus(cpu_set_t *usable, cpu_set_t *affinity);
+void psp_plain_layout(const pspawn_context_attr_t *attr, const cpu_set_t *usable_in, const cpu_set_t *affinity,
+                      struct psp_plain_layout *out);
+struct psp_layout;
+struct psp_layout *psp_per_node_layout(struct pspawn_impl *impl, const pspawn_context_attr_t *attr,
+                                       const cpu_set_t *affinity);
+
 #endif
