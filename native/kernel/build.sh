@@ -74,14 +74,22 @@ sync_patches() {
     mv "$wanted" "$tree/.pspawn-applied"
 }
 
+# Configures when the fragment or the patch series (which may add Kconfig symbols) changed,
+# then checks that every option the fragment asks for made it into .config.
 configure() {
-    local tree=$1 out=$2
-    [ -f "$out/.config" ] && cmp -s "$here/config.fragment" "$out/.pspawn-fragment" && return 0
+    local tree=$1 out=$2 stamp opt
+    stamp=$({ sha256sum <"$here/config.fragment"; series_text | sha256sum; } | sha256sum)
+    [ -f "$out/.config" ] && [ "$(cat "$out/.pspawn-config-stamp" 2>/dev/null)" = "$stamp" ] && return 0
     log "configuring (tinyconfig + config.fragment)"
-    "${make[@]}" -C "$tree" O="$out" tinyconfig >/dev/null
-    (cd "$out" && "$tree/scripts/kconfig/merge_config.sh" -m -O "$out" .config "$here/config.fragment") >/dev/null
-    "${make[@]}" -C "$tree" O="$out" olddefconfig >/dev/null
-    cp "$here/config.fragment" "$out/.pspawn-fragment"
+    rm -f "$out/.pspawn-config-stamp"
+    "${make[@]}" -C "$tree" O="$out" tinyconfig </dev/null >/dev/null
+    (cd "$out" && "$tree/scripts/kconfig/merge_config.sh" -m -O "$out" .config "$here/config.fragment") \
+        </dev/null >/dev/null 2>&1
+    "${make[@]}" -C "$tree" O="$out" olddefconfig </dev/null >/dev/null
+    while IFS= read -r opt; do
+        grep -qx "$opt" "$out/.config" || die "config.fragment asks for $opt; .config does not have it"
+    done < <(grep -E '^CONFIG_[A-Z0-9_]+=' "$here/config.fragment")
+    echo "$stamp" >"$out/.pspawn-config-stamp"
 }
 
 main() {
@@ -108,7 +116,7 @@ main() {
     mkdir -p "$out"
     configure "$tree" "$out"
     log "building $key (nice -n 19, -j2)"
-    "${make[@]}" -C "$tree" O="$out" bzImage >&2
+    "${make[@]}" -C "$tree" O="$out" bzImage </dev/null >&2
     cp "$out/arch/x86/boot/bzImage" "$image.tmp.$$"
     mv "$image.tmp.$$" "$image"
     echo "$image"
