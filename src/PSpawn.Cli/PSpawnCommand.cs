@@ -110,6 +110,12 @@ internal static class PSpawnCommand
             throw new UsageException("PROGRAM is missing: pspawn run -n N [options] -- PROGRAM ARGS...");
         }
 
+        if (words[0].StartsWith('-'))
+        {
+            // System.CommandLine hands unknown options to the command argument; a PROGRAM never starts with '-'.
+            throw new UsageException($"unknown option '{words[0]}' (options go before '--', PROGRAM and its arguments after it).");
+        }
+
         var (mode, directory) = RunSettings.ParseOutput(parse.GetValue(output), !Console.IsOutputRedirected);
         string? jsonPath = parse.GetValue(json);
         if (jsonPath is { Length: 0 })
