@@ -333,3 +333,33 @@ public sealed class CliRunTests
         Assert.Matches(@"ratio \(SpawnN spawns/s ÷ Process.Start spawns/s\): [0-9]+\.[0-9]{2}x", result.Stdout);
     }
 }
+
+/// <summary>pspawn on a terminal (a pseudo-terminal from script(1)): rank prefixes by default and the progress display.</summary>
+public sealed class CliTerminalTests
+{
+    [Fact]
+    public async Task On_a_terminal_lines_are_prefixed_by_default_and_progress_is_shown()
+    {
+        string command = $"'{CommandRunner.DotNet}' '{CliRunner.Dll}' run -n 2 -- /bin/sh -c 'sleep 0.6; echo tty-$PSPAWN_RANK'";
+        var environment = new Dictionary<string, string?>
+        {
+            ["TERM"] = "xterm-256color",
+            ["CI"] = null, // Spectre.Console treats a CI environment as not interactive
+            ["GITHUB_ACTIONS"] = null,
+            ["TF_BUILD"] = null,
+            ["NO_COLOR"] = null,
+        };
+        foreach (string name in Environment.GetEnvironmentVariables().Keys.Cast<string>().Where(n => n.StartsWith("SLURM_", StringComparison.Ordinal)))
+        {
+            environment[name] = null;
+        }
+
+        // script -q -e -c CMD FILE: runs CMD on a new pseudo-terminal; its typescript goes to FILE (here discarded).
+        CommandRunner.Result result = await CommandRunner.Run("script", ["-q", "-e", "-c", command, "/dev/null"], Path.GetTempPath(), environment, TimeSpan.FromMinutes(1));
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("[0] tty-0", result.Output, StringComparison.Ordinal);
+        Assert.Contains("[1] tty-1", result.Output, StringComparison.Ordinal);
+        Assert.Contains("launching", result.Output, StringComparison.Ordinal); // the progress display (Spectre.Console)
+        Assert.Contains("exited", result.Output, StringComparison.Ordinal);
+    }
+}
