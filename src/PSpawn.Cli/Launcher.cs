@@ -74,13 +74,23 @@ internal sealed class Launcher : IDisposable
             using var timeout = _settings.Timeout is TimeSpan limit ? new Timer(_ => OnTimeout(), null, limit, Timeout.InfiniteTimeSpan) : null;
 
             Task run = RunInstancesAsync(context);
-            if (progress)
+            try
             {
-                await ShowProgressAsync(run);
+                if (progress)
+                {
+                    await ShowProgressAsync(run);
+                }
+                else
+                {
+                    await run;
+                }
             }
-            else
+            catch (Exception ex) when (ex is PSpawnException or IPSpawnError or ArgumentException or IOException or UnauthorizedAccessException)
             {
-                await run;
+                // The launch as a whole failed (e.g. the --output files directory cannot be created): stop what did start.
+                await _stderr.WriteLineAsync($"pspawn: {ex.Message}");
+                KillAll();
+                return ExitCodes.SpawnFailed;
             }
 
             stopwatch.Stop();

@@ -123,6 +123,11 @@ internal static class PSpawnCommand
             throw new UsageException("--json needs a FILE or '-'.");
         }
 
+        if (jsonPath is not null and not "-" && !Directory.Exists(Path.GetDirectoryName(Path.GetFullPath(jsonPath))))
+        {
+            throw new UsageException($"--json: the directory of '{jsonPath}' does not exist.");
+        }
+
         var settings = new RunSettings
         {
             Count = n,

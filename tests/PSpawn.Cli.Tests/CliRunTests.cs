@@ -276,6 +276,7 @@ public sealed class CliRunTests
     [InlineData("bad --timeout", new[] { "run", "-n", "2", "--timeout", "soon", "--", "/bin/true" }, "is not a duration")]
     [InlineData("zero --grace", new[] { "run", "-n", "2", "--grace", "0", "--", "/bin/true" }, "must be above 0")]
     [InlineData("--proxies 0", new[] { "run", "-n", "2", "--proxies", "0", "--", "/bin/true" }, "--proxies must be 1")]
+    [InlineData("--json in a missing directory", new[] { "run", "-n", "2", "--json", "/nonexistent/dir/s.json", "--", "/bin/true" }, "--json: the directory")]
     [InlineData("unknown option", new[] { "run", "-n", "2", "--frobnicate", "--", "/bin/true" }, "--frobnicate")]
     [InlineData("unknown command", new[] { "launch", "-n", "2" }, "launch")]
     public async Task Usage_errors_exit_2_with_a_message(string what, string[] arguments, string message)
@@ -321,6 +322,14 @@ public sealed class CliRunTests
             Assert.Contains("EINVAL", i.GetProperty("spawn_error").GetString(), StringComparison.Ordinal);
             Assert.Equal(JsonValueKind.Null, i.GetProperty("pid").ValueKind);
         });
+    }
+
+    [Fact]
+    public async Task An_output_directory_that_cannot_be_created_exits_125()
+    {
+        CliRunner.Result result = await CliRunner.Run(["run", "-n", "2", "--output", "files", "/proc/pspawn-cannot-create", "--", Fixtures.Noop]);
+        Assert.True(result.ExitCode == 125, result.ToString());
+        Assert.Contains("pspawn-cannot-create", result.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]
