@@ -1,0 +1,540 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text.Json;
+using Spectre.Console;
+
+namespace PSpawn.Cli;
+
+/// <summary>Runs <c>pspawn run</c>: starts the instances, relays their output, waits, and aggregates their status.</summary>
+internal sealed class Launcher : IDisposable
+{
+    private const int SIGINT = 2;
+    private const int SIGKILL = 9;
+    private const int SIGTERM = 15;
+
+    private readonly RunSettings _settings;
+    private readonly RankLayout _layout;
+    private readonly string _path;
+    private readonly InstanceRecord[] _records;
+    private readonly CancellationTokenSource _stopLaunching = new();
+    private readonly Lock _gate = new();
+    private readonly Lock _outputGate = new();
+    private readonly TextWriter _stdout;
+    private readonly TextWriter _stderr;
+    private int _launched;
+    private int _exited;
+    private int _stopSignal; // what was forwarded to the instances (SIGINT on interrupt, SIGTERM on timeout); 0: none
+    private int _interruptedBy;
+    private bool _timedOut;
+    private bool _killed;
+
+    public Launcher(RunSettings settings, RankLayout layout, string path)
+    {
+        _settings = settings;
+        _layout = layout;
+        _path = path;
+        _records = Enumerable.Range(0, settings.Count).Select(i => new InstanceRecord(layout.Rank(i), i)).ToArray();
+        _stdout = Console.Out;
+        _stderr = Console.Error;
+    }
+
+    public void Dispose() => _stopLaunching.Dispose();
+
+    public async Task<int> RunAsync()
+    {
+        using PosixSignalRegistration sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, OnSignal);
+        using PosixSignalRegistration sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, OnSignal);
+
+        PSpawnContext context;
+        try
+        {
+            context = PSpawnContext.Create(_path, -1, new PSpawnContextOptions
+            {
+                FallbackPolicy = FallbackPolicy.PosixSpawn,
+                ProxyCount = _settings.Proxies,
+            });
+        }
+        catch (Exception ex) when (ex is PSpawnException or IPSpawnError or DllNotFoundException or ArgumentException)
+        {
+            int code = ex switch
+            {
+                PSpawnFileNotFoundException => ExitCodes.NotFound,
+                PSpawnAccessDeniedException or PSpawnUnsupportedExecutableException => ExitCodes.CannotExecute,
+                _ => ExitCodes.SpawnFailed,
+            };
+            await _stderr.WriteLineAsync($"pspawn: {_path}: {ex.Message}");
+            return code;
+        }
+
+        await using (context)
+        {
+            bool progress = !_settings.Quiet && !Console.IsErrorRedirected && AnsiConsole.Profile.Capabilities.Interactive;
+            var stopwatch = Stopwatch.StartNew();
+            using var timeout = _settings.Timeout is TimeSpan limit ? new Timer(_ => OnTimeout(), null, limit, Timeout.InfiniteTimeSpan) : null;
+
+            Task run = RunInstancesAsync(context);
+            try
+            {
+                if (progress)
+                {
+                    await ShowProgressAsync(run);
+                }
+                else
+                {
+                    await run;
+                }
+            }
+            catch (Exception ex) when (ex is PSpawnException or IPSpawnError or ArgumentException or IOException or UnauthorizedAccessException)
+            {
+                // The launch as a whole failed (e.g. the --output files directory cannot be created): stop what did start.
+                await _stderr.WriteLineAsync($"pspawn: {ex.Message}");
+                KillAll();
+                return ExitCodes.SpawnFailed;
+            }
+
+            stopwatch.Stop();
+            int status = Aggregate();
+            Report(context, stopwatch.Elapsed, status);
+            if (_settings.JsonPath is string json)
+            {
+                WriteJson(json, context, status);
+            }
+
+            return status;
+        }
+    }
+
+    private async Task RunInstancesAsync(PSpawnContext context)
+    {
+        var waits = new List<Task>(_records.Length);
+        if (_settings.Output is OutputMode.Inherit or OutputMode.None)
+        {
+            // One batch (a launch session) for all instances: per-instance arguments, environment and CPUs.
+            var options = new SpawnOptions
+            {
+                StandardInput = StdioTarget.Null,
+                StandardOutput = _settings.Output == OutputMode.None ? StdioTarget.Null : StdioTarget.Inherit,
+                StandardError = _settings.Output == OutputMode.None ? StdioTarget.Null : StdioTarget.Inherit,
+            };
+            SpawnInstance[] instances = Enumerable.Range(0, _records.Length).Select(i => new SpawnInstance(Arguments(i))
+            {
+                Environment = Environment(i),
+                Cpus = Cpus(i),
+            }).ToArray();
+            SpawnSession session = context.StartBatch(instances, options, _stopLaunching.Token);
+            await foreach (SpawnOutcome outcome in session)
+            {
+                waits.Add(Started(outcome.Index, outcome.Process, outcome.Exception));
+            }
+
+            await session;
+        }
+        else
+        {
+            // Per-instance standard output (pipes or files) is not something a batch can give (SpawnInstance has no
+            // stdio of its own), so each instance is one Spawn request, several in flight at once.
+            if (_settings.Output == OutputMode.Files)
+            {
+                Directory.CreateDirectory(_settings.OutputDirectory!);
+            }
+
+            int next = -1;
+            var starters = Enumerable.Range(0, Math.Clamp(context.ProxyCount, 1, _records.Length)).Select(_ => Task.Run(() =>
+            {
+                var mine = new List<Task>();
+                for (int i = Interlocked.Increment(ref next); i < _records.Length; i = Interlocked.Increment(ref next))
+                {
+                    if (_stopLaunching.IsCancellationRequested)
+                    {
+                        mine.Add(Started(i, null, new OperationCanceledException("not started: pspawn was stopping")));
+                        continue;
+                    }
+
+                    SpawnedProcess? process = null;
+                    Exception? error = null;
+                    try
+                    {
+                        process = context.Spawn(Arguments(i), InstanceOptions(i));
+                    }
+                    catch (Exception ex) when (ex is PSpawnException or IPSpawnError or ArgumentException or IOException or UnauthorizedAccessException)
+                    {
+                        error = ex;
+                    }
+
+                    mine.Add(Started(i, process, error));
+                }
+
+                return mine;
+            })).ToArray();
+            foreach (List<Task> started in await Task.WhenAll(starters))
+            {
+                waits.AddRange(started);
+            }
+        }
+
+        await Task.WhenAll(waits);
+    }
+
+    private SpawnOptions InstanceOptions(int i)
+    {
+        int rank = _records[i].Rank;
+        string prefix = $"[{rank.ToString(CultureInfo.InvariantCulture)}] ";
+        var options = new SpawnOptions
+        {
+            StandardInput = StdioTarget.Null,
+            Environment = Environment(i),
+            Cpus = Cpus(i),
+        };
+        if (_settings.Output == OutputMode.Files)
+        {
+            string directory = _settings.OutputDirectory!;
+            return options with
+            {
+                StandardOutput = StdioTarget.File(Path.Combine(directory, $"{rank.ToString(CultureInfo.InvariantCulture)}.out")),
+                StandardError = StdioTarget.File(Path.Combine(directory, $"{rank.ToString(CultureInfo.InvariantCulture)}.err")),
+            };
+        }
+
+        return options with
+        {
+            OnOutputLine = line => WriteLine(_stdout, prefix, line),
+            OnErrorLine = line => WriteLine(_stderr, prefix, line),
+        };
+    }
+
+    private void WriteLine(TextWriter writer, string prefix, string line)
+    {
+        lock (_outputGate)
+        {
+            writer.Write(prefix);
+            writer.WriteLine(line);
+            writer.Flush();
+        }
+    }
+
+    private List<string> Arguments(int i) => _settings.Arguments.Select(a => _layout.Substitute(a, i)).ToList();
+
+    private Dictionary<string, string?> Environment(int i)
+    {
+        Dictionary<string, string?> variables = _layout.Variables(i);
+        foreach (var (name, value) in _settings.Environment)
+        {
+            variables[name] = _layout.Substitute(value, i);
+        }
+
+        return variables;
+    }
+
+    private HashSet<int>? Cpus(int i) => _settings.Cpus is { Count: > 0 } cpus ? [cpus[i % cpus.Count]] : null;
+
+    /// <summary>Records a launch outcome and returns the task that waits for the instance.</summary>
+    private Task Started(int i, SpawnedProcess? process, Exception? error)
+    {
+        InstanceRecord record = _records[i];
+        record.Start = DateTimeOffset.UtcNow;
+        Interlocked.Increment(ref _launched);
+        if (process is null)
+        {
+            record.SpawnError = error switch
+            {
+                IPSpawnError e => $"{e.Errno}: {error.Message}",
+                null => "not started",
+                _ => error.Message,
+            };
+            record.End = record.Start;
+            Interlocked.Increment(ref _exited);
+            return Task.CompletedTask;
+        }
+
+        int stop;
+        lock (_gate)
+        {
+            record.Process = process;
+            stop = _killed ? SIGKILL : _stopSignal;
+        }
+
+        if (stop != 0)
+        {
+            Signal(process, stop); // it started while pspawn was stopping
+        }
+
+        return WaitAsync(record, process);
+    }
+
+    private async Task WaitAsync(InstanceRecord record, SpawnedProcess process)
+    {
+        await process.WaitForExitAsync();
+        record.End = DateTimeOffset.UtcNow;
+        record.Signal = process.TerminatingSignal;
+        record.ExitCode = record.Signal is null ? process.ExitCode : null;
+        Interlocked.Increment(ref _exited);
+        process.Dispose();
+    }
+
+    private void OnSignal(PosixSignalContext context)
+    {
+        context.Cancel = true; // pspawn decides when to exit
+        int signal = context.Signal == PosixSignal.SIGINT ? SIGINT : SIGTERM;
+        bool first;
+        lock (_gate)
+        {
+            first = _interruptedBy == 0;
+            if (first)
+            {
+                _interruptedBy = signal;
+            }
+        }
+
+        if (first)
+        {
+            if (!_settings.Quiet)
+            {
+                _stderr.WriteLine($"pspawn: {(signal == SIGINT ? "SIGINT" : "SIGTERM")}: forwarding SIGINT to the instances, SIGKILL in {_settings.Grace.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s (again to kill now)");
+            }
+
+            Stop(SIGINT);
+        }
+        else
+        {
+            KillAll();
+        }
+    }
+
+    private void OnTimeout()
+    {
+        lock (_gate)
+        {
+            if (_interruptedBy != 0 || _exited == _records.Length)
+            {
+                return;
+            }
+
+            _timedOut = true;
+        }
+
+        if (!_settings.Quiet)
+        {
+            _stderr.WriteLine($"pspawn: --timeout expired: SIGTERM to the instances still running, SIGKILL in {_settings.Grace.TotalSeconds.ToString(CultureInfo.InvariantCulture)} s");
+        }
+
+        Stop(SIGTERM);
+    }
+
+    /// <summary>Stops launching, sends <paramref name="signal"/> to every running instance, and SIGKILL after the grace period.</summary>
+    private void Stop(int signal)
+    {
+        _stopLaunching.Cancel();
+        SpawnedProcess?[] running;
+        lock (_gate)
+        {
+            if (_stopSignal != 0)
+            {
+                return;
+            }
+
+            _stopSignal = signal;
+            running = _records.Select(r => r.Process).ToArray();
+        }
+
+        foreach (SpawnedProcess? process in running)
+        {
+            Signal(process, signal);
+        }
+
+        _ = Task.Delay(_settings.Grace).ContinueWith(_ => KillAll(), TaskScheduler.Default);
+    }
+
+    private void KillAll()
+    {
+        _stopLaunching.Cancel();
+        SpawnedProcess?[] running;
+        lock (_gate)
+        {
+            _killed = true;
+            running = _records.Select(r => r.Process).ToArray();
+        }
+
+        foreach (SpawnedProcess? process in running)
+        {
+            Signal(process, SIGKILL);
+        }
+    }
+
+    private static void Signal(SpawnedProcess? process, int signal)
+    {
+        try
+        {
+            process?.Kill(signal); // through the pidfd: does nothing once it has exited
+        }
+        catch (Exception ex) when (ex is PSpawnException or ObjectDisposedException or InvalidOperationException)
+        {
+        }
+    }
+
+    private async Task ShowProgressAsync(Task run)
+    {
+        IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        await console.Progress()
+            .AutoClear(true)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn())
+            .StartAsync(async progress =>
+            {
+                ProgressTask launching = progress.AddTask("launching", maxValue: _records.Length);
+                ProgressTask exited = progress.AddTask("exited", maxValue: _records.Length);
+                while (!run.IsCompleted)
+                {
+                    launching.Value = Volatile.Read(ref _launched);
+                    exited.Value = Volatile.Read(ref _exited);
+                    await Task.WhenAny(run, Task.Delay(100));
+                }
+
+                launching.Value = _records.Length;
+                exited.Value = _records.Length;
+            });
+        await run;
+    }
+
+    /// <summary>The exit status of pspawn (see <see cref="ExitCodes"/>).</summary>
+    private int Aggregate()
+    {
+        if (_interruptedBy != 0)
+        {
+            return ExitCodes.Interrupted(_interruptedBy);
+        }
+
+        if (_timedOut)
+        {
+            return ExitCodes.TimedOut;
+        }
+
+        if (_records.Any(r => r.SpawnError is not null))
+        {
+            return ExitCodes.SpawnFailed;
+        }
+
+        return _records.FirstOrDefault(r => r.Status is not 0)?.Status ?? ExitCodes.Success;
+    }
+
+    private void Report(PSpawnContext context, TimeSpan elapsed, int status)
+    {
+        foreach (InstanceRecord record in _records.Where(r => r.SpawnError is not null))
+        {
+            _stderr.WriteLine($"pspawn: rank {record.Rank.ToString(CultureInfo.InvariantCulture)} did not start: {record.SpawnError}");
+        }
+
+        if (_settings.Quiet)
+        {
+            return;
+        }
+
+        int started = _records.Count(r => r.Process is not null);
+        int failed = _records.Count(r => r.Status is not null and not 0);
+        InstanceRecord? first = _records.FirstOrDefault(r => r.Status is not null and not 0);
+        string firstFailure = first is null ? string.Empty
+            : first.Signal is int signal
+                ? $"; first failure: rank {first.Rank.ToString(CultureInfo.InvariantCulture)} killed by signal {signal.ToString(CultureInfo.InvariantCulture)}"
+                : $"; first failure: rank {first.Rank.ToString(CultureInfo.InvariantCulture)} exited with {first.ExitCode?.ToString(CultureInfo.InvariantCulture)}";
+        _stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"pspawn: {started} of {_records.Length} instances started ({context.Mode}, {context.ProxyCount} proxies), {failed} failed{firstFailure}; {elapsed.TotalSeconds:0.000} s; exit status {status}"));
+    }
+
+    private void WriteJson(string path, PSpawnContext context, int status)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        {
+            json.WriteStartObject();
+            json.WriteString("program", _path);
+            json.WriteStartArray("arguments");
+            foreach (string argument in _settings.Arguments)
+            {
+                json.WriteStringValue(argument);
+            }
+
+            json.WriteEndArray();
+            json.WriteNumber("count", _records.Length);
+            json.WriteNumber("size", _layout.Size);
+            json.WriteNumber("rank_offset", _layout.Offset);
+            json.WriteBoolean("slurm", _layout.UnderSlurm);
+            json.WriteString("mode", context.Mode.ToString());
+            json.WriteNumber("proxies", context.ProxyCount);
+            json.WriteNumber("exit_code", status);
+            json.WriteBoolean("timed_out", _timedOut);
+            if (_interruptedBy != 0)
+            {
+                json.WriteNumber("interrupted_by", _interruptedBy);
+            }
+            else
+            {
+                json.WriteNull("interrupted_by");
+            }
+
+            json.WriteStartArray("instances");
+            foreach (InstanceRecord record in _records)
+            {
+                json.WriteStartObject();
+                json.WriteNumber("rank", record.Rank);
+                json.WriteNumber("local_rank", record.LocalRank);
+                WriteNumber(json, "pid", record.Pid);
+                WriteNumber(json, "exit_code", record.ExitCode);
+                WriteNumber(json, "signal", record.Signal);
+                WriteNumber(json, "status", record.Status);
+                WriteTime(json, "start", record.Start);
+                WriteTime(json, "end", record.End);
+                if (record.SpawnError is string error)
+                {
+                    json.WriteString("spawn_error", error);
+                }
+                else
+                {
+                    json.WriteNull("spawn_error");
+                }
+
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+            json.WriteEndObject();
+        }
+
+        buffer.WriteByte((byte)'\n');
+        if (path == "-")
+        {
+            lock (_outputGate)
+            {
+                _stdout.Flush();
+                using Stream stdout = Console.OpenStandardOutput();
+                stdout.Write(buffer.GetBuffer(), 0, (int)buffer.Length);
+            }
+        }
+        else
+        {
+            File.WriteAllBytes(path, buffer.ToArray());
+        }
+    }
+
+    private static void WriteNumber(Utf8JsonWriter json, string name, int? value)
+    {
+        if (value is int number)
+        {
+            json.WriteNumber(name, number);
+        }
+        else
+        {
+            json.WriteNull(name);
+        }
+    }
+
+    private static void WriteTime(Utf8JsonWriter json, string name, DateTimeOffset? value)
+    {
+        if (value is DateTimeOffset time)
+        {
+            json.WriteString(name, time.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", CultureInfo.InvariantCulture));
+        }
+        else
+        {
+            json.WriteNull(name);
+        }
+    }
+}

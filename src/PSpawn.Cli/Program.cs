@@ -1,0 +1,4 @@
+using System.CommandLine;
+using PSpawn.Cli;
+
+return await PSpawnCommand.MainAsync(args);
