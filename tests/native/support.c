@@ -64,6 +64,24 @@ const char *temp_dir(void)
     return g_temp_dir;
 }
 
+void write_tree_file(const char *root, const char *rel, const char *content)
+{
+    char path[4096];
+    (void)mkdir(root, 0755);
+    snprintf(path, sizeof(path), "%s/%s", root, rel);
+    for (char *p = path + strlen(root) + 1; *p != '\0'; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        (void)mkdir(path, 0755);
+        *p = '/';
+    }
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    fputs(content, f);
+    CHECK(fclose(f) == 0);
+}
+
 const char *make_file(const char *name, const char *content, unsigned mode)
 {
     static char path[4][4096];

@@ -43,6 +43,9 @@ const char *fixture(const char *name);
 
 /* A fresh temporary directory for this test process. */
 const char *temp_dir(void);
+/* Writes root/rel with `content`, creating root and the directories on the way (for
+ * fake sysfs and cgroup trees). */
+void write_tree_file(const char *root, const char *rel, const char *content);
 /* Creates a file in temp_dir() with the content and mode; returns its path. */
 const char *make_file(const char *name, const char *content, unsigned mode);
 

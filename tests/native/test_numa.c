@@ -11,24 +11,6 @@
 
 #include "support.h"
 
-static void put(const char *root, const char *rel, const char *content)
-{
-    char path[4096];
-    (void)mkdir(root, 0755);
-    snprintf(path, sizeof(path), "%s/%s", root, rel);
-    for (char *p = path + strlen(root) + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        (void)mkdir(path, 0755);
-        *p = '/';
-    }
-    FILE *f = fopen(path, "w");
-    CHECK(f != NULL);
-    fputs(content, f);
-    CHECK(fclose(f) == 0);
-}
-
 /* The first two CPUs this process may use, or false. */
 static bool two_cpus(int *a, int *b)
 {
@@ -48,13 +30,13 @@ static const char *two_node_root(int a, int b)
     snprintf(root, sizeof(root), "%s/two", temp_dir());
     char text[64];
     snprintf(text, sizeof(text), "%d,%d\n", a, b);
-    put(root, "sys/devices/system/cpu/online", text);
+    write_tree_file(root, "sys/devices/system/cpu/online", text);
     snprintf(text, sizeof(text), "%d\n", a);
-    put(root, "sys/devices/system/node/node0/cpulist", text);
-    put(root, "sys/devices/system/node/node0/distance", "10 21\n");
+    write_tree_file(root, "sys/devices/system/node/node0/cpulist", text);
+    write_tree_file(root, "sys/devices/system/node/node0/distance", "10 21\n");
     snprintf(text, sizeof(text), "%d\n", b);
-    put(root, "sys/devices/system/node/node1/cpulist", text);
-    put(root, "sys/devices/system/node/node1/distance", "21 10\n");
+    write_tree_file(root, "sys/devices/system/node/node1/cpulist", text);
+    write_tree_file(root, "sys/devices/system/node/node1/distance", "21 10\n");
     return root;
 }
 
@@ -113,9 +95,9 @@ static void public_topology(void)
      * works (placement is advisory: the plain layout). */
     char root[4096];
     snprintf(root, sizeof(root), "%s/broken", temp_dir());
-    put(root, "sys/devices/system/cpu/online", "0-1\n");
-    put(root, "sys/devices/system/node/node0/cpulist", "0-1\n");
-    put(root, "sys/devices/system/node/node0/distance", "ten\n");
+    write_tree_file(root, "sys/devices/system/cpu/online", "0-1\n");
+    write_tree_file(root, "sys/devices/system/node/node0/cpulist", "0-1\n");
+    write_tree_file(root, "sys/devices/system/node/node0/distance", "ten\n");
     CHECK(setenv("PSPAWN_SYSFS_ROOT", root, 1) == 0);
     CHECK(pspawn_numa_topology(nodes, PSPAWN_MAX_NODES) == -1 && errno == EINVAL);
     pspawn_context_t ctx;

@@ -11,24 +11,6 @@
 #include "launcher/topology.h"
 #include "support.h"
 
-/* Writes root/rel (creating its directories). */
-static void put(const char *root, const char *rel, const char *content)
-{
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/%s", root, rel);
-    for (char *p = path + strlen(root) + 1; *p != '\0'; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        (void)mkdir(path, 0755);
-        *p = '/';
-    }
-    FILE *f = fopen(path, "w");
-    CHECK(f != NULL);
-    fputs(content, f);
-    CHECK(fclose(f) == 0);
-}
-
 /* A fresh root under the temporary directory. */
 static const char *new_root(const char *name)
 {
@@ -46,18 +28,18 @@ static const char *symmetric(const char *name, int nodes, int per)
     const char *root = new_root(name);
     char text[256];
     snprintf(text, sizeof(text), "0-%d\n", nodes * per - 1);
-    put(root, "sys/devices/system/cpu/online", text);
+    write_tree_file(root, "sys/devices/system/cpu/online", text);
     for (int j = 0; j < nodes; j++) {
         char rel[128];
         snprintf(rel, sizeof(rel), "sys/devices/system/node/node%d/cpulist", j);
         snprintf(text, sizeof(text), "%d-%d\n", j * per, (j + 1) * per - 1);
-        put(root, rel, text);
+        write_tree_file(root, rel, text);
         size_t len = 0;
         for (int k = 0; k < nodes; k++)
             len += (size_t)snprintf(text + len, sizeof(text) - len, "%s%d", k ? " " : "", k == j ? 10 : 20);
         snprintf(text + len, sizeof(text) - len, "\n");
         snprintf(rel, sizeof(rel), "sys/devices/system/node/node%d/distance", j);
-        put(root, rel, text);
+        write_tree_file(root, rel, text);
     }
     return root;
 }
@@ -144,14 +126,14 @@ static void asymmetric(void)
     static struct psp_topology t;
     static struct psp_layout l;
     const char *root = new_root("asym");
-    put(root, "sys/devices/system/cpu/online", "0-7\n");
-    put(root, "sys/devices/system/node/node0/cpulist", "0-5\n");
-    put(root, "sys/devices/system/node/node0/distance", "10 16 32\n");
-    put(root, "sys/devices/system/node/node1/cpulist", "6-7\n");
-    put(root, "sys/devices/system/node/node1/distance", "16 10 21\n");
-    put(root, "sys/devices/system/node/node3/cpulist", "\n");
-    put(root, "sys/devices/system/node/node3/distance", "32 21 10\n");
-    put(root, "sys/devices/system/node/possible", "0-3\n"); /* not a node directory */
+    write_tree_file(root, "sys/devices/system/cpu/online", "0-7\n");
+    write_tree_file(root, "sys/devices/system/node/node0/cpulist", "0-5\n");
+    write_tree_file(root, "sys/devices/system/node/node0/distance", "10 16 32\n");
+    write_tree_file(root, "sys/devices/system/node/node1/cpulist", "6-7\n");
+    write_tree_file(root, "sys/devices/system/node/node1/distance", "16 10 21\n");
+    write_tree_file(root, "sys/devices/system/node/node3/cpulist", "\n");
+    write_tree_file(root, "sys/devices/system/node/node3/distance", "32 21 10\n");
+    write_tree_file(root, "sys/devices/system/node/possible", "0-3\n"); /* not a node directory */
     CHECK_EQ_INT(psp_topology_read(root, NULL, &t), 0);
     CHECK_EQ_INT(t.count, 3);
     CHECK_EQ_INT(t.usable_nodes, 2);
@@ -184,7 +166,7 @@ static void offline_cpus(void)
     static struct psp_topology t;
     static struct psp_layout l;
     const char *root = symmetric("offline", 4, 2);
-    put(root, "sys/devices/system/cpu/online", "0,2-5\n"); /* 1 and 6-7 offline */
+    write_tree_file(root, "sys/devices/system/cpu/online", "0,2-5\n"); /* 1 and 6-7 offline */
     CHECK_EQ_INT(psp_topology_read(root, NULL, &t), 0);
     CHECK_EQ_INT(t.nodes[0].cpu_count, 1);
     check_range(&t.nodes[0].cpus, 0, 0);
@@ -205,9 +187,9 @@ static void cpuset_restricted(void)
     static struct psp_topology t;
     static struct psp_layout l;
     const char *root = symmetric("cpuset2", 2, 4);
-    put(root, "proc/self/cgroup", "0::/job/step\n");
-    put(root, "sys/fs/cgroup/job/step/cpuset.cpus.effective", "2-5\n");
-    put(root, "sys/fs/cgroup/job/step/cpuset.mems.effective", "1\n");
+    write_tree_file(root, "proc/self/cgroup", "0::/job/step\n");
+    write_tree_file(root, "sys/fs/cgroup/job/step/cpuset.cpus.effective", "2-5\n");
+    write_tree_file(root, "sys/fs/cgroup/job/step/cpuset.mems.effective", "1\n");
     CHECK_EQ_INT(psp_topology_read(root, NULL, &t), 0);
     CHECK_EQ_INT(t.nodes[0].cpu_count, 2);
     check_range(&t.nodes[0].cpus, 2, 3);
@@ -229,10 +211,10 @@ static void cpuset_restricted(void)
 
     /* Hybrid: the v2 mount at /sys/fs/cgroup/unified without cpuset, v1 cpuset. */
     root = symmetric("cpuset1", 2, 4);
-    put(root, "proc/self/cgroup", "9:name=systemd:/\n3:cpuset:/batch\n2:cpu,cpuacct:/\n0::/\n");
-    put(root, "sys/fs/cgroup/unified/cgroup.controllers", "hugetlb\n");
-    put(root, "sys/fs/cgroup/cpuset/batch/cpuset.effective_cpus", "0-1,6\n");
-    put(root, "sys/fs/cgroup/cpuset/batch/cpuset.effective_mems", "0-1\n");
+    write_tree_file(root, "proc/self/cgroup", "9:name=systemd:/\n3:cpuset:/batch\n2:cpu,cpuacct:/\n0::/\n");
+    write_tree_file(root, "sys/fs/cgroup/unified/cgroup.controllers", "hugetlb\n");
+    write_tree_file(root, "sys/fs/cgroup/cpuset/batch/cpuset.effective_cpus", "0-1,6\n");
+    write_tree_file(root, "sys/fs/cgroup/cpuset/batch/cpuset.effective_mems", "0-1\n");
     CHECK_EQ_INT(psp_topology_read(root, NULL, &t), 0);
     CHECK_EQ_INT(t.nodes[0].cpu_count, 2);
     CHECK_EQ_INT(t.nodes[1].cpu_count, 1);
@@ -279,13 +261,13 @@ static void malformed_files(void)
         snprintf(name, sizeof(name), "bad%zu", c);
         const char *root = symmetric(name, 2, 2);
         if (c == sizeof(cases) / sizeof(cases[0]) - 1)
-            put(root, "proc/self/cgroup", "0::/x\n");
+            write_tree_file(root, "proc/self/cgroup", "0::/x\n");
         char path[4096];
         snprintf(path, sizeof(path), "%s/%s", root, cases[c].rel);
         if (cases[c].content == NULL)
             CHECK(unlink(path) == 0);
         else
-            put(root, cases[c].rel, cases[c].content);
+            write_tree_file(root, cases[c].rel, cases[c].content);
         int err = psp_topology_read(root, NULL, &t);
         if (err != cases[c].err || strstr(t.error, cases[c].words) == NULL) {
             fprintf(stderr, "case %zu (%s): error %d \"%s\", expected %d with \"%s\"\n", c, cases[c].rel, err, t.error,
@@ -297,13 +279,13 @@ static void malformed_files(void)
     }
     /* No node directory at all (a kernel without NUMA): one node 0, made up. */
     const char *root = new_root("nonuma");
-    put(root, "sys/devices/system/cpu/online", "0-3\n");
+    write_tree_file(root, "sys/devices/system/cpu/online", "0-3\n");
     CHECK_EQ_INT(psp_topology_read(root, NULL, &t), 0);
     CHECK(t.synthetic && t.count == 1 && t.nodes[0].cpu_count == 4 && t.nodes[0].distance[0] == 10);
     /* An empty node directory: an error, not a made-up node. */
     root = new_root("emptynodes");
-    put(root, "sys/devices/system/cpu/online", "0-3\n");
-    put(root, "sys/devices/system/node/online", "0\n");
+    write_tree_file(root, "sys/devices/system/cpu/online", "0-3\n");
+    write_tree_file(root, "sys/devices/system/node/online", "0\n");
     CHECK_EQ_INT(psp_topology_read(root, NULL, &t), ENOENT);
     /* Random bytes in every file: any answer but a crash. */
     srand(12);
@@ -318,7 +300,7 @@ static void malformed_files(void)
         for (int i = 0; i < len; i++)
             junk[i] = (char)("0123456789-, \n:/x"[rand() % 17]);
         junk[len] = '\0';
-        put(r, files[rand() % 4], junk);
+        write_tree_file(r, files[rand() % 4], junk);
         int err = psp_topology_read(r, NULL, &t);
         CHECK(err == 0 || err == EINVAL || err == ENOENT);
         CHECK(err == 0 || t.error[0] != '\0');
