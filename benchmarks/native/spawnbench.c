@@ -509,8 +509,48 @@ static void rec_print(const struct record *r)
     fflush(stdout);
 }
 
+static bool node_has_cpu(const pspawn_numa_node_t *node, int c)
+{
+    return c >= 0 && c < (int)(8 * sizeof(node->cpus)) && (node->cpus[c / 8] & (1u << (c % 8)));
+}
+
+/* "1 node (0: 0-1)": the NUMA nodes the launcher may use, as pspawn_numa_topology
+ * reports them, each with its usable CPUs as ranges. */
+static void describe_numa(char *out, size_t size)
+{
+    pspawn_numa_node_t nodes[PSPAWN_MAX_NODES];
+    int n = pspawn_numa_topology(nodes, PSPAWN_MAX_NODES);
+    if (n < 0) {
+        snprintf(out, size, "unknown");
+        return;
+    }
+    FILE *f = fmemopen(out, size, "w");
+    if (f == NULL) {
+        snprintf(out, size, "%d node%s", n, n == 1 ? "" : "s");
+        return;
+    }
+    fprintf(f, "%d node%s (", n, n == 1 ? "" : "s");
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "%s%d:", i ? "; " : "", nodes[i].id);
+        const char *sep = " ";
+        for (int c = 0; c < (int)(8 * sizeof(nodes[i].cpus)); c++) {
+            if (!node_has_cpu(&nodes[i], c) || node_has_cpu(&nodes[i], c - 1))
+                continue;
+            int end = c;
+            while (node_has_cpu(&nodes[i], end + 1))
+                end++;
+            fprintf(f, end > c ? "%s%d-%d" : "%s%d", sep, c, end);
+            sep = ",";
+        }
+    }
+    fputc(')', f);
+    fclose(f);
+}
+
 static void print_machine(void)
 {
+    char numa[512];
+    describe_numa(numa, sizeof(numa));
     char cpu[256] = "unknown";
     FILE *f = fopen("/proc/cpuinfo", "r");
     if (f != NULL) {
@@ -530,8 +570,8 @@ static void print_machine(void)
     struct utsname u;
     uname(&u);
     if (opt.csv) {
-        printf("# machine: cpu=%s; cores=%ld; kernel=%s; glibc=%s; pspawn=%s\n", cpu,
-               sysconf(_SC_NPROCESSORS_ONLN), u.release, gnu_get_libc_version(), pspawn_version());
+        printf("# machine: cpu=%s; cores=%ld; numa=%s; kernel=%s; glibc=%s; pspawn=%s\n", cpu,
+               sysconf(_SC_NPROCESSORS_ONLN), numa, u.release, gnu_get_libc_version(), pspawn_version());
         for (size_t i = 0; i < NCOLUMNS; i++)
             printf("%s%s", i ? "," : "", csv_columns[i]);
         putchar('\n');
@@ -539,7 +579,9 @@ static void print_machine(void)
     }
     printf("{\"record\":\"machine\",\"cpu\":");
     json_string(cpu);
-    printf(",\"cores\":%ld,\"kernel\":", sysconf(_SC_NPROCESSORS_ONLN));
+    printf(",\"cores\":%ld,\"numa\":", sysconf(_SC_NPROCESSORS_ONLN));
+    json_string(numa);
+    printf(",\"kernel\":");
     json_string(u.release);
     printf(",\"glibc\":");
     json_string(gnu_get_libc_version());
