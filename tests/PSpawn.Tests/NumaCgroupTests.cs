@@ -204,6 +204,21 @@ public sealed class NumaCgroupTests : IDisposable
     }
 
     [Fact]
+    public void A_cgroup_v1_directory_is_not_supported()
+    {
+        string? v1 = File.ReadLines("/proc/self/mounts").Select(l => l.Split(' ')).Where(f => f.Length > 2 && f[2] == "cgroup").Select(f => f[1]).FirstOrDefault();
+        if (v1 is null)
+        {
+            _output.WriteLine("skipped: no cgroup v1 hierarchy is mounted");
+            return;
+        }
+
+        var e = Assert.Throws<PSpawnException>(() => PSpawnContext.Create(Fixtures.Report, options: new PSpawnContextOptions { Cgroup = v1 }));
+        Assert.Equal(Errno.EOPNOTSUPP, e.Errno);
+        Assert.Contains("cgroup v2", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_child_is_born_in_the_spawns_cgroup()
     {
         string? cgroup = MakeTestCgroup();
