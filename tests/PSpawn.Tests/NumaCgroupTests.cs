@@ -254,6 +254,46 @@ public sealed class NumaCgroupTests : IDisposable
     }
 
     [Fact]
+    public async Task Every_instance_of_a_batch_is_born_in_its_cgroup()
+    {
+        string? cgroup = MakeTestCgroup();
+        if (cgroup is null)
+        {
+            return;
+        }
+
+        try
+        {
+            string relative = cgroup[Cgroup2Root.Length..];
+            using var context = PSpawnContext.Create(Fixtures.Report);
+            SpawnInstance[] instances = Enumerable.Range(0, 4).Select(_ => new SpawnInstance(["--report-sleep-ms=5000"])).ToArray();
+            SpawnBatchResult result = context.SpawnBatch(instances, new SpawnOptions { Cgroup = cgroup, StandardOutput = StdioTarget.Null });
+            try
+            {
+                Assert.True(result.AllStarted);
+                Assert.All(result.Started, child => Assert.Equal(relative, Cgroup2Of(child.Id)));
+            }
+            finally
+            {
+                foreach (SpawnedProcess child in result.Started)
+                {
+                    child.Kill(9);
+                }
+
+                await result.Started.ExitAll();
+                foreach (SpawnedProcess child in result.Started)
+                {
+                    child.Dispose();
+                }
+            }
+        }
+        finally
+        {
+            await RemoveTestCgroup(cgroup);
+        }
+    }
+
+    [Fact]
     public async Task Every_child_of_a_context_with_a_cgroup_is_born_there()
     {
         string? cgroup = MakeTestCgroup();
