@@ -154,6 +154,47 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The NUMA node each proxy is bound to, in creation order (see <see cref="PSpawnContextOptions.Numa"/>); -1 for a proxy bound
+    /// to no node (<see cref="NumaPlacement.Off"/>, or a single-node machine under <see cref="NumaPlacement.Auto"/>). Empty in
+    /// <see cref="PSpawnMode.Fallback"/> mode and after <see cref="Dispose"/>.
+    /// </summary>
+    public unsafe IReadOnlyList<int> ProxyNodes
+    {
+        get
+        {
+            bool added = false;
+            try
+            {
+                _handle.DangerousAddRef(ref added);
+                int count = Interop.PSpawnCore.ContextProxyNodes(_handle.Pointer, null, 0);
+                if (count <= 0)
+                {
+                    return [];
+                }
+
+                int[] nodes = new int[count];
+                fixed (int* pointer = nodes)
+                {
+                    count = Interop.PSpawnCore.ContextProxyNodes(_handle.Pointer, pointer, nodes.Length);
+                }
+
+                return count <= 0 ? [] : Array.AsReadOnly(nodes[..Math.Min(count, nodes.Length)]);
+            }
+            catch (ObjectDisposedException)
+            {
+                return [];
+            }
+            finally
+            {
+                if (added)
+                {
+                    _handle.DangerousRelease();
+                }
+            }
+        }
+    }
+
     /// <summary>The version of the native core (libpspawn.so), "MAJOR.MINOR.PATCH".</summary>
     public static unsafe string NativeVersion
     {
@@ -191,6 +232,11 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
         string fullPath = System.IO.Path.GetFullPath(path);
 
         NativeLibraryResolver.EnsureRegistered();
+        if (options.Cgroup is string cgroup)
+        {
+            NativeSpawnAttributes.ProbeCgroup(cgroup, fullPath);
+        }
+
         string? proxyLibrary = options.ProxyLibraryPath ?? NativeLibraryResolver.ProxyLibraryPath;
 
         var proxyEnvironment = NativeStringArray.ToEnvironmentBlock(
@@ -201,10 +247,12 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
         int errno;
         byte* nativePath = null;
         byte* nativeProxyLibrary = null;
+        byte* nativeCgroup = null;
         try
         {
             nativePath = NativeStringArray.AllocUtf8(fullPath);
             nativeProxyLibrary = proxyLibrary is null ? null : NativeStringArray.AllocUtf8(proxyLibrary);
+            nativeCgroup = options.Cgroup is null ? null : NativeStringArray.AllocUtf8(options.Cgroup);
             using NativeStringArray proxyEnvp = NativeStringArray.Create(proxyEnvironment, nameof(options));
 
             Interop.PSpawnCore.ContextAttr attr;
@@ -214,6 +262,10 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             attr.RequestTimeoutMs = PSpawnContextOptions.ToMilliseconds(options.RequestTimeout);
             attr.MaxRestarts = options.MaxRestarts;
             attr.Proxies = options.ProxyCount ?? 0;
+            attr.Numa = options.NativeNuma;
+            attr.NumaMemory = options.NativeNumaMemory;
+            attr.NumaSpread = options.NativeNumaSpread;
+            attr.Cgroup = nativeCgroup;
             if (options.SharedBufferSize is int bufferSize)
             {
                 attr.BufferSize = (nuint)bufferSize;
@@ -263,6 +315,11 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             if (nativeProxyLibrary is not null)
             {
                 NativeStringArray.FreeUtf8(nativeProxyLibrary);
+            }
+
+            if (nativeCgroup is not null)
+            {
+                NativeStringArray.FreeUtf8(nativeCgroup);
             }
         }
 

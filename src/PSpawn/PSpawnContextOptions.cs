@@ -90,8 +90,64 @@ public sealed record PSpawnContextOptions
     /// </summary>
     public IReadOnlyDictionary<string, string>? ProxyEnvironment { get; init; }
 
+    /// <summary>
+    /// Whether proxies are placed per NUMA node: at least one proxy per usable node, pinned to that node's CPUs and, before the
+    /// target is exec'd, given the memory policy <see cref="NumaMemory"/>; instances with a CPU set go to a proxy of the node that
+    /// holds it, others are spread over the nodes per <see cref="NumaSpread"/>. Default <see cref="NumaPlacement.Auto"/> (per node
+    /// on a multi-node machine). A context pinned to a core, or with <see cref="ProxyCount"/> 1, never places per node.
+    /// <see cref="PSpawnContext.ProxyNodes"/> reports where the proxies ended up.
+    /// </summary>
+    public NumaPlacement Numa { get; init; } = NumaPlacement.Auto;
+
+    /// <summary>
+    /// The memory policy of per-node proxies. Default <see cref="NumaMemoryPolicy.Bind"/>. Children reset it to the default policy
+    /// before <c>main</c> unless the spawn asks for <see cref="SpawnOptions.NumaLocalMemory"/>.
+    /// </summary>
+    public NumaMemoryPolicy NumaMemory { get; init; } = NumaMemoryPolicy.Bind;
+
+    /// <summary>How instances without a CPU set are spread over the nodes of per-node proxies. Default <see cref="PSpawn.NumaSpread.RoundRobin"/>.</summary>
+    public NumaSpread NumaSpread { get; init; } = NumaSpread.RoundRobin;
+
+    /// <summary>
+    /// A cgroup v2 directory (under the cgroup2 mount, e.g. <c>/sys/fs/cgroup/jobs/a</c>) every child of the context is created in
+    /// (clone3 with CLONE_INTO_CGROUP: born there, so its limits apply to the fork itself). It is opened by
+    /// <see cref="PSpawnContext.Create"/>: a missing directory is a <see cref="PSpawnFileNotFoundException"/>, no permission a
+    /// <see cref="PSpawnAccessDeniedException"/>, a cgroup v1 directory or another file a <see cref="PSpawnException"/>
+    /// (<c>EOPNOTSUPP</c>, <c>ENOTDIR</c>). Null (the default): each child starts in the cgroup v2 this process is in at spawn time,
+    /// as after fork and exec. <see cref="SpawnOptions.Cgroup"/> overrides it per spawn.
+    /// </summary>
+    public string? Cgroup { get; init; }
+
+    internal int NativeNuma => Numa switch
+    {
+        NumaPlacement.Auto => Interop.PSpawnCore.NumaAuto,
+        NumaPlacement.On => Interop.PSpawnCore.NumaOn,
+        NumaPlacement.Off => Interop.PSpawnCore.NumaOff,
+        _ => throw new ArgumentException($"Unknown NUMA placement {(int)Numa}.", nameof(Numa)),
+    };
+
+    internal int NativeNumaMemory => NumaMemory switch
+    {
+        NumaMemoryPolicy.Bind => Interop.PSpawnCore.NumaMemBind,
+        NumaMemoryPolicy.Preferred => Interop.PSpawnCore.NumaMemPreferred,
+        NumaMemoryPolicy.None => Interop.PSpawnCore.NumaMemNone,
+        _ => throw new ArgumentException($"Unknown NUMA memory policy {(int)NumaMemory}.", nameof(NumaMemory)),
+    };
+
+    internal int NativeNumaSpread => NumaSpread switch
+    {
+        NumaSpread.RoundRobin => Interop.PSpawnCore.SpreadRoundRobin,
+        NumaSpread.Fill => Interop.PSpawnCore.SpreadFill,
+        _ => throw new ArgumentException($"Unknown NUMA spread {(int)NumaSpread}.", nameof(NumaSpread)),
+    };
+
     internal void Validate()
     {
+        _ = NativeNuma;
+        _ = NativeNumaMemory;
+        _ = NativeNumaSpread;
+        SpawnOptions.ValidateCgroupPath(Cgroup, nameof(Cgroup));
+
         if (StartupTimeout <= TimeSpan.Zero || StartupTimeout.TotalMilliseconds > int.MaxValue)
         {
             throw new ArgumentOutOfRangeException(nameof(StartupTimeout), StartupTimeout, "The start-up timeout must be positive and at most int.MaxValue milliseconds.");

@@ -113,6 +113,24 @@ public sealed record SpawnOptions
     /// </summary>
     public bool KillOnParentDeath { get; init; }
 
+    /// <summary>
+    /// A cgroup v2 directory (under the cgroup2 mount) every child of this spawn is created in (clone3 with CLONE_INTO_CGROUP, so
+    /// its limits, such as <c>pids.max</c> and <c>memory.max</c>, apply from the fork on). It is opened before the request: a
+    /// missing directory is a <see cref="PSpawnFileNotFoundException"/>, no permission a <see cref="PSpawnAccessDeniedException"/>,
+    /// a cgroup v1 directory or another file a <see cref="PSpawnException"/> (<c>EOPNOTSUPP</c>, <c>ENOTDIR</c>). The kernel may
+    /// still refuse an instance (<c>EBUSY</c>: a cgroup with controllers in <c>cgroup.subtree_control</c>; <c>EAGAIN</c>:
+    /// <c>pids.max</c> reached): that instance's error. Null (the default): <see cref="PSpawnContextOptions.Cgroup"/>, else the cgroup
+    /// this process is in at spawn time. Not supported in <see cref="PSpawnMode.Fallback"/> mode (<c>ENOTSUP</c>).
+    /// </summary>
+    public string? Cgroup { get; init; }
+
+    /// <summary>
+    /// Whether children of per-node proxies (<see cref="PSpawnContextOptions.Numa"/>) keep the proxy's memory policy, so their
+    /// memory is local to the proxy's node. Default false: they reset it to the default policy before <c>main</c>, as a fork and
+    /// exec child of this process would have. No effect where the proxy is bound to no node.
+    /// </summary>
+    public bool NumaLocalMemory { get; init; }
+
     /// <summary>Returns a copy of these options that also sets (or, with a null value, removes) one variable.</summary>
     /// <param name="name">The variable's name.</param>
     /// <param name="value">Its value, or null to remove it.</param>
@@ -147,7 +165,7 @@ public sealed record SpawnOptions
         StandardInput.Kind != StdioKind.Inherit || StandardOutput.Kind != StdioKind.Inherit || StandardError.Kind != StdioKind.Inherit ||
         OnOutputLine is not null || OnErrorLine is not null || WorkingDirectory is not null || Cpus is not null ||
         CpuSetsPerInstance is not null || NewProcessGroup || JoinProcessGroup is not null || NewSession ||
-        ResourceLimits.Count > 0 || Umask is not null || KillOnParentDeath;
+        ResourceLimits.Count > 0 || Umask is not null || KillOnParentDeath || Cgroup is not null || NumaLocalMemory;
 
     /// <summary>Checks what can be checked before a spawn; throws <see cref="ArgumentException"/>.</summary>
     internal void ValidateNativeOptions(string paramName)
@@ -231,6 +249,16 @@ public sealed record SpawnOptions
         if (Umask is UnixFileMode mask && ((int)mask & ~0x1FF) != 0)
         {
             throw new ArgumentException("Umask may only hold permission bits (0 to 0777).", paramName);
+        }
+
+        ValidateCgroupPath(Cgroup, paramName);
+    }
+
+    internal static void ValidateCgroupPath(string? path, string paramName)
+    {
+        if (path is not null && (path.Length == 0 || path.Contains('\0', StringComparison.Ordinal)))
+        {
+            throw new ArgumentException("The cgroup path must be null (the default) or non-empty, without a NUL character.", paramName);
         }
     }
 

@@ -88,6 +88,23 @@ internal static class ErrorMapper
         };
     }
 
+    /// <summary>The exception for a cgroup v2 directory the native core could not open (pspawn_attr_set_cgroup).</summary>
+    internal static Exception ForCgroup(Errno errno, string cgroup, string executablePath)
+    {
+        Exception? inner = MonoUnixException(errno);
+        string what = Describe(errno);
+        string start = $"Cannot place the children of '{executablePath}' in the cgroup '{cgroup}'";
+        return errno switch
+        {
+            Errno.ENOENT => new PSpawnFileNotFoundException($"{start}: no such cgroup: {what}.", errno, cgroup, inner),
+            Errno.EACCES or Errno.EPERM => new PSpawnAccessDeniedException($"{start}: no permission: {what}.", errno, cgroup, inner),
+            Errno.EOPNOTSUPP => new PSpawnException($"{start}: not a cgroup v2 directory (cgroup v1 placement is not supported): {what}.", errno, cgroup, inner),
+            Errno.ENOTDIR => new PSpawnException($"{start}: not a directory: {what}.", errno, cgroup, inner),
+            Errno.EINVAL or Errno.ENAMETOOLONG => new PSpawnArgumentException($"{start}: {what}.", null, errno, cgroup, inner),
+            _ => new PSpawnException($"{start}: {what}.", errno, cgroup, inner),
+        };
+    }
+
     /// <summary>The exception for a failed (or partly failed) pspawn_ne.</summary>
     internal static Exception ForSpawn(Errno errno, string path, int requested, IReadOnlyList<SpawnedProcess> started, bool withOptions = false, IReadOnlyDictionary<int, Errno>? failed = null)
     {

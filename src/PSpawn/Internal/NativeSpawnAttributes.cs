@@ -91,6 +91,16 @@ internal sealed unsafe class NativeSpawnAttributes : IDisposable
             Check(Interop.PSpawnCore.AttrSetParentDeathSignal(attr, SIGKILL), "the parent-death signal", executablePath);
         }
 
+        if (options.NumaLocalMemory)
+        {
+            Check(Interop.PSpawnCore.AttrSetNumaLocal(attr, 1), "node-local memory", executablePath);
+        }
+
+        if (options.Cgroup is string cgroup)
+        {
+            SetCgroup(attr, cgroup, executablePath);
+        }
+
         if (options.Cpus is not null)
         {
             byte* set = stackalloc byte[Interop.PSpawnCore.CpuSetBytes];
@@ -110,6 +120,41 @@ internal sealed unsafe class NativeSpawnAttributes : IDisposable
             {
                 Check(Interop.PSpawnCore.AttrSetCpusPerInstance(attr, pointer, sets.Count), "the CPU sets", executablePath);
             }
+        }
+    }
+
+    /// <summary>pspawn_attr_set_cgroup, whose errors (the directory is opened now) map to typed exceptions naming the cgroup.</summary>
+    internal static void SetCgroup(IntPtr attr, string cgroup, string executablePath)
+    {
+        byte* path = NativeStringArray.AllocUtf8(cgroup);
+        try
+        {
+            if (Interop.PSpawnCore.AttrSetCgroup(attr, path) != 0)
+            {
+                throw ErrorMapper.ForCgroup(ErrorMapper.ToErrno(Marshal.GetLastPInvokeError()), cgroup, executablePath);
+            }
+        }
+        finally
+        {
+            NativeStringArray.FreeUtf8(path);
+        }
+    }
+
+    /// <summary>
+    /// Opens <paramref name="cgroup"/> as pspawn_context_create_ex will, so that its errors are told apart from the
+    /// executable's (both can be ENOENT or EACCES).
+    /// </summary>
+    internal static void ProbeCgroup(string cgroup, string executablePath)
+    {
+        IntPtr attr;
+        Check(Interop.PSpawnCore.AttrCreate(&attr), "pspawn_attr_create", executablePath);
+        try
+        {
+            SetCgroup(attr, cgroup, executablePath);
+        }
+        finally
+        {
+            Interop.PSpawnCore.AttrDestroy(attr);
         }
     }
 

@@ -40,14 +40,48 @@ internal static partial class Interop
             public byte** ProxyEnvp;
             public int MaxRestarts;
             public int Proxies;
-            // NUMA and cgroup fields (issue 12): mirrored so that pspawn_context_attr_init,
-            // which writes sizeof(pspawn_context_attr_t), stays within this struct. Left at
-            // the C defaults; no .NET options for them yet.
+            // NUMA and cgroup fields (issue 12): PSpawnContextOptions.Numa, NumaMemory, NumaSpread, Cgroup.
             public int Numa;
             public int NumaMemory;
             public int NumaSpread;
             public byte* Cgroup;
         }
+
+        // pspawn.h's PSPAWN_NUMA_*, PSPAWN_NUMA_MEM_* and PSPAWN_SPREAD_* (the only place these numbers appear).
+        internal const int NumaAuto = 0;
+        internal const int NumaOff = 1;
+        internal const int NumaOn = 2;
+        internal const int NumaMemBind = 0;
+        internal const int NumaMemPreferred = 1;
+        internal const int NumaMemNone = 2;
+        internal const int SpreadRoundRobin = 0;
+        internal const int SpreadFill = 1;
+
+        /// <summary>PSPAWN_MAX_NODES.</summary>
+        internal const int MaxNodes = 64;
+
+        /// <summary>pspawn_numa_node_t.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct NumaNode
+        {
+            public int Id;
+            public int CpuCount;
+            public fixed byte Cpus[CpuSetBytes];
+            public int MemoryAllowed;
+            public fixed byte Distance[MaxNodes];
+        }
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_numa_topology", SetLastError = true)]
+        internal static partial int NumaTopology(NumaNode* nodes, int capacity);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_context_proxy_nodes", SetLastError = true)]
+        internal static partial int ContextProxyNodes(Context* ctx, int* nodes, int capacity);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_set_numa_local", SetLastError = true)]
+        internal static partial int AttrSetNumaLocal(IntPtr attr, int on);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_set_cgroup", SetLastError = true)]
+        internal static partial int AttrSetCgroup(IntPtr attr, byte* path);
 
         [LibraryImport(LibraryName, EntryPoint = "pspawn_context_attr_init")]
         internal static partial int ContextAttrInit(ContextAttr* attr);
