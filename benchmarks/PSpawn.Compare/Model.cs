@@ -60,9 +60,10 @@ internal sealed class MachineInfo
     public string DotNet { get; init; } = "unknown";
     public string PSpawnNative { get; init; } = "unknown";
     public string LoadAverage { get; init; } = "unknown";
+    public string Numa { get; init; } = "unknown";
 
     public override string ToString() =>
-        $"{Cpu}, {Cores} cores, Linux {Kernel}, glibc {Glibc}, {DotNet}, libpspawn {PSpawnNative} (load average at start {LoadAverage})";
+        $"{Cpu}, {Cores} cores, {Numa}, Linux {Kernel}, glibc {Glibc}, {DotNet}, libpspawn {PSpawnNative} (load average at start {LoadAverage})";
 }
 
 /// <summary>Everything one run measured.</summary>

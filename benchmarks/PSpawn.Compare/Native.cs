@@ -160,13 +160,21 @@ internal static class Machine
         string load = Read("/proc/loadavg");
         string[] parts = load.Split(' ');
         string native;
+        string numa;
         try
         {
             native = PSpawnContext.NativeVersion;
+            IReadOnlyList<PSpawnNumaNode> nodes = PSpawnTopology.Read();
+            numa = $"{nodes.Count} NUMA node{(nodes.Count == 1 ? string.Empty : "s")} ({string.Join("; ", nodes.Select(n => $"{n.Id}: CPUs {string.Join(',', n.Cpus.Order())}"))})";
         }
         catch (DllNotFoundException)
         {
-            native = "not found";
+            native = numa = "not found";
+        }
+        catch (PSpawnException e)
+        {
+            native = PSpawnContext.NativeVersion;
+            numa = $"NUMA unknown ({e.Errno})";
         }
 
         return new MachineInfo
@@ -177,6 +185,7 @@ internal static class Machine
             Glibc = LibC.GlibcVersion(),
             DotNet = RuntimeInformation.FrameworkDescription,
             PSpawnNative = native,
+            Numa = numa,
             LoadAverage = parts.Length >= 3 ? string.Join(' ', parts[..3]) : load,
         };
     }

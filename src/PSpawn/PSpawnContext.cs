@@ -347,13 +347,29 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             fallbackReason = reason;
             Log.FallbackToPosixSpawn(logger, fullPath, DescribeFallbackReason(reason));
         }
-        else
+        var created = new PSpawnContext(handle, fullPath, core, options, logger, mode, fallbackReason);
+        if (mode != PSpawnMode.Fallback && logger.IsEnabled(LogLevel.Information))
         {
             int proxyPid = Interop.PSpawnCore.ContextProxyPid(context);
-            Log.ProxyStarted(logger, fullPath, proxyPid, mode);
+            string nodes = string.Join(',', created.ProxyNodes);
+            string topology = DescribeTopology();
+            Log.ProxyStarted(logger, fullPath, proxyPid, mode, created.ProxyCount, nodes, topology);
         }
 
-        return new PSpawnContext(handle, fullPath, core, options, logger, mode, fallbackReason);
+        return created;
+    }
+
+    /// <summary>The NUMA nodes this process may use, for the log ("node 0: 2 CPUs [0,1], ..."); never throws.</summary>
+    private static string DescribeTopology()
+    {
+        try
+        {
+            return string.Join("; ", PSpawnTopology.Read());
+        }
+        catch (PSpawnException e)
+        {
+            return $"unknown ({e.Errno})";
+        }
     }
 
     private static string DescribeFallbackReason(Errno reason) => reason switch

@@ -61,6 +61,8 @@ public sealed class LifecycleTests
         Assert.Equal(LogLevel.Information, started.Level);
         Assert.Contains(proxy.ToString(System.Globalization.CultureInfo.InvariantCulture), started.Message, StringComparison.Ordinal);
         Assert.Contains("Zygote", started.Message, StringComparison.Ordinal);
+        Assert.Contains("proxies; NUMA node of each:", started.Message, StringComparison.Ordinal); // issue 12: topology logged at creation
+        Assert.Contains("node 0:", started.Message, StringComparison.Ordinal);
         FakeLogRecord stopped = Assert.Single(records, r => r.Id.Name == "ProxyStopped");
         Assert.Equal(LogLevel.Information, stopped.Level);
     }

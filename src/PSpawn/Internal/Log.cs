@@ -6,8 +6,8 @@ namespace PSpawn;
 internal static partial class Log
 {
     [LoggerMessage(EventId = 1, EventName = "ProxyStarted", Level = LogLevel.Information,
-        Message = "Started the PSpawn proxy {ProxyPid} for {Path} in {Mode} mode")]
-    public static partial void ProxyStarted(ILogger logger, string path, int proxyPid, PSpawnMode mode);
+        Message = "Started the PSpawn proxy {ProxyPid} for {Path} in {Mode} mode ({ProxyCount} proxies; NUMA node of each: {ProxyNodes}; machine: {Topology})")]
+    public static partial void ProxyStarted(ILogger logger, string path, int proxyPid, PSpawnMode mode, int proxyCount, string proxyNodes, string topology);
 
     [LoggerMessage(EventId = 2, EventName = "FallbackToPosixSpawn", Level = LogLevel.Warning,
         Message = "A zygote cannot serve {Path}: {Reason}; spawning with posix_spawn instead")]
@@ -30,7 +30,7 @@ internal static partial class Log
     public static partial void SpawnFailed(ILogger logger, string path, int started, int requested, string error, Exception exception);
 
     [LoggerMessage(EventId = 7, EventName = "ProxyFailed", Level = LogLevel.Error,
-        Message = "The PSpawn proxy for {Path} failed ({Error}); the context is broken: dispose it and create a new one")]
+        Message = "The PSpawn proxy for {Path} failed ({Error}); the next spawn restarts it unless PSpawnContextOptions.MaxRestarts is used up")]
     public static partial void ProxyFailed(ILogger logger, string path, string error);
 
     [LoggerMessage(EventId = 8, EventName = "Spawned", Level = LogLevel.Debug,
