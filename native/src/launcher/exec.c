@@ -192,6 +192,7 @@ static void run_share(struct exec_worker *w)
 
 static void *worker_main(void *arg)
 {
+    (void)pthread_setname_np(pthread_self(), "pspawn exec");
     run_share(arg);
     return NULL;
 }

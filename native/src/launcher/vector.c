@@ -149,6 +149,7 @@ static void *session_main(void *arg)
 {
     struct pspawn_session *s = arg;
     int first_error = 0;
+    (void)pthread_setname_np(pthread_self(), "pspawn session"); /* for ps, top, and the leak tests */
     s->started = psp_run_plan(&s->ctx, s->pids, s->errors, NULL, s->n, s->instances, NULL, NULL, s->attr,
                               &s->cancel, &first_error);
     struct pspawn_impl *impl = s->ctx.impl;
