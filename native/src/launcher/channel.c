@@ -40,10 +40,11 @@ static void drain_eventfd(int fd)
     }
 }
 
-static bool proxy_alive(const struct psp_channel *ch)
+/* A pidfd polls readable once its process has exited. */
+static bool pidfd_ready(int fd)
 {
-    struct pollfd p = {.fd = ch->proxy_pidfd, .events = POLLIN};
-    return poll(&p, 1, 0) == 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0;
 }
 
 /* Before a request: a proxy that died since the last one (killed, OOM) is replaced, so
@@ -52,7 +53,7 @@ static bool proxy_alive(const struct psp_channel *ch)
  * flight on a dead proxy complete at once, with EPIPE). Called with the lock held. */
 static int ensure_proxy(struct psp_channel *ch, bool block)
 {
-    if (!ch->broken && ch->proxy_pidfd >= 0 && proxy_alive(ch))
+    if (!ch->broken && ch->proxy_pidfd >= 0 && !pidfd_ready(ch->proxy_pidfd))
         return 0;
     ch->broken = true;
     while (ch->busy > 0) {
@@ -63,13 +64,6 @@ static int ensure_proxy(struct psp_channel *ch, bool block)
     if (!ch->broken) /* another thread restarted it meanwhile */
         return 0;
     return psp_channel_restart(ch);
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
 }
 
 /* The largest free range of the data area (launcher-private bookkeeping: the busy
@@ -220,7 +214,7 @@ static int channel_submit(struct psp_backend *b, struct psp_plan *plan, const in
     pthread_mutex_unlock(&ch->lock);
     if (fds != NULL) {
         for (int i = nshared; i < fd_count - (cgroup ? 1 : 0); i++)
-            close_fd(&fds[i]); /* the child ends now travel in the socket */
+            psp_close_fd(&fds[i]); /* the child ends now travel in the socket */
         free(fds);
     }
     int timeout = ch->config.request_timeout_ms == 0 ? PSP_DEFAULT_REQUEST_TIMEOUT_MS : ch->config.request_timeout_ms;
@@ -236,12 +230,6 @@ static int channel_pollfds(struct psp_backend *b, struct psp_part *part, struct 
     fds[0] = (struct pollfd){.fd = part->reply_fd, .events = POLLIN};
     fds[1] = (struct pollfd){.fd = part->pidfd, .events = POLLIN};
     return 2;
-}
-
-static bool pidfd_ready(int fd)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    return poll(&p, 1, 0) > 0;
 }
 
 /* Whatever happened, every child that exists is reported: a positive slot is a pid
@@ -273,7 +261,7 @@ static void finish(struct psp_channel *ch, struct psp_plan *plan, struct psp_par
         plan->errors[i] = r > 0 ? 0 : (r < 0 ? -r : EPROTO);
         if (r <= 0 && plan->stdio_fds != NULL && npipes > 0)
             for (int k = 0; k < 3; k++)
-                close_fd(&plan->stdio_fds[3 * i + k]);
+                psp_close_fd(&plan->stdio_fds[3 * i + k]);
     }
     drain_eventfd(part->reply_fd);
     release_slot(ch, part->slot);

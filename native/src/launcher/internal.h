@@ -350,6 +350,8 @@ int psp_send_fds(int socket_fd, const int *fds, int count);
 /* transport.c: creates a part's pipes: the caller's ends go to the plan's stdio_fds
  * (3 per instance, by plan index), the child ends, in instance order, to child_fds. */
 int psp_make_pipes(const pspawn_attr_t *attr, const int *index, int count, int *plan_fds, int *child_fds);
+/* transport.c: closes *fd if open and sets it to -1. */
+void psp_close_fd(int *fd);
 
 /* spawn.c */
 /* Every signal default and none blocked in the child, as after exec from a clean

@@ -62,24 +62,17 @@ static int await_handshake(struct psp_channel *ch, int timeout_ms)
     }
 }
 
-static void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-}
-
 /* Stops the current proxy and releases what belongs to it. With `retire`, its segment
  * stays mapped until the channel is stopped (see struct psp_retired_segment). */
 static void stop_proxy(struct psp_channel *ch, bool retire)
 {
     psp_kill_and_reap_proxy(ch);
-    close_fd(&ch->proxy_pidfd);
-    close_fd(&ch->reply_fd);
-    close_fd(&ch->doorbell_fd);
-    close_fd(&ch->socket_fd);
+    psp_close_fd(&ch->proxy_pidfd);
+    psp_close_fd(&ch->reply_fd);
+    psp_close_fd(&ch->doorbell_fd);
+    psp_close_fd(&ch->socket_fd);
     for (unsigned k = 0; k < PSP_RING_SLOTS; k++)
-        close_fd(&ch->slot_fds[k]);
+        psp_close_fd(&ch->slot_fds[k]);
     if (ch->shared != NULL) {
         struct psp_retired_segment *r = retire ? malloc(sizeof(*r)) : NULL;
         if (r != NULL) {
@@ -122,7 +115,7 @@ static int start_proxy_begin(struct psp_channel *ch)
         goto fail;
 
     err = psp_exec_proxy(ch, proxy_socket);
-    close_fd(&proxy_socket);
+    psp_close_fd(&proxy_socket);
     if (err != 0)
         goto fail;
     ch->proxy_pidfd = pidfd_open_checked(ch->proxy_pid);
@@ -134,7 +127,7 @@ static int start_proxy_begin(struct psp_channel *ch)
     ch->start_deadline = psp_now_ms() + timeout;
     return 0;
 fail:
-    close_fd(&proxy_socket);
+    psp_close_fd(&proxy_socket);
     start_failed(ch);
     return err;
 }

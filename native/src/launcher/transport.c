@@ -57,3 +57,10 @@ int psp_make_pipes(const pspawn_attr_t *attr, const int *index, int count, int *
     }
     return 0;
 }
+
+void psp_close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
