@@ -102,6 +102,14 @@ PSPAWN_API int pspawn_n(pid_t *pids, pspawn_context_t *ctx, int nspawns, char *c
 
 /* ---- Extensions ----------------------------------------------------------------- */
 
+/* Limits and defaults of pspawn_context_attr_t (below). */
+#define PSPAWN_DEFAULT_MAX_RESTARTS 8 /* max_restarts */
+#define PSPAWN_MAX_PROXIES 64         /* proxies, asked for explicitly */
+/* Instances per request when they carry pipes (pspawn_attr_stdio_pipe): bounds the
+ * descriptors in flight (the kernel limits in-flight SCM_RIGHTS descriptors to
+ * RLIMIT_NOFILE). Larger calls are cut into requests of this many. */
+#define PSPAWN_MAX_PIPED_BATCH 64
+
 /* Context flags (pspawn_context_attr_t.flags). */
 #define PSPAWN_CTX_FALLBACK     0x1u /* use posix_spawn when a zygote cannot serve this target */
 #define PSPAWN_CTX_RELAY        0x2u /* force relay mode (the proxy stays the parent) */
@@ -132,7 +140,8 @@ typedef struct pspawn_context_attr {
                                   constructors see); NULL = the caller's environment */
     int max_restarts;          /* a dead proxy is restarted on the next spawn, at most this
                                   many times over the context's life, counted per proxy;
-                                  default 8, 0 = never, -1 = no limit. A proxy whose
+                                  default PSPAWN_DEFAULT_MAX_RESTARTS, 0 = never, -1 = no
+                                  limit. A proxy whose
                                   restarts are used up is taken out of rotation: its
                                   instances go to the other proxies; only when none is
                                   left do spawns fail with EPIPE */
@@ -145,7 +154,7 @@ typedef struct pspawn_context_attr {
                                   round-robin). With several proxies an instance with a CPU
                                   set goes to a proxy whose CPUs cover it; children without
                                   a CPU set get the caller's whole affinity mask of context
-                                  creation, not the proxy's group. EINVAL: negative, > 64,
+                                  creation, not the proxy's group. EINVAL: negative, > PSPAWN_MAX_PROXIES,
                                   or > 1 together with core >= 0 (core implies 1). */
     /* NUMA placement (docs/design.md, "Per-domain proxies"). Fields from here on are
      * optional for callers built against an older header: a smaller `size` that ends

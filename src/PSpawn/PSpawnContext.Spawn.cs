@@ -43,7 +43,7 @@ public sealed partial class PSpawnContext
     }
 
     /// <summary>The most instances one <see cref="SpawnN"/> call may ask for (1,048,576, as the native core).</summary>
-    public const int MaxSpawnCount = 1 << 20;
+    public const int MaxSpawnCount = Interop.PSpawnCore.MaxSpawns;
 
     private unsafe SpawnedProcess[] SpawnCore(int count, IReadOnlyList<string> arguments, SpawnOptions? options)
     {
@@ -234,7 +234,7 @@ public sealed partial class PSpawnContext
     private static int FittingPipedInstances(int count, bool[] piped)
     {
         int perInstance = (piped[0] ? 1 : 0) + (piped[1] ? 1 : 0) + (piped[2] ? 1 : 0);
-        const int InFlight = 64; // PSP_MAX_PIPED_BATCH: instances whose pipes are made and sent at once
+        const int InFlight = Interop.PSpawnCore.MaxPipedBatch; // instances whose pipes are made and sent at once
         long budget = DescriptorBudget.Available() / perInstance; // in instances
         // k instances hold k + min(k, InFlight) instances' worth of descriptors at the peak.
         long fitting = budget > 2 * InFlight ? budget - InFlight : budget / 2;

@@ -36,7 +36,7 @@ public sealed record PSpawnContextOptions
     public TimeSpan RequestTimeout { get; init; } = DefaultRequestTimeout;
 
     /// <summary>The default <see cref="MaxRestarts"/>: 8.</summary>
-    public const int DefaultMaxRestarts = 8;
+    public const int DefaultMaxRestarts = Interop.PSpawnCore.DefaultMaxRestarts;
 
     /// <summary>
     /// How many times over the context's life a dead proxy (killed, crashed, or killed after a request timeout) is
@@ -47,8 +47,8 @@ public sealed record PSpawnContextOptions
     /// </summary>
     public int MaxRestarts { get; init; } = DefaultMaxRestarts;
 
-    /// <summary>The largest <see cref="ProxyCount"/>: 1024 (a cpu_set_t's CPUs).</summary>
-    public const int MaxProxyCount = 1024;
+    /// <summary>The largest <see cref="ProxyCount"/> (pspawn.h PSPAWN_MAX_PROXIES).</summary>
+    public const int MaxProxyCount = Interop.PSpawnCore.MaxProxies;
 
     /// <summary>
     /// How many proxies serve the context, each pinned to its share of the CPUs this process may use; a batch

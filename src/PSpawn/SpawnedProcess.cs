@@ -172,18 +172,16 @@ public sealed partial class SpawnedProcess : IDisposable
         }
 
         // After a signal, wait for the process only: a descendant that survives may hold the pipes open.
-        const int SIGTERM = 15;
-        const int SIGKILL = 9;
         if (gracePeriod > TimeSpan.Zero)
         {
-            Kill(SIGTERM, entireProcessGroup);
+            Kill(Interop.Sys.SIGTERM, entireProcessGroup);
             if (await WaitCoreAsync(_exited.Task, gracePeriod, cancellationToken).ConfigureAwait(false))
             {
                 return false;
             }
         }
 
-        Kill(SIGKILL, entireProcessGroup);
+        Kill(Interop.Sys.SIGKILL, entireProcessGroup);
         await _exited.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
         return false;
     }

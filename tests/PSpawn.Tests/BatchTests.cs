@@ -306,6 +306,20 @@ public sealed class BatchTests : IDisposable
             Assert.Equal(1, one.ProxyCount);
         }
 
+        // The largest count .NET accepts is one the native core accepts too (it once said 1024 while
+        // the core refused more than 64).
+        using (var most = PSpawnContext.Create(Fixtures.Noop, options: new PSpawnContextOptions { ProxyCount = PSpawnContextOptions.MaxProxyCount }))
+        {
+            Assert.Equal(PSpawnContextOptions.MaxProxyCount, most.ProxyCount);
+            SpawnBatchResult batch = most.SpawnBatch(Enumerable.Repeat(new SpawnInstance(), PSpawnContextOptions.MaxProxyCount).ToList());
+            Assert.Equal(PSpawnContextOptions.MaxProxyCount, batch.Started.Count);
+            foreach (SpawnedProcess process in batch.Started)
+            {
+                Assert.True(process.WaitForExit(TimeSpan.FromSeconds(60)));
+                Assert.Equal(0, process.ExitCode);
+            }
+        }
+
         var byDefault = PSpawnContext.Create(Fixtures.Noop);
         Assert.InRange(byDefault.ProxyCount, 1, Math.Max(1, Math.Min(8, Environment.ProcessorCount)));
         byDefault.Dispose();

@@ -20,11 +20,11 @@
 #define PSP_DEFAULT_BUFFER_SIZE (4u << 20)
 #define PSP_MIN_BUFFER_SIZE (64u << 10)
 #define PSP_RELAY_CAPACITY 4096u
-#define PSP_DEFAULT_MAX_RESTARTS 8
+#define PSP_DEFAULT_MAX_RESTARTS PSPAWN_DEFAULT_MAX_RESTARTS
 /* Proxies per context: by default one per usable CPU, at most this many; at most
  * PSP_MAX_PROXIES when asked for explicitly. */
 #define PSP_DEFAULT_MAX_PROXIES 8
-#define PSP_MAX_PROXIES 64
+#define PSP_MAX_PROXIES PSPAWN_MAX_PROXIES
 /* How long stopping a proxy may wait for it to be gone. */
 #define PSP_TERMINATE_TIMEOUT_MS 2000
 /* ... and for one that SIGKILL reached (its death only waits for the CPU). */

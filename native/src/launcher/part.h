@@ -5,9 +5,8 @@
 
 #include "launcher/internal.h"
 
-/* Instances per part when pipes travel: bounds the descriptors in flight (the kernel
- * limits in-flight SCM_RIGHTS descriptors to RLIMIT_NOFILE) and those held at once. */
-#define PSP_MAX_PIPED_BATCH 64
+/* Instances per part when pipes travel (pspawn.h says why). */
+#define PSP_MAX_PIPED_BATCH PSPAWN_MAX_PIPED_BATCH
 
 /* What a part's request needs, instance by instance. */
 struct part_size {

@@ -87,8 +87,7 @@ internal sealed unsafe class NativeSpawnAttributes : IDisposable
 
         if (options.KillOnParentDeath)
         {
-            const int SIGKILL = 9;
-            Check(Interop.PSpawnCore.AttrSetParentDeathSignal(attr, SIGKILL), "the parent-death signal", executablePath);
+            Check(Interop.PSpawnCore.AttrSetParentDeathSignal(attr, Interop.Sys.SIGKILL), "the parent-death signal", executablePath);
         }
 
         if (options.NumaLocalMemory)

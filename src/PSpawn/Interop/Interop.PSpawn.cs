@@ -11,13 +11,8 @@ internal static partial class Interop
         /// <summary>The name the resolver (<see cref="NativeLibraryResolver"/>) maps to libpspawn.so.</summary>
         internal const string LibraryName = "pspawn";
 
-        internal const uint CtxFallback = 0x1;
-        internal const uint CtxRelay = 0x2;
-        internal const uint CtxNoBindNow = 0x4;
+        // The constants of pspawn.h are in SharedConstants.g.cs, written by the build from the header.
 
-        internal const int ModeZygote = 1;
-        internal const int ModeRelay = 2;
-        internal const int ModeFallback = 3;
 
         /// <summary>pspawn_context_t: one pointer, treated as opaque; allocated in native memory so its address is stable.</summary>
         [StructLayout(LayoutKind.Sequential)]
@@ -47,18 +42,6 @@ internal static partial class Interop
             public byte* Cgroup;
         }
 
-        // pspawn.h's PSPAWN_NUMA_*, PSPAWN_NUMA_MEM_* and PSPAWN_SPREAD_* (the only place these numbers appear).
-        internal const int NumaAuto = 0;
-        internal const int NumaOff = 1;
-        internal const int NumaOn = 2;
-        internal const int NumaMemBind = 0;
-        internal const int NumaMemPreferred = 1;
-        internal const int NumaMemNone = 2;
-        internal const int SpreadRoundRobin = 0;
-        internal const int SpreadFill = 1;
-
-        /// <summary>PSPAWN_MAX_NODES.</summary>
-        internal const int MaxNodes = 64;
 
         /// <summary>pspawn_numa_node_t.</summary>
         [StructLayout(LayoutKind.Sequential)]
@@ -110,11 +93,6 @@ internal static partial class Interop
         [LibraryImport(LibraryName, EntryPoint = "pspawn_ne", SetLastError = true)]
         internal static partial int SpawnNE(int* pids, int* errors, Context* ctx, int nspawns, byte** argv, byte** envp);
 
-        /// <summary>The size of a glibc cpu_set_t (CPU_SETSIZE = 1024 bits).</summary>
-        internal const int CpuSetBytes = 128;
-
-        /// <summary>The number of CPUs a cpu_set_t can name.</summary>
-        internal const int CpuSetSize = 1024;
 
         [LibraryImport(LibraryName, EntryPoint = "pspawn_nx", SetLastError = true)]
         internal static partial int SpawnNX(int* pids, int* errors, int* stdioFds, Context* ctx, int nspawns, byte** argv, byte** envp, IntPtr attr);

@@ -9,25 +9,8 @@ internal static partial class Interop
     {
         private const string LibC = "libc";
 
-        internal const int EINTR = 4;
-        internal const int ESRCH = 3;
-        internal const int EIO = 5;
-        internal const int ECANCELED = 125;
-        internal const int ECHILD = 10;
-        internal const int ENFILE = 23;
-        internal const int EMFILE = 24;
-
-        internal const int WNOHANG = 1;
-
-        internal const int EPOLL_CLOEXEC = 0x80000;
-        internal const int EPOLL_CTL_ADD = 1;
-        internal const int EPOLL_CTL_DEL = 2;
-        internal const uint EPOLLIN = 0x001;
-        internal const uint EPOLLONESHOT = 1u << 30;
-
-        // Linux system call numbers; since 424 they are the same on every architecture.
-        private const nint SYS_pidfd_send_signal = 424;
-        private const nint SYS_pidfd_open = 434;
+        // errno values, flags and sizes of the C library are in SharedConstants.g.cs, written by the
+        // build from the C library's own headers.
 
         // pidfd_open and pidfd_send_signal got glibc wrappers only in 2.36: call them through syscall(2)
         // so the library also runs on older distributions. syscall() is implemented in assembly and
@@ -58,26 +41,6 @@ internal static partial class Interop
                 }
             }
         }
-
-        internal const int EAGAIN = 11;
-        internal const int EPOLL_CTL_MOD = 3;
-        internal const uint EPOLLOUT = 0x004;
-
-        internal const int F_GETFL = 3;
-        internal const int F_SETFL = 4;
-        internal const int O_NONBLOCK = 0x800;
-
-        // open(2) flags (the generic Linux values, used by x86-64, arm64 and most others).
-        internal const int O_RDONLY = 0;
-        internal const int O_WRONLY = 1;
-        internal const int O_RDWR = 2;
-        internal const int O_CREAT = 0x40;
-        internal const int O_EXCL = 0x80;
-        internal const int O_TRUNC = 0x200;
-        internal const int O_APPEND = 0x400;
-
-        internal const short POLLIN = 0x001;
-        internal const short POLLOUT = 0x004;
 
         /// <summary>struct pollfd.</summary>
         [StructLayout(LayoutKind.Sequential)]
@@ -115,13 +78,7 @@ internal static partial class Interop
         [LibraryImport(LibC, EntryPoint = "waitpid", SetLastError = true)]
         internal static partial int WaitPid(int pid, int* wstatus, int options);
 
-        internal const int P_ALL = 0;
-        internal const int P_PID = 1;
-        internal const int WEXITED = 4;
-        internal const int WNOWAIT = 0x01000000;
-
         /// <summary>The size of a siginfo_t (the same on every Linux architecture).</summary>
-        internal const int SigInfoSize = 128;
 
         /// <summary>The offset of si_pid in a siginfo_t filled by waitid (after three ints, aligned to 8 on 64-bit).</summary>
         internal static readonly int SigInfoPidOffset = IntPtr.Size == 8 ? 16 : 12;
@@ -129,8 +86,6 @@ internal static partial class Interop
         /// <summary>waitid(idtype, id, infop, options); <paramref name="info"/> points to <see cref="SigInfoSize"/> bytes.</summary>
         [LibraryImport(LibC, EntryPoint = "waitid", SetLastError = true)]
         internal static partial int WaitId(int idType, int id, byte* info, int options);
-
-        internal const int RLIMIT_NOFILE = 7;
 
         /// <summary>struct rlimit (rlim_t is 64-bit on 64-bit Linux).</summary>
         [StructLayout(LayoutKind.Sequential)]
@@ -142,8 +97,6 @@ internal static partial class Interop
 
         [LibraryImport(LibC, EntryPoint = "getrlimit", SetLastError = true)]
         internal static partial int GetRLimit(int resource, RLimit* limit);
-
-        internal const int EFD_CLOEXEC = 0x80000;
 
         [LibraryImport(LibC, EntryPoint = "eventfd", SetLastError = true)]
         internal static partial int EventFd(uint initialValue, int flags);
@@ -160,25 +113,20 @@ internal static partial class Interop
 
         /// <summary>
         /// struct epoll_event is packed on x86 and x86-64 (12 bytes, data at offset 4) and naturally aligned
-        /// elsewhere (16 bytes, data at offset 8); these helpers read and write it in either layout.
+        /// elsewhere (16 bytes, data at offset 8); its layout comes from the C library's header of the build.
         /// </summary>
         internal static class EpollEvent
         {
-            internal static readonly bool Packed =
-                RuntimeInformation.ProcessArchitecture is Architecture.X64 or Architecture.X86;
-
-            internal static int Size => Packed ? 12 : 16;
-
-            private static int DataOffset => Packed ? 4 : 8;
+            internal const int Size = EpollEventSize;
 
             internal static void Write(byte* evt, uint events, ulong data)
             {
                 *(uint*)evt = events;
-                System.Runtime.CompilerServices.Unsafe.WriteUnaligned(evt + DataOffset, data);
+                System.Runtime.CompilerServices.Unsafe.WriteUnaligned(evt + EpollEventDataOffset, data);
             }
 
             internal static ulong ReadData(byte* evt) =>
-                System.Runtime.CompilerServices.Unsafe.ReadUnaligned<ulong>(evt + DataOffset);
+                System.Runtime.CompilerServices.Unsafe.ReadUnaligned<ulong>(evt + EpollEventDataOffset);
         }
     }
 }
