@@ -102,7 +102,7 @@ chmod 755 "$init"
 
 numa_arg=""
 [ "$numa" -gt 0 ] && numa_arg="numa=fake=$numa"
-append="console=ttyS0 loglevel=4 panic=-1 root=hostroot rootfstype=9p"
+append="console=ttyS0 loglevel=4 panic=-1 no_timer_check root=hostroot rootfstype=9p"
 append+=" rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose ro init=$init $numa_arg"
 
 timeout -k 5 "$timeout_s" qemu-system-x86_64 -accel tcg -nodefaults -no-reboot \
