@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tests/kernel/bench.sh [-n N] [-r ROUNDS] [TARGET...]: spawn throughput of pspawn, ipspawn,
 # afork, posix_spawn and libpspawn's pspawn_vector (kernel backend, zygote) in the guest,
-# with 1 and then 2 vCPUs (one boot each), unpinned and pinned. TARGETs are fixture names in artifacts/native/bin (default: noop; pynamic100 too if
-# it has been built). Results: stdout and artifacts/kernel-tests/bench-<cpus>cpu.txt.
+# with 1 and then 2 vCPUs (one boot each), unpinned and pinned. TARGETs are fixture names in
+# artifacts/native/bin (default: noop; pynamic100 too if it has been built). Results: stdout
+# and artifacts/kernel-tests/bench-<cpus>cpu.txt.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
