@@ -6,8 +6,9 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-#define KBENCH_LIB_KERNEL 0 /* pspawn_vector, PSPAWN_KERNEL_AUTO: the kernel backend */
-#define KBENCH_LIB_ZYGOTE 1 /* pspawn_vector, PSPAWN_KERNEL_FORBID: the proxies */
+#define KBENCH_LIB_KERNEL 0 /* pspawn_vector, PSPAWN_CTX_EXEC + PSPAWN_KERNEL_AUTO: the kernel backend */
+#define KBENCH_LIB_ZYGOTE 1 /* pspawn_vector, a default context: the proxies */
+#define KBENCH_LIB_EXEC 2   /* pspawn_vector, PSPAWN_CTX_EXEC + PSPAWN_KERNEL_FORBID: the exec backend */
 
 /* Creates the context of a method; -1 with errno if it cannot serve as that method. */
 int kbench_lib_init(int which, const char *target);

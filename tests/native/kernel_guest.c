@@ -1,8 +1,8 @@
 /* The kernel backend in the guest (tests/kernel/guest.d/kernel_backend.sh runs one case
  * per process: kernel_guest CASE; exit status 0 = pass). Needs the patched kernel: on
  * any other it fails at once. Every instance's argv, env, affinity and parent through
- * pspawn_vector and pspawn_vector_async with the kernel backend (REQUIRE and AUTO), the
- * mode that served, per-instance errors that fail only their instance, options the
+ * pspawn_vector and pspawn_vector_async with the kernel backend (REQUIRE, and AUTO on an
+ * exec-semantics context), the mode that served, per-instance errors that fail only their instance, options the
  * calls cannot express, waiting through the API, and nothing left over. */
 #include <fcntl.h>
 #include <sched.h>
@@ -25,12 +25,18 @@ static void check_no_children(void)
     CHECK(waitpid(-1, NULL, WNOHANG | __WALL) == -1 && errno == ECHILD);
 }
 
-static void create_with(pspawn_context_t *ctx, const char *target, int kernel)
+static void create_ex(pspawn_context_t *ctx, const char *target, int kernel, unsigned int flags)
 {
     pspawn_context_attr_t attr;
     pspawn_context_attr_init(&attr);
     attr.kernel = kernel;
+    attr.flags = flags;
     CHECK(pspawn_context_create_ex(ctx, target, &attr) == 0);
+}
+
+static void create_with(pspawn_context_t *ctx, const char *target, int kernel)
+{
+    create_ex(ctx, target, kernel, 0);
 }
 
 /* Instance i of a report batch: its own argv, environment and CPU (i % ncpus). */
@@ -86,12 +92,14 @@ static void check_instance(pspawn_context_t *ctx, struct batch *b, int i, pid_t 
     free(json);
 }
 
+/* REQUIRE: a kernel-only context; AUTO: an exec-semantics context (PSPAWN_CTX_EXEC), whose
+ * expressible requests the kernel takes from the exec backend. */
 static void vector_on(int kernel, bool async)
 {
     pspawn_context_t ctx;
-    create_with(&ctx, fixture("report"), kernel);
+    create_ex(&ctx, fixture("report"), kernel, kernel == PSPAWN_KERNEL_AUTO ? PSPAWN_CTX_EXEC : 0);
     CHECK_EQ_INT(pspawn_request_mode(&ctx, NULL), PSPAWN_MODE_KERNEL);
-    CHECK_EQ_INT(pspawn_context_mode(&ctx), kernel == PSPAWN_KERNEL_REQUIRE ? PSPAWN_MODE_KERNEL : PSPAWN_MODE_ZYGOTE);
+    CHECK_EQ_INT(pspawn_context_mode(&ctx), kernel == PSPAWN_KERNEL_REQUIRE ? PSPAWN_MODE_KERNEL : PSPAWN_MODE_EXEC);
     static struct batch b;
     batch_init(&b, async ? "async" : "sync");
     pid_t pids[N];
@@ -125,6 +133,18 @@ static void detected(void)
     pspawn_context_destroy(&ctx);
     create_with(&ctx, fixture("noop"), PSPAWN_KERNEL_FORBID);
     CHECK_EQ_INT(pspawn_request_mode(&ctx, NULL), PSPAWN_MODE_ZYGOTE);
+    pspawn_context_destroy(&ctx);
+    /* AUTO keeps a zygote context on its proxies (faster than any exec); the exec and
+     * fallback modes go to the kernel. */
+    create_with(&ctx, fixture("noop"), PSPAWN_KERNEL_AUTO);
+    CHECK_EQ_INT(pspawn_request_mode(&ctx, NULL), PSPAWN_MODE_ZYGOTE);
+    pspawn_context_destroy(&ctx);
+    create_ex(&ctx, fixture("noop_static"), PSPAWN_KERNEL_AUTO, PSPAWN_CTX_FALLBACK);
+    CHECK_EQ_INT(pspawn_context_mode(&ctx), PSPAWN_MODE_FALLBACK);
+    CHECK_EQ_INT(pspawn_request_mode(&ctx, NULL), PSPAWN_MODE_KERNEL);
+    pspawn_context_destroy(&ctx);
+    create_ex(&ctx, fixture("noop"), PSPAWN_KERNEL_FORBID, PSPAWN_CTX_EXEC);
+    CHECK_EQ_INT(pspawn_request_mode(&ctx, NULL), PSPAWN_MODE_EXEC);
     pspawn_context_destroy(&ctx);
     check_no_children();
 }
@@ -238,7 +258,7 @@ static void file_errors(void)
 }
 
 /* Options the calls cannot express: ENOTSUP per instance under REQUIRE (nothing
- * started, no downgrade), the proxies under AUTO. */
+ * started, no downgrade), the exec backend under AUTO. */
 static void unexpressible_options(void)
 {
     pspawn_attr_t *attr;
@@ -257,8 +277,9 @@ static void unexpressible_options(void)
     CHECK_EQ_INT(errno, ENOTSUP);
     CHECK(errors[0] == ENOTSUP && errors[1] == ENOTSUP && pids[0] == -1 && pids[1] == -1);
     pspawn_context_destroy(&ctx);
-    create_with(&ctx, fixture("noop"), PSPAWN_KERNEL_AUTO);
-    CHECK_EQ_INT(pspawn_request_mode(&ctx, attr), PSPAWN_MODE_ZYGOTE);
+    create_ex(&ctx, fixture("noop"), PSPAWN_KERNEL_AUTO, PSPAWN_CTX_EXEC);
+    CHECK_EQ_INT(pspawn_request_mode(&ctx, NULL), PSPAWN_MODE_KERNEL);
+    CHECK_EQ_INT(pspawn_request_mode(&ctx, attr), PSPAWN_MODE_EXEC);
     CHECK_EQ_INT(pspawn_nx(pids, errors, NULL, &ctx, 2, argv, NULL, attr), 2);
     for (int i = 0; i < 2; i++)
         CHECK(waitpid(pids[i], NULL, 0) == pids[i]);

@@ -291,11 +291,12 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
     pthread_mutex_init(&impl->sessions_lock, NULL);
     pthread_cond_init(&impl->sessions_done, NULL);
     int err = start(impl, attr);
-    /* AUTO: the kernel takes what it can express, unless its children would differ from
-     * the proxies' (relay mode keeps their exit status; per-node layouts and a context
-     * cgroup place them). */
-    if (err == 0 && attr->kernel == PSPAWN_KERNEL_AUTO && impl->mode != PSPAWN_MODE_RELAY &&
-        impl->domain_count <= 1 && impl->cgroup_fd < 0)
+    /* AUTO: the kernel takes what it can express where it replaces the exec backend
+     * (exec and fallback modes). A zygote context keeps its proxies: forking the frozen
+     * target skips the exec and loading that every kernel child still pays (10x the
+     * kernel path's spawn rate in the guest, docs/benchmarks.md). */
+    if (err == 0 && attr->kernel == PSPAWN_KERNEL_AUTO &&
+        (impl->mode == PSPAWN_MODE_EXEC || impl->mode == PSPAWN_MODE_FALLBACK) && impl->cgroup_fd < 0)
         impl->kernel_active = psp_kernel_backend_init(&impl->kernel, impl->path, attr->core);
     if (err != 0) {
         pthread_cond_destroy(&impl->sessions_done);
