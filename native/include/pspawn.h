@@ -186,12 +186,14 @@ typedef struct pspawn_context_attr {
                                   as after fork+exec (see pspawn_attr_set_cgroup) */
     int kernel;                /* the kernel path (the patched kernel's pspawn/ipspawn system
                                   calls, native/kernel/; see pspawn_kernel_available):
-                                  PSPAWN_KERNEL_AUTO (default): when the calls are detected,
-                                  every request they can express goes to them (served as
-                                  PSPAWN_MODE_KERNEL: fresh execve children of the caller,
-                                  pinned before their first instruction), the rest to the
-                                  context's proxies (or exec backend); not used by relay
-                                  contexts, per-node (NUMA) layouts, or a context `cgroup`.
+                                  PSPAWN_KERNEL_AUTO (default): in a context with exec
+                                  semantics (PSPAWN_CTX_EXEC, fallback mode) whose kernel has
+                                  the calls, every request they can express goes to them
+                                  instead of the exec backend (served as PSPAWN_MODE_KERNEL:
+                                  fresh execve children of the caller, pinned before their
+                                  first instruction), the rest to the exec backend; zygote
+                                  contexts keep their proxies (faster: no exec per child);
+                                  not used with a context `cgroup`.
                                   PSPAWN_KERNEL_REQUIRE: the kernel serves every request and no
                                   proxy is started (mode PSPAWN_MODE_KERNEL; `proxies`, `numa*`
                                   and PSPAWN_CTX_FALLBACK do not apply); create fails with

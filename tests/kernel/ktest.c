@@ -911,6 +911,9 @@ static int mem_counts(struct mem_counts *m)
     static char text[1 << 20];
 
     CHECK(write_text("/proc/sys/vm/drop_caches", "3") == 0, "drop_caches");
+    /* Per-CPU partial slabs count as active: give them back first (best effort). */
+    (void)write_text("/sys/kernel/slab/task_struct/shrink", "1");
+    (void)write_text("/sys/kernel/slab/pid/shrink", "1");
     CHECK(slurp("/proc/meminfo", text, sizeof text) == 0, "meminfo");
     m->slab_kb = meminfo_field(text, "\nSlab:");
     m->sunreclaim_kb = meminfo_field(text, "\nSUnreclaim:");
@@ -960,6 +963,10 @@ static int test_leak(void)
     long total = env ? atol(env) : 10000;
     struct mem_counts before, after;
     double t0;
+    /* The pid cache is merged with the other 128-byte caches (9p, dentries, ...), whose
+     * use moves it by ~100-200 objects here; a leak of one pid per spawn moves it by
+     * `total`. */
+    long pid_slack = total / 20 > 32 ? total / 20 : 32;
 
     if (spawn_batches(500, 250, true) != 0 || mem_counts(&before) != 0)
         return -1;
@@ -972,7 +979,7 @@ static int test_leak(void)
     for (int tries = 0;; tries++) {
         if (mem_counts(&after) != 0)
             return -1;
-        if (tries == 40 || (after.task_structs - before.task_structs < 32 && after.pids - before.pids < 32))
+        if (tries == 40 || (after.task_structs - before.task_structs < 32 && after.pids - before.pids < pid_slack))
             break;
         usleep(250 * 1000);
     }
@@ -983,7 +990,7 @@ static int test_leak(void)
            after.task_structs, before.pids, after.pids);
     CHECK(after.sunreclaim_kb - before.sunreclaim_kb < 1024, "SUnreclaim grew");
     CHECK(after.task_structs - before.task_structs < 32, "task_structs grew");
-    CHECK(after.pids - before.pids < 32, "pids grew");
+    CHECK(after.pids - before.pids < pid_slack, "pids grew");
     CHECK(before.free_kb - after.free_kb < 8192, "MemFree fell");
     return check_no_children();
 }

@@ -8,8 +8,8 @@
  *
  * What the calls cannot express (cwd, stdio, umask, process groups, rlimits,
  * parent-death signal, explicit cgroups) is never sent here: under PSPAWN_KERNEL_AUTO
- * such requests go to the context's other backends, under PSPAWN_KERNEL_REQUIRE they
- * fail with ENOTSUP (psp_kernel_route). */
+ * (exec-semantics contexts only) such requests go to the exec backend, under
+ * PSPAWN_KERNEL_REQUIRE they fail with ENOTSUP (psp_kernel_route). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
