@@ -229,14 +229,7 @@ static void errors_async(void) { errors_one(true); }
  * fails with EACCES, then ENOENT, as its own error (the call itself succeeds). */
 static void file_errors(void)
 {
-    const char *copy = make_file("target", "", 0755);
-    int in_fd = open(fixture("noop_static"), O_RDONLY), out_fd = open(copy, O_WRONLY | O_TRUNC);
-    CHECK(in_fd >= 0 && out_fd >= 0);
-    char buf[65536];
-    ssize_t r;
-    while ((r = read(in_fd, buf, sizeof(buf))) > 0)
-        CHECK(write(out_fd, buf, (size_t)r) == r);
-    CHECK(close(in_fd) == 0 && close(out_fd) == 0);
+    const char *copy = copy_fixture("noop_static", "target", 0755);
     pspawn_context_t ctx;
     create_with(&ctx, copy, PSPAWN_KERNEL_REQUIRE);
     pid_t pids[3];
