@@ -193,7 +193,37 @@ typedef struct pspawn_context_attr {
                                   placement is not built). NULL (default): each child
                                   starts in the cgroup v2 the caller is in *at spawn time*,
                                   as after fork+exec (see pspawn_attr_set_cgroup) */
+    int kernel;                /* the kernel path (the patched kernel's pspawn/ipspawn system
+                                  calls, native/kernel/; see pspawn_kernel_available):
+                                  PSPAWN_KERNEL_AUTO (default): in a context with exec
+                                  semantics (PSPAWN_CTX_EXEC, fallback mode) whose kernel has
+                                  the calls, every request they can express goes to them
+                                  instead of the exec backend (served as PSPAWN_MODE_KERNEL:
+                                  fresh execve children of the caller, pinned before their
+                                  first instruction), the rest to the exec backend; zygote
+                                  contexts keep their proxies (faster: no exec per child);
+                                  not used with a context `cgroup`.
+                                  PSPAWN_KERNEL_REQUIRE: the kernel serves every request and no
+                                  proxy is started (mode PSPAWN_MODE_KERNEL; `proxies`, `numa*`
+                                  and PSPAWN_CTX_FALLBACK do not apply); create fails with
+                                  ENOSYS when the calls are not detected, ENOTSUP with a
+                                  `cgroup`, EINVAL with PSPAWN_CTX_RELAY; a request whose
+                                  options the calls cannot express (cwd, stdio other than
+                                  inherit, umask, process group or session, rlimits,
+                                  parent-death signal, a cgroup; CPU sets and the NUMA-local
+                                  flag are fine) fails every instance with ENOTSUP.
+                                  PSPAWN_KERNEL_FORBID: never. EINVAL: another value. */
 } pspawn_context_attr_t;
+
+#define PSPAWN_KERNEL_AUTO 0
+#define PSPAWN_KERNEL_REQUIRE 1
+#define PSPAWN_KERNEL_FORBID 2
+
+/* 1 if the running kernel has the pspawn/ipspawn system calls this library speaks:
+ * /sys/kernel/pspawn names them with this library's ABI version (abi_version) and both
+ * numbers answer a harmless probe as those calls do; else 0 (a kernel that says present
+ * but answers ENOSYS or EINVAL is treated as absent). Reads sysfs on every call. */
+PSPAWN_API int pspawn_kernel_available(void);
 
 #define PSPAWN_NUMA_AUTO 0
 #define PSPAWN_NUMA_OFF 1
@@ -218,7 +248,10 @@ typedef enum pspawn_mode {
                                  caller is pid 1 or ignores SIGCHLD, or PSPAWN_CTX_RELAY) */
     PSPAWN_MODE_FALLBACK = 3, /* a fresh exec per child by the parallel exec backend
                                  (PSPAWN_CTX_FALLBACK was needed: see fallback_reason) */
-    PSPAWN_MODE_EXEC = 4      /* the same backend, asked for with PSPAWN_CTX_EXEC */
+    PSPAWN_MODE_EXEC = 4,     /* the same backend, asked for with PSPAWN_CTX_EXEC */
+    PSPAWN_MODE_KERNEL = 5    /* the kernel's pspawn/ipspawn system calls: the mode of a
+                                 PSPAWN_KERNEL_REQUIRE context, and of the requests a
+                                 PSPAWN_KERNEL_AUTO context sends there (pspawn_request_mode) */
 } pspawn_mode_t;
 
 /* The mode of a live context, or -1 with errno EINVAL. */
@@ -427,6 +460,17 @@ PSPAWN_API void pspawn_session_cancel(pspawn_session_t *s);
  * (waitpid, pidfds; pspawn_waitpid in relay mode); a caller that may free a session
  * early and needs their pids calls cancel, wait and results first. NULL-safe. */
 PSPAWN_API void pspawn_session_free(pspawn_session_t *s);
+
+/* Which backend serves a request of this context with these options (NULL: none), as
+ * a mode: PSPAWN_MODE_KERNEL if the kernel path does, else pspawn_context_mode. The
+ * choice depends only on the context and the options, so this is what served (or will
+ * serve) every pspawn, pspawn_n, pspawn_nx, pspawn_vector and pspawn_vector_async call
+ * with them. -1 with EINVAL (NULL or destroyed context) or ENOTSUP (a
+ * PSPAWN_KERNEL_REQUIRE context and options the kernel cannot express). */
+PSPAWN_API int pspawn_request_mode(const pspawn_context_t *ctx, const pspawn_attr_t *attr);
+
+/* The mode that served the session (as pspawn_request_mode), or -1 with EINVAL. */
+PSPAWN_API int pspawn_session_mode(pspawn_session_t *s);
 
 /* One round trip to the proxy without forking: a liveness check (0, or -1 with EPIPE
  * / ETIMEDOUT; 0 at once in fallback mode) and the measure of the protocol's cost. */

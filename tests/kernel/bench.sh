@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tests/kernel/bench.sh [-n N] [-r ROUNDS] [TARGET...]: spawn throughput of pspawn, ipspawn,
-# afork and posix_spawn in the guest, with 1 and then 2 vCPUs (one boot each), unpinned and
-# pinned. TARGETs are fixture names in artifacts/native/bin (default: noop; pynamic100 too if
-# it has been built). Results: stdout and artifacts/kernel-tests/bench-<cpus>cpu.txt.
+# afork, posix_spawn and libpspawn's pspawn_vector (kernel backend, zygote) in the guest,
+# with 1 and then 2 vCPUs (one boot each), unpinned and pinned. TARGETs are fixture names in
+# artifacts/native/bin (default: noop; pynamic100 too if it has been built). Results: stdout
+# and artifacts/kernel-tests/bench-<cpus>cpu.txt.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -26,9 +27,10 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 "$repo/native/kernel/setup.sh"
-if [ ! -x "$bin/noop" ]; then
-    nice -n 19 cmake -S "$repo/native" -B "$repo/artifacts/native" -DPSPAWN_PYNAMIC_MAX=0 >/dev/null
-    nice -n 19 cmake --build "$repo/artifacts/native" -j2 --target noop >/dev/null
+if [ ! -x "$bin/noop" ] || [ ! -f "$repo/artifacts/native/lib/libpspawn_proxy.so" ]; then
+    [ -f "$repo/artifacts/native/CMakeCache.txt" ] ||
+        nice -n 19 cmake -S "$repo/native" -B "$repo/artifacts/native" -DPSPAWN_PYNAMIC_MAX=0 >/dev/null
+    nice -n 19 cmake --build "$repo/artifacts/native" -j2 --target noop pspawn pspawn_proxy >/dev/null
 fi
 make -s -C "$here" OUT="$out"
 

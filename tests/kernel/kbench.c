@@ -1,4 +1,6 @@
-/* kbench: spawn throughput of pspawn, ipspawn, afork and posix_spawn, in the guest.
+/* kbench: spawn throughput of pspawn, ipspawn, afork and posix_spawn, and of libpspawn's
+ * pspawn_vector with the kernel backend (lib_kernel), its proxies (lib_zygote) and its exec
+ * backend (lib_exec), in the guest.
  * Usage: kbench [-n N] [-r ROUNDS] [-m METHOD,...] [-p] TARGET
  * One measurement spawns N instances of TARGET (empty environment, argv {TARGET}) and reaps
  * them all; throughput = N / (first spawn call .. last instance reaped); launch rate =
@@ -19,10 +21,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kbench_lib.h"
 #include "pspawn_sys.h"
 
 #define MAX_ROUNDS 31
-#define MAX_METHODS 4
+#define MAX_METHODS 7
 
 static struct pspawn_sys sys;
 static const char *target;
@@ -149,6 +152,31 @@ static unsigned int run_posix_spawn(void)
     return reap(pids, n);
 }
 
+static unsigned int run_lib(int which)
+{
+    int started = kbench_lib_spawn(which, target, n, pin ? masks : NULL, pids);
+
+    if (started < 0)
+        die("pspawn_vector");
+    launched_at = now_s();
+    return reap(pids, n);
+}
+
+static unsigned int run_lib_kernel(void)
+{
+    return run_lib(KBENCH_LIB_KERNEL);
+}
+
+static unsigned int run_lib_zygote(void)
+{
+    return run_lib(KBENCH_LIB_ZYGOTE);
+}
+
+static unsigned int run_lib_exec(void)
+{
+    return run_lib(KBENCH_LIB_EXEC);
+}
+
 struct method {
     const char *name;
     unsigned int (*run)(void);
@@ -162,6 +190,9 @@ static struct method all_methods[MAX_METHODS] = {
     {"ipspawn", run_ipspawn, true, {0}, {0}},
     {"afork", run_afork, false, {0}, {0}},
     {"posix_spawn", run_posix_spawn, false, {0}, {0}},
+    {"lib_kernel", run_lib_kernel, true, {0}, {0}},
+    {"lib_zygote", run_lib_zygote, false, {0}, {0}},
+    {"lib_exec", run_lib_exec, false, {0}, {0}},
 };
 
 /* Whether name is one of the comma-separated words of list. */
@@ -197,7 +228,7 @@ static double median(const double *v, int count, double *lo, double *hi)
 int main(int argc, char **argv)
 {
     struct method *methods[MAX_METHODS];
-    const char *list = "pspawn,ipspawn,afork,posix_spawn";
+    const char *list = "pspawn,ipspawn,afork,posix_spawn,lib_kernel,lib_zygote,lib_exec";
     double med[MAX_METHODS], lmed[MAX_METHODS], lo, hi, afork = 0, afork_launch = 0;
     int rounds = 5, nm = 0, opt;
 
@@ -227,6 +258,17 @@ int main(int argc, char **argv)
             if (all_methods[i].kernel && pspawn_sys_detect(&sys) <= 0) {
                 fprintf(stderr, "kbench: %s: the kernel has no pspawn calls\n", all_methods[i].name);
                 continue;
+            }
+            if (all_methods[i].run == run_lib_kernel || all_methods[i].run == run_lib_zygote ||
+                all_methods[i].run == run_lib_exec) {
+                int which = all_methods[i].run == run_lib_kernel   ? KBENCH_LIB_KERNEL
+                            : all_methods[i].run == run_lib_zygote ? KBENCH_LIB_ZYGOTE
+                                                                   : KBENCH_LIB_EXEC;
+
+                if (kbench_lib_init(which, target) != 0) {
+                    fprintf(stderr, "kbench: %s: %s\n", all_methods[i].name, strerror(errno));
+                    continue;
+                }
             }
             methods[nm++] = &all_methods[i];
         }
@@ -262,5 +304,6 @@ int main(int argc, char **argv)
                methods[k]->name, med[k], lo, hi, afork > 0 ? med[k] / afork : 0.0, lmed[k],
                llo, lhi, afork_launch > 0 ? lmed[k] / afork_launch : 0.0);
     }
+    kbench_lib_fini();
     return 0;
 }

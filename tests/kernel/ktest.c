@@ -31,7 +31,7 @@
 
 static struct pspawn_sys sys;
 static const char *bin_dir;
-static char report_path[512], noop_path[512];
+static char report_path[512], noop_path[512], exit0_path[512];
 static char failure[512];
 static int ncpus;
 
@@ -911,6 +911,9 @@ static int mem_counts(struct mem_counts *m)
     static char text[1 << 20];
 
     CHECK(write_text("/proc/sys/vm/drop_caches", "3") == 0, "drop_caches");
+    /* Per-CPU partial slabs count as active: give them back first (best effort). */
+    (void)write_text("/sys/kernel/slab/task_struct/shrink", "1");
+    (void)write_text("/sys/kernel/slab/pid/shrink", "1");
     CHECK(slurp("/proc/meminfo", text, sizeof text) == 0, "meminfo");
     m->slab_kb = meminfo_field(text, "\nSlab:");
     m->sunreclaim_kb = meminfo_field(text, "\nSUnreclaim:");
@@ -923,11 +926,11 @@ static int mem_counts(struct mem_counts *m)
 
 static int spawn_batches(long total, unsigned int batch, bool async)
 {
-    const char *argv[] = {noop_path, NULL};
+    const char *argv[] = {exit0_path, NULL};
     static pspawn_result_t pids[PSPAWN_MAX_SPAWNS];
     struct pspawn_args a;
 
-    args_init(&a, noop_path, batch);
+    args_init(&a, exit0_path, batch);
     a.argv = ptr(argv);
     a.flags = PSPAWN_SHARED_ARGV;
     for (long done = 0; done < total; done += batch) {
@@ -960,14 +963,26 @@ static int test_leak(void)
     long total = env ? atol(env) : 10000;
     struct mem_counts before, after;
     double t0;
+    /* The pid cache is merged with the other 128-byte caches (9p, dentries, ...), whose
+     * use moves it by ~100-200 objects here; a leak of one pid per spawn moves it by
+     * `total`. */
+    long pid_slack = total / 20 > 32 ? total / 20 : 32;
 
-    if (spawn_batches(500, 100, true) != 0 || mem_counts(&before) != 0)
+    if (spawn_batches(500, 250, true) != 0 || mem_counts(&before) != 0)
         return -1;
     t0 = now_s();
-    if (spawn_batches(total / 2, 100, true) != 0 || spawn_batches(total / 2, 100, false) != 0)
+    if (spawn_batches(total / 2, 250, true) != 0 || spawn_batches(total / 2, 250, false) != 0)
         return -1;
-    if (mem_counts(&after) != 0)
-        return -1;
+    /* Exited tasks and pids are freed after an RCU grace period: a burst of children
+     * that exit at once leaves up to a few hundred pending for a moment. A leak never
+     * comes back down; wait (at most ~10 s) for the counts to settle. */
+    for (int tries = 0;; tries++) {
+        if (mem_counts(&after) != 0)
+            return -1;
+        if (tries == 40 || (after.task_structs - before.task_structs < 32 && after.pids - before.pids < pid_slack))
+            break;
+        usleep(250 * 1000);
+    }
     printf("  leak: %ld spawns in %.1f s; Slab %ld -> %ld kB, SUnreclaim %ld -> %ld kB, "
            "MemFree %ld -> %ld kB, task_struct %ld -> %ld, pid %ld -> %ld\n",
            total, now_s() - t0, before.slab_kb, after.slab_kb, before.sunreclaim_kb,
@@ -975,7 +990,7 @@ static int test_leak(void)
            after.task_structs, before.pids, after.pids);
     CHECK(after.sunreclaim_kb - before.sunreclaim_kb < 1024, "SUnreclaim grew");
     CHECK(after.task_structs - before.task_structs < 32, "task_structs grew");
-    CHECK(after.pids - before.pids < 32, "pids grew");
+    CHECK(after.pids - before.pids < pid_slack, "pids grew");
     CHECK(before.free_kb - after.free_kb < 8192, "MemFree fell");
     return check_no_children();
 }
@@ -1052,6 +1067,16 @@ int main(int argc, char **argv)
     bin_dir = argv[1];
     snprintf(report_path, sizeof report_path, "%s/report", bin_dir);
     snprintf(noop_path, sizeof noop_path, "%s/noop", bin_dir);
+    {
+        /* exit0 is built beside ktest (tests/kernel/Makefile). */
+        char self[256];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+
+        self[n > 0 ? n : 0] = '\0';
+        if (strrchr(self, '/'))
+            *strrchr(self, '/') = '\0';
+        snprintf(exit0_path, sizeof exit0_path, "%s/exit0", self);
+    }
     ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (slurp("/proc/sys/kernel/osrelease", rel.text, sizeof rel.text) == 0)
         printf("ktest: kernel %s", rel.text);

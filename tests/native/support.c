@@ -1,6 +1,7 @@
 #include "support.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
 #include <signal.h>
@@ -94,6 +95,19 @@ const char *make_file(const char *name, const char *content, unsigned mode)
     CHECK(fclose(f) == 0);
     CHECK(chmod(p, mode) == 0);
     return p;
+}
+
+const char *copy_fixture(const char *fixture_name, const char *name, unsigned mode)
+{
+    const char *path = make_file(name, "", mode);
+    int in_fd = open(fixture(fixture_name), O_RDONLY | O_CLOEXEC), out_fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    CHECK(in_fd >= 0 && out_fd >= 0);
+    char buf[65536];
+    ssize_t r;
+    while ((r = read(in_fd, buf, sizeof(buf))) > 0)
+        CHECK(write(out_fd, buf, (size_t)r) == r);
+    CHECK(r == 0 && close(in_fd) == 0 && close(out_fd) == 0);
+    return path;
 }
 
 pid_t fork_launcher(const char *target, int (*body)(pspawn_context_t *ctx), pid_t *proxy)

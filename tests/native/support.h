@@ -48,6 +48,9 @@ const char *temp_dir(void);
 void write_tree_file(const char *root, const char *rel, const char *content);
 /* Creates a file in temp_dir() with the content and mode; returns its path. */
 const char *make_file(const char *name, const char *content, unsigned mode);
+/* A byte-exact copy of a fixture in temp_dir() under `name`, with `mode`; returns its
+ * path (the same rotating buffers as make_file). */
+const char *copy_fixture(const char *fixture_name, const char *name, unsigned mode);
 
 /* A launcher in a child process: it creates a context for `target` (exit 1 on failure),
  * reports the proxy's pid to us (*proxy), then runs body(ctx) and exits with what it

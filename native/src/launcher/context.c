@@ -110,16 +110,38 @@ static int make_proxy_config(const struct pspawn_impl *impl, const pspawn_contex
     return 0;
 }
 
+/* Exec semantics: whatever execve runs (static, set-uid, own entry point, scripts);
+ * what it refuses is each instance's errno. */
+static int check_for_exec(int err)
+{
+    return err == ENOTSUP || err == EPERM || err == ENOSYS || err == ENOEXEC ? 0 : err;
+}
+
+/* PSPAWN_KERNEL_REQUIRE: the system calls serve everything; no proxy. */
+static int start_kernel_only(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
+{
+    if (!psp_kernel_backend_init(&impl->kernel, impl->path, attr->core))
+        return ENOSYS;
+    if (attr->cgroup != NULL)
+        return ENOTSUP;
+    int err = check_for_exec(psp_check_executable(impl->path));
+    if (err != 0)
+        return err;
+    impl->mode = PSPAWN_MODE_KERNEL;
+    impl->kernel_active = true;
+    return 0;
+}
+
 static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
 {
     cpu_set_t usable, affinity;
     psp_usable_cpus(&usable, &affinity);
     psp_exec_backend_init(&impl->exec, impl->path, attr->core, &usable, &affinity);
+    if (attr->kernel == PSPAWN_KERNEL_REQUIRE)
+        return start_kernel_only(impl, attr);
     int err = psp_check_executable(impl->path);
     if (attr->flags & PSPAWN_CTX_EXEC) {
-        /* Exec semantics: whatever execve runs (static, set-uid, own entry point,
-         * scripts); what it refuses is each instance's errno. */
-        if (err != 0 && err != ENOTSUP && err != EPERM && err != ENOSYS && err != ENOEXEC)
+        if ((err = check_for_exec(err)) != 0)
             return err;
         impl->mode = PSPAWN_MODE_EXEC;
         return 0;
@@ -224,6 +246,8 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
         !core_allowed(attr->core) || (attr->buffer_size != 0 && attr->buffer_size < PSP_MIN_BUFFER_SIZE) ||
         attr->max_restarts < -1 || attr->proxies < 0 || attr->proxies > PSP_MAX_PROXIES ||
         (attr->core >= 0 && attr->proxies > 1) ||
+        attr->kernel < PSPAWN_KERNEL_AUTO || attr->kernel > PSPAWN_KERNEL_FORBID ||
+        (attr->kernel == PSPAWN_KERNEL_REQUIRE && (attr->flags & PSPAWN_CTX_RELAY)) ||
         (attr->flags & ~(PSPAWN_CTX_FALLBACK | PSPAWN_CTX_RELAY | PSPAWN_CTX_NO_BIND_NOW | PSPAWN_CTX_PREFAULT |
                          PSPAWN_CTX_EXEC)) != 0 ||
         ((attr->flags & PSPAWN_CTX_EXEC) && (attr->flags & PSPAWN_CTX_RELAY))) {
@@ -267,6 +291,13 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
     pthread_mutex_init(&impl->sessions_lock, NULL);
     pthread_cond_init(&impl->sessions_done, NULL);
     int err = start(impl, attr);
+    /* AUTO: the kernel takes what it can express where it replaces the exec backend
+     * (exec and fallback modes). A zygote context keeps its proxies: forking the frozen
+     * target skips the exec and loading that every kernel child still pays (10x the
+     * kernel path's spawn rate in the guest, docs/benchmarks.md). */
+    if (err == 0 && attr->kernel == PSPAWN_KERNEL_AUTO &&
+        (impl->mode == PSPAWN_MODE_EXEC || impl->mode == PSPAWN_MODE_FALLBACK) && impl->cgroup_fd < 0)
+        impl->kernel_active = psp_kernel_backend_init(&impl->kernel, impl->path, attr->core);
     if (err != 0) {
         pthread_cond_destroy(&impl->sessions_done);
         pthread_mutex_destroy(&impl->sessions_lock);

@@ -147,7 +147,10 @@ int psp_dispatch(struct pspawn_impl *impl, struct psp_plan *plan)
 {
     struct psp_backend *single[1];
     struct dispatch d = {.plan = plan, .backends = single};
-    if (impl->channel_count == 0) { /* fallback or exec mode */
+    if (plan->kernel) {
+        single[0] = &impl->kernel.base;
+        d.nb = 1;
+    } else if (impl->channel_count == 0) { /* fallback or exec mode */
         single[0] = &impl->exec.base;
         d.nb = 1;
     } else if (impl->channel_count == 1) {

@@ -289,24 +289,25 @@ static bool exec_collect(struct psp_backend *b, struct psp_plan *plan, struct ps
     return true;
 }
 
-static int exec_ping(struct psp_backend *b)
+/* Backends without a process or state of their own (exec, kernel) share these. */
+int psp_backend_ping_nothing(struct psp_backend *b)
 {
     (void)b;
     return 0;
 }
 
-static void exec_destroy(struct psp_backend *b)
+void psp_backend_destroy_nothing(struct psp_backend *b)
 {
     (void)b;
 }
 
-static bool exec_covers(struct psp_backend *b, const cpu_set_t *set)
+bool psp_backend_covers_all(struct psp_backend *b, const cpu_set_t *set)
 {
     (void)b, (void)set;
     return true;
 }
 
-static bool exec_available(struct psp_backend *b)
+bool psp_backend_always_available(struct psp_backend *b)
 {
     (void)b;
     return true;
@@ -316,10 +317,10 @@ const struct psp_backend_ops psp_exec_ops = {
     .submit = exec_submit,
     .pollfds = exec_pollfds,
     .collect = exec_collect,
-    .ping = exec_ping,
-    .destroy = exec_destroy,
-    .covers = exec_covers,
-    .available = exec_available,
+    .ping = psp_backend_ping_nothing,
+    .destroy = psp_backend_destroy_nothing,
+    .covers = psp_backend_covers_all,
+    .available = psp_backend_always_available,
 };
 
 void psp_exec_backend_init(struct psp_exec_backend *b, const char *path, int core, const cpu_set_t *usable,

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include "common/protocol.h"
+#include "launcher/kernel_sys.h"
 #include "pspawn.h"
 
 #define PSP_DEFAULT_STARTUP_TIMEOUT_MS 10000
@@ -157,6 +158,8 @@ struct psp_plan {
      * proxy is (the caller's cgroup is already the proxy's). Borrowed. */
     int cgroup_fd;
     char *argv0[2];            /* the context path alone, for instances with NULL argv */
+    bool async;                /* run by a session's thread (the kernel backend: ipspawn) */
+    bool kernel;               /* served by the kernel backend (psp_kernel_route) */
 };
 
 /* plan.c */
@@ -181,7 +184,7 @@ struct psp_part {
     int slot;
     uint64_t ticket;
     struct psp_shared *shared;
-    int reply_fd;
+    int reply_fd;            /* (kernel backend: the ipspawn session, -1 when complete) */
     int pidfd;
     uint64_t results_offset;
     uint64_t errors_offset;
@@ -269,6 +272,15 @@ struct psp_exec_backend {
     cpu_set_t core;
 };
 
+/* The kernel backend (kernel.c): the pspawn/ipspawn system calls, when detected. */
+struct psp_kernel_backend {
+    struct psp_backend base;
+    struct psp_kernel_sys sys;
+    const char *path;          /* the context's (resolved) path */
+    bool core_set;             /* pspawn_context_create's core: every child there */
+    cpu_set_t core;
+};
+
 struct pspawn_impl {
     char *path;
     pspawn_mode_t mode;
@@ -285,6 +297,10 @@ struct pspawn_impl {
     int spread;                        /* PSPAWN_SPREAD_* */
     _Atomic unsigned int next_spread;  /* instances without a CPU set spread so far */
     struct psp_exec_backend exec;
+    /* The kernel backend: expressible requests go there when active (PSPAWN_KERNEL_AUTO
+     * and detected, or PSPAWN_KERNEL_REQUIRE: mode PSPAWN_MODE_KERNEL, no proxies). */
+    struct psp_kernel_backend kernel;
+    bool kernel_active;
     /* cgroup placement: the context's cgroup (attr.cgroup; -1 none: the caller's at
      * spawn time), and the caller's v2 cgroup the proxies were started in. */
     int cgroup_fd;
@@ -360,8 +376,21 @@ short psp_spawnattr_default_signals(posix_spawnattr_t *sa);
 
 /* exec.c */
 extern const struct psp_backend_ops psp_exec_ops;
+/* The ops of a backend without a process or state of its own (exec, kernel). */
+int psp_backend_ping_nothing(struct psp_backend *b);
+void psp_backend_destroy_nothing(struct psp_backend *b);
+bool psp_backend_covers_all(struct psp_backend *b, const cpu_set_t *set);
+bool psp_backend_always_available(struct psp_backend *b);
 void psp_exec_backend_init(struct psp_exec_backend *b, const char *path, int core, const cpu_set_t *usable,
                            const cpu_set_t *affinity);
+
+/* kernel.c */
+extern const struct psp_backend_ops psp_kernel_ops;
+/* Sets the backend up for `path`; true if the system calls are detected. */
+bool psp_kernel_backend_init(struct psp_kernel_backend *b, const char *path, int core);
+/* Where a request with these options goes: 1 the kernel backend, 0 the context's other
+ * backends, ENOTSUP (a PSPAWN_MODE_KERNEL context and options the calls cannot express). */
+int psp_kernel_route(const struct pspawn_impl *impl, const pspawn_attr_t *attr);
 
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t psp_now_ms(void);

@@ -71,7 +71,8 @@ int psp_run_plan(pspawn_context_t *ctx, pid_t *pids, int *errors, int *stdio_fds
         stdio_fds[i] = -1; /* no pipe asked for, or not started: -1, as documented */
     struct pspawn_impl *impl = ctx->impl;
     struct psp_plan plan;
-    int err = psp_plan_build(&plan, instances, n, argv, envp, impl->path, attr);
+    int route = psp_kernel_route(impl, attr);
+    int err = route > 1 ? route : psp_plan_build(&plan, instances, n, argv, envp, impl->path, attr);
     int started = 0;
     if (err != 0) {
         for (int i = 0; i < n; i++) {
@@ -83,8 +84,11 @@ int psp_run_plan(pspawn_context_t *ctx, pid_t *pids, int *errors, int *stdio_fds
         plan.errors = errs;
         plan.stdio_fds = stdio_fds;
         plan.cancel = cancel;
+        plan.async = cancel != NULL;
+        plan.kernel = route == 1;
         int owned_cgroup = -1;
-        plan.cgroup_fd = psp_plan_cgroup(impl, attr, &owned_cgroup);
+        if (!plan.kernel) /* kernel children are born in the caller's cgroup of the moment */
+            plan.cgroup_fd = psp_plan_cgroup(impl, attr, &owned_cgroup);
         started = psp_dispatch(impl, &plan);
         if (owned_cgroup >= 0)
             close(owned_cgroup);

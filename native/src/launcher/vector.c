@@ -48,6 +48,7 @@ struct pspawn_session {
     pid_t *pids;
     int *errors;
     int started;
+    int mode;                  /* the backend that serves it (pspawn_request_mode) */
     int fd;                    /* eventfd, written once when done */
     _Atomic bool done;
     _Atomic bool cancel;
@@ -180,6 +181,7 @@ int pspawn_vector_async(pspawn_session_t **session, pspawn_context_t *ctx, const
     s->fd = -1;
     s->ctx = *ctx;
     s->n = n;
+    s->mode = pspawn_request_mode(ctx, attr);
     int err = copy_instances(s, instances, n);
     if (err == 0 && attr != NULL)
         err = psp_attr_clone(attr, &s->attr);
@@ -264,6 +266,17 @@ int pspawn_session_results(pspawn_session_t *s, pid_t *pids, int *errors)
     if (errors != NULL)
         memcpy(errors, s->errors, (size_t)s->n * sizeof(int));
     return s->started;
+}
+
+int pspawn_session_mode(pspawn_session_t *s)
+{
+    if (s == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (s->mode < 0)
+        errno = ENOTSUP;
+    return s->mode;
 }
 
 void pspawn_session_cancel(pspawn_session_t *s)

@@ -40,6 +40,9 @@ internal static partial class Interop
             public int NumaMemory;
             public int NumaSpread;
             public byte* Cgroup;
+            // pspawn_context_attr_t.kernel (issue 11, PSPAWN_KERNEL_*): left at attr_init's default, AUTO. It must be
+            // here: pspawn_context_attr_init writes the whole C struct.
+            public int Kernel;
         }
 
 
