@@ -85,6 +85,10 @@ static void emit_library(void)
     INT(ModeRelay, PSPAWN_MODE_RELAY);
     INT(ModeFallback, PSPAWN_MODE_FALLBACK);
     INT(ModeExec, PSPAWN_MODE_EXEC);
+    INT(ModeKernel, PSPAWN_MODE_KERNEL);
+    INT(KernelAuto, PSPAWN_KERNEL_AUTO);
+    INT(KernelRequire, PSPAWN_KERNEL_REQUIRE);
+    INT(KernelForbid, PSPAWN_KERNEL_FORBID);
     INT(NumaAuto, PSPAWN_NUMA_AUTO);
     INT(NumaOff, PSPAWN_NUMA_OFF);
     INT(NumaOn, PSPAWN_NUMA_ON);
@@ -114,6 +118,7 @@ static void emit_library(void)
     OFFSET(ContextAttr, NumaMemory, pspawn_context_attr_t, numa_memory);
     OFFSET(ContextAttr, NumaSpread, pspawn_context_attr_t, numa_spread);
     OFFSET(ContextAttr, Cgroup, pspawn_context_attr_t, cgroup);
+    OFFSET(ContextAttr, Kernel, pspawn_context_attr_t, kernel);
     SIZE(NumaNode, pspawn_numa_node_t);
     OFFSET(NumaNode, Id, pspawn_numa_node_t, id);
     OFFSET(NumaNode, CpuCount, pspawn_numa_node_t, cpu_count);
