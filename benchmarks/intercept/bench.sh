@@ -34,8 +34,10 @@ for workload in make xargs; do
     : >"$tmp/$workload.preload"
     for _ in $(seq 1 "$rounds"); do
         body="$(declare -f "run_$workload"); tmp=$tmp n=$n target=$target run_$workload"
-        time_ms env PSPAWN_BENCH=plain bash -c "$body" >>"$tmp/$workload.plain"
-        time_ms env LD_PRELOAD="$lib" bash -c "$body" >>"$tmp/$workload.preload"
+        # The launcher (make, xargs) gets the library as a user gives it; the shell does not
+        # load it (a preloaded shell would strip it from the launcher's environment).
+        time_ms bash -c "$body" >>"$tmp/$workload.plain"
+        time_ms bash -c "export LD_PRELOAD='$lib'; $body" >>"$tmp/$workload.preload"
     done
     plain=$(median <"$tmp/$workload.plain")
     preload=$(median <"$tmp/$workload.preload")

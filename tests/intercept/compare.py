@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""compare.py PLAIN_DIR INTERCEPTED_DIR: the same workload's results with and without the
+"""compare.py PLAIN_DIR INTERCEPTED_DIR [--unordered-env]: the same workload's results with and without the
 interceptor must be identical. Each directory holds the report fixture's JSON files
 (*.json) and any text files (*.txt: launcher output, exit statuses). Process ids differ
 between runs, so pid, ppid, pgid and sid are replaced by their relations (pgid == pid:
@@ -11,6 +11,9 @@ import os
 import sys
 
 
+UNORDERED_ENV = "--unordered-env" in sys.argv  # .NET orders a child's environment by hash
+
+
 def normalise(path, root, launcher):
     with open(path, encoding="utf-8", errors="replace") as f:
         text = f.read().replace(root, "DIR")
@@ -19,6 +22,8 @@ def normalise(path, root, launcher):
     d = json.loads(text)
     # The harness's own variable (the launcher's LD_PRELOAD, or a placeholder)
     d["env"] = [e for e in d["env"] if not e.startswith("PRELOAD=")]
+    if UNORDERED_ENV:
+        d["env"].sort()
     d["leads_group"] = d["pgid"] == d["pid"]
     d["leads_session"] = d["sid"] == d["pid"]
     if launcher is not None:
@@ -43,7 +48,8 @@ def load(root):
 
 
 def main():
-    plain, intercepted = load(sys.argv[1]), load(sys.argv[2])
+    dirs = [a for a in sys.argv[1:] if not a.startswith("--")]
+    plain, intercepted = load(dirs[0]), load(dirs[1])
     problems = []
     for name in sorted(set(plain) | set(intercepted)):
         if name not in plain or name not in intercepted:

@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, make, make_k, python, xargs, bash.
+# cannot pass). CASE: probe, make, make_k, python, xargs, bash, dotnet.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -39,7 +39,7 @@ run_twice() {
         rm -f "$dir/stdout.raw" "$dir/stderr.raw"
         if [ -f "$log" ]; then mv "$log" "$tmp/$mode.log"; else : >"$tmp/$mode.log"; fi
     done
-    python3 "$here/compare.py" "$tmp/plain" "$tmp/intercepted"
+    python3 "$here/compare.py" "$tmp/plain" "$tmp/intercepted" ${COMPARE_OPTIONS:-}
 }
 
 fail() {
@@ -136,16 +136,29 @@ PY
     served_at_least 350
     ;;
 xargs)
-    run_twice "seq 1 300 | env \$PRELOAD xargs -P2 -I{} \"\$REPORT\" --report-out=\"\$OUT\"/x{}.json x{}; seq 1 200 | env \$PRELOAD xargs -P2 -n1 '$pynamic'; seq 1 100 | env \$PRELOAD xargs -P2 -I{} sh -c '\"\$REPORT\" --report-out=\"\$OUT\"/s{}.json --report-exit=\$(( {} % 3 ))'; echo xargs=\$?" ||
+    run_twice "seq 1 150 | env \$PRELOAD xargs -P2 -I{} \"\$REPORT\" --report-out=\"\$OUT\"/x{}.json x{}; seq 1 100 | env \$PRELOAD xargs -P2 -n1 '$pynamic'; seq 1 50 | env \$PRELOAD xargs -P2 -I{} sh -c '\"\$REPORT\" --report-out=\"\$OUT\"/s{}.json --report-exit=\$(( {} % 3 ))'; echo xargs=\$?" ||
         fail "results differ"
     # xargs forks and execs: nothing to serve (docs/design.md); the interceptor must not
     # get in the way.
     grep -q 'loaded' "$tmp/intercepted.log" || fail "the interceptor was not loaded"
     ;;
 bash)
-    PRELOAD_SHELL=1 run_twice "for i in \$(seq 1 200); do \"\$REPORT\" --report-out=\"\$OUT/b\$i.json\" --report-exit=\$((i % 3)); echo \"\$i \$?\"; \"\$PYNAMIC\"; done; /nonexistent/pspawn-missing; echo missing=\$?" ||
+    PRELOAD_SHELL=1 run_twice "for i in \$(seq 1 150); do \"\$REPORT\" --report-out=\"\$OUT/b\$i.json\" --report-exit=\$((i % 3)); echo \"\$i \$?\"; \"\$PYNAMIC\"; done; /nonexistent/pspawn-missing; echo missing=\$?" ||
         fail "results differ"
     grep -q 'loaded' "$tmp/intercepted.log" || fail "the interceptor was not loaded"
+    ;;
+dotnet)
+    # An unmodified .NET program: Process.Start forks (vfork) and execs, so nothing is
+    # served; the interceptor must not change any result, and its children must not load it.
+    app=
+    for config in Release Debug; do
+        candidate=$here/ProcessStartLauncher/bin/$config/net10.0/ProcessStartLauncher
+        [ -x "$candidate" ] && app=$candidate && break
+    done
+    [ -n "$app" ] || { echo "SKIP: ProcessStartLauncher is not built (dotnet build PSpawn.sln builds it)"; exit 77; }
+    COMPARE_OPTIONS=--unordered-env run_twice "env \$PRELOAD '$app' '$report' '$pynamic' \"\$OUT\"" || fail "results differ"
+    grep -q 'loaded' "$tmp/intercepted.log" || fail "the interceptor was not loaded"
+    if grep -q 'served by zygote' "$tmp/intercepted.log"; then fail "a vfork launch cannot be served"; fi
     ;;
 *)
     echo "unknown case $case"
