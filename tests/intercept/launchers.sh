@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, make, make_k, python, xargs, bash, dotnet.
+# cannot pass). CASE: probe, make, make_k, python, xargs, bash, dotnet, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -146,6 +146,20 @@ bash)
     PRELOAD_SHELL=1 run_twice "for i in \$(seq 1 150); do \"\$REPORT\" --report-out=\"\$OUT/b\$i.json\" --report-exit=\$((i % 3)); echo \"\$i \$?\"; \"\$PYNAMIC\"; done; /nonexistent/pspawn-missing; echo missing=\$?" ||
         fail "results differ"
     grep -q 'loaded' "$tmp/intercepted.log" || fail "the interceptor was not loaded"
+    ;;
+options)
+    # PSPAWN_INTERCEPT_DENY: nothing of report is served, results unchanged.
+    export PSPAWN_INTERCEPT_DENY=report
+    run_twice "env \$PRELOAD '$build/bin/intercept_spawn_probe' '$report' \"\$OUT\" > \"\$OUT/probe.txt\"" || fail "results differ"
+    unset PSPAWN_INTERCEPT_DENY
+    if grep -q 'served by zygote' "$tmp/intercepted.log"; then fail "a denied executable was served"; fi
+    grep -q 'not allowed' "$tmp/intercepted.log" || fail "the log does not say why"
+    # PSPAWN_INTERCEPT_INHERIT=1: served children keep the interceptor in LD_PRELOAD.
+    mkdir -p "$tmp/inherit"
+    PSPAWN_INTERCEPT_INHERIT=1 PSPAWN_DEBUG=1 PSPAWN_DEBUG_FILE="$tmp/inherit.log" LD_PRELOAD="$lib" \
+        "$build/bin/intercept_spawn_probe" "$report" "$tmp/inherit" >/dev/null || fail "probe failed"
+    grep -q "\"LD_PRELOAD=$lib\"" "$tmp/inherit/plain.json" || fail "the child lost the interceptor"
+    grep -q 'served by zygote' "$tmp/inherit.log" || fail "nothing served with INHERIT"
     ;;
 dotnet)
     # An unmodified .NET program: Process.Start forks (vfork) and execs, so nothing is

@@ -29,6 +29,21 @@ struct record {
 static struct record table[TABLE_SIZE];
 static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 
+void psi_actions_lock(void)
+{
+    pthread_mutex_lock(&table_lock);
+}
+
+void psi_actions_unlock(void)
+{
+    pthread_mutex_unlock(&table_lock);
+}
+
+void psi_actions_after_fork(void)
+{
+    pthread_mutex_init(&table_lock, NULL); /* the records are the child's copies: kept */
+}
+
 static size_t slot_of(const void *key)
 {
     return ((uintptr_t)key >> 4) % TABLE_SIZE;

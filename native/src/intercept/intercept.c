@@ -128,15 +128,18 @@ __attribute__((visibility("default"))) int posix_spawnp(pid_t *restrict pid, con
 static void before_fork(void)
 {
     psi_contexts_lock();
+    psi_actions_lock();
 }
 
 static void after_fork_parent(void)
 {
+    psi_actions_unlock();
     psi_contexts_unlock();
 }
 
 static void after_fork_child(void)
 {
+    psi_actions_after_fork();
     psi_contexts_forget();
 }
 

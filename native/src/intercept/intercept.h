@@ -70,6 +70,10 @@ struct psi_actions {
  * one we saw built (copied, or initialised elsewhere): then the real call is made. */
 PSI_HIDDEN bool psi_actions_copy(const posix_spawn_file_actions_t *fa, struct psi_actions *out);
 PSI_HIDDEN void psi_actions_free(struct psi_actions *a);
+/* fork: held around it, re-initialised in the child. */
+PSI_HIDDEN void psi_actions_lock(void);
+PSI_HIDDEN void psi_actions_unlock(void);
+PSI_HIDDEN void psi_actions_after_fork(void);
 
 /* The caller's state a context's proxy was created with (its children inherit it). */
 struct psi_snapshot {
