@@ -72,14 +72,39 @@ static bool string_ok(const struct psp_wire_options *o, size_t length, uint32_t 
            base[offset + len] == '\0' && memchr(base + offset, '\0', len) == NULL;
 }
 
+/* A descriptor map: one distinct target per shared descriptor, nothing else to place. */
+static bool fdmap_ok(const struct psp_wire_options *o, size_t length)
+{
+    if (o->fdmap_count != o->shared_fds || o->instance_fds != 0 || o->fdmap_offset < sizeof(*o) ||
+        o->fdmap_offset % 4 != 0 || o->fdmap_offset > length ||
+        (uint64_t)o->fdmap_count * sizeof(int32_t) > length - o->fdmap_offset)
+        return false;
+    for (int k = 0; k < 3; k++)
+        if (o->stdio[k].kind != PSP_STDIO_INHERIT)
+            return false;
+    const int32_t *targets = (const int32_t *)((const char *)o + o->fdmap_offset);
+    unsigned char seen[PSP_MAX_FD_TARGET / 8] = {0};
+    for (uint32_t i = 0; i < o->fdmap_count; i++) {
+        int32_t t = targets[i];
+        if (t < 0 || t >= PSP_MAX_FD_TARGET || (seen[t / 8] & (1u << (t % 8))))
+            return false;
+        seen[t / 8] |= (unsigned char)(1u << (t % 8));
+    }
+    return true;
+}
+
 int psp_validate_options(const struct psp_wire_options *o, size_t length, uint32_t count, uint32_t fd_count)
 {
     const uint32_t known = PSP_OPT_CWD | PSP_OPT_UMASK | PSP_OPT_PGROUP | PSP_OPT_SETSID |
-                           PSP_OPT_PDEATHSIG | PSP_OPT_CPUS | PSP_OPT_NUMA_LOCAL;
-    if ((o->set & ~known) != 0 || o->rlimit_count > PSP_MAX_RLIMITS || o->shared_fds > 3 ||
+                           PSP_OPT_PDEATHSIG | PSP_OPT_CPUS | PSP_OPT_NUMA_LOCAL | PSP_OPT_FDMAP |
+                           PSP_OPT_SIGMASK | PSP_OPT_SIGIGN;
+    if ((o->set & ~known) != 0 || o->rlimit_count > PSP_MAX_RLIMITS ||
+        o->shared_fds > ((o->set & PSP_OPT_FDMAP) ? PSP_MAX_FDMAP : 3u) ||
         o->instance_fds > 3 || (uint64_t)o->shared_fds + (uint64_t)o->instance_fds * count != fd_count)
         return EINVAL;
     if ((o->set & PSP_OPT_CWD) && !string_ok(o, length, o->cwd_offset, o->cwd_length))
+        return EINVAL;
+    if ((o->set & PSP_OPT_FDMAP) && !fdmap_ok(o, length))
         return EINVAL;
     if ((o->set & PSP_OPT_PGROUP) && o->pgroup < 0)
         return EINVAL;

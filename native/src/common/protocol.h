@@ -27,7 +27,7 @@
 #include <sys/types.h>
 
 #define PSP_MAGIC 0x50535057u /* "PSPW" */
-#define PSP_PROTOCOL_VERSION 4u
+#define PSP_PROTOCOL_VERSION 5u
 
 /* The proxy finds its configuration in this variable (removed before main runs):
  * "4:<launcher pid>:<PSP_CONFIG_* flags>". */
@@ -93,7 +93,17 @@ enum psp_option_bits {
     PSP_OPT_PDEATHSIG = 1u << 4,
     PSP_OPT_CPUS = 1u << 5,
     PSP_OPT_NUMA_LOCAL = 1u << 6, /* keep the proxy's memory policy (node-local memory) */
+    /* Exact child state, as after posix_spawn (used by the interceptor, src/intercept): */
+    PSP_OPT_FDMAP = 1u << 7,   /* the child's descriptors are exactly the map: shared slot i
+                                  at fd fdmap[i], every other descriptor (0-2 too) closed;
+                                  stdio must be INHERIT, no per-instance descriptors */
+    PSP_OPT_SIGMASK = 1u << 8, /* the child's signal mask (bit s-1 = signal s), not the target's at main */
+    PSP_OPT_SIGIGN = 1u << 9,  /* signals the child ignores (SIG_IGN), as exec keeps them */
 };
+
+/* The most entries of a descriptor map, and the bound of its target numbers. */
+#define PSP_MAX_FDMAP 256
+#define PSP_MAX_FD_TARGET 4096
 
 struct psp_wire_stdio {
     int32_t kind;
@@ -126,6 +136,10 @@ struct psp_wire_options {
     uint32_t cpuset_size;
     uint32_t cpusets_offset;
     struct psp_wire_rlimit rlimits[PSP_MAX_RLIMITS];
+    uint32_t fdmap_count;      /* PSP_OPT_FDMAP: int32_t targets at fdmap_offset */
+    uint32_t fdmap_offset;
+    uint64_t sigmask;          /* PSP_OPT_SIGMASK */
+    uint64_t sigignore;        /* PSP_OPT_SIGIGN */
 };
 
 /* One argv/envp pair of a request ("string set"): instances refer to sets by index, so

@@ -37,6 +37,7 @@ void pspawn_attr_destroy(pspawn_attr_t *attr)
     }
     free(attr->cwd);
     free(attr->cpusets);
+    psp_attr_exact_release(attr);
     if (attr->has_cgroup)
         close(attr->cgroup_fd);
     free(attr);
@@ -236,7 +237,7 @@ size_t psp_attr_wire_size(const pspawn_attr_t *attr)
     for (int k = 0; k < 3; k++)
         if (attr->stdio[k].path != NULL)
             size += strlen(attr->stdio[k].path) + 1;
-    return align8(size);
+    return align8(align8(size) + psp_attr_exact_wire_size(attr));
 }
 
 static uint32_t put_string(char *blob, size_t *cursor, const char *s, uint32_t *length)
@@ -281,6 +282,8 @@ void psp_attr_encode(const pspawn_attr_t *attr, void *dst, int *shared_fds)
     }
     o->rlimit_count = attr->rlimit_count;
     memcpy(o->rlimits, attr->rlimits, sizeof(o->rlimits));
+    cursor = align8(cursor);
+    psp_attr_exact_encode(attr, o, &cursor, shared_fds);
 }
 
 int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out)
@@ -294,6 +297,9 @@ int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out)
     c->owns_fds = true;
     c->has_cgroup = false;
     c->cgroup_fd = -1;
+    c->fdmap_count = 0;
+    c->fdmap_targets = NULL;
+    c->fdmap_sources = NULL;
     for (int k = 0; k < 3; k++) {
         c->stdio[k].path = NULL;
         c->stdio[k].caller_fd = -1;
@@ -314,6 +320,8 @@ int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out)
             (c->stdio[k].caller_fd = fcntl(attr->stdio[k].caller_fd, F_DUPFD_CLOEXEC, 3)) < 0)
             err = errno;
     }
+    if (err == 0)
+        err = psp_attr_exact_clone(attr, c);
     if (err == 0 && attr->has_cgroup) {
         if ((c->cgroup_fd = fcntl(attr->cgroup_fd, F_DUPFD_CLOEXEC, 3)) < 0)
             err = errno;

@@ -168,7 +168,7 @@ static int channel_submit(struct psp_backend *b, struct psp_plan *plan, const in
 
     /* Outside the lock: the slot and its range are ours. */
     struct psp_request req;
-    int shared_fds[3];
+    int shared_fds[PSP_MAX_SHARED_FDS];
     int nshared = 0;
     psp_part_encode(ch, plan, todo, &ps, lo, len, option_bytes, &req, shared_fds, &nshared);
     part->results_offset = req.results_offset;

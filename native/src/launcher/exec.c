@@ -202,7 +202,8 @@ static void *worker_main(void *arg)
  * thread, whose exit fires it). */
 static int unsupported(const pspawn_attr_t *attr)
 {
-    if (attr != NULL && ((attr->set & (PSP_OPT_UMASK | PSP_OPT_PDEATHSIG)) || attr->rlimit_count > 0))
+    const uint32_t exact = PSP_OPT_FDMAP | PSP_OPT_SIGMASK | PSP_OPT_SIGIGN; /* the interceptor's */
+    if (attr != NULL && ((attr->set & (PSP_OPT_UMASK | PSP_OPT_PDEATHSIG | exact)) || attr->rlimit_count > 0))
         return ENOTSUP;
     return 0;
 }

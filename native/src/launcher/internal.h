@@ -55,7 +55,30 @@ struct pspawn_attr {
     bool owns_fds;  /* a session's copy: its caller_fds are duplicates, closed on destroy */
     bool has_cgroup;
     int cgroup_fd;  /* cgroup v2 directory the children are created in (owned) */
+    int fdmap_count;     /* PSP_OPT_FDMAP: the child's descriptors exactly (attr_exact.c) */
+    int *fdmap_targets;
+    int *fdmap_sources;  /* caller descriptors (duplicates, closed on destroy, if owns_fds) */
+    uint64_t sigmask;    /* PSP_OPT_SIGMASK: bit s-1 = signal s */
+    uint64_t sigignore;  /* PSP_OPT_SIGIGN */
 };
+
+/* attr_exact.c: exact child state for the interceptor (not public API). The child's
+ * descriptors are exactly targets[i] <- the caller's sources[i] (they must stay open
+ * until the spawn returns); 0-2 included, everything else closed. Returns 0 or -1 with
+ * errno (EINVAL: more than PSP_MAX_FDMAP, a target outside 0..PSP_MAX_FD_TARGET-1 or
+ * twice, stdio options set; ENOMEM). */
+int psp_attr_set_fd_map(pspawn_attr_t *attr, const int *targets, const int *sources, int count);
+/* The child's signal mask and ignored signals, as after posix_spawn's exec. */
+int psp_attr_set_signals(pspawn_attr_t *attr, const sigset_t *mask, const sigset_t *ignored);
+size_t psp_attr_exact_wire_size(const pspawn_attr_t *attr);
+/* Writes the map's targets at blob + *cursor and its sources into shared_fds. */
+void psp_attr_exact_encode(const pspawn_attr_t *attr, struct psp_wire_options *o, size_t *cursor,
+                           int *shared_fds);
+int psp_attr_exact_clone(const pspawn_attr_t *attr, pspawn_attr_t *copy);
+void psp_attr_exact_release(pspawn_attr_t *attr);
+
+/* The most caller descriptors one request's options send. */
+#define PSP_MAX_SHARED_FDS PSP_MAX_FDMAP
 
 /* cgroup.c: cgroup v2 placement. */
 /* Opens a cgroup v2 directory: ENOENT no such directory, ENOTDIR, EACCES/EPERM,

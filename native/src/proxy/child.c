@@ -158,14 +158,20 @@ void psp_child_prepare(struct psp_proxy *p, struct psp_decoded *req, uint32_t in
         error_fd = above_stdio(error_fd);
     /* Before the options: PR_SET_MM_MAP checks brk against RLIMIT_DATA. */
     int err = psp_child_image_install(p, req);
-    if (err == 0 && req->options != NULL)
-        err = apply_options(p, req->options, instance, fds);
+    const struct psp_wire_options *o = req->options;
+    if (err == 0 && o != NULL)
+        err = apply_options(p, o, instance, fds);
+    if (err == 0 && o != NULL && (o->set & PSP_OPT_FDMAP))
+        err = psp_child_place_fds(o, fds, &error_fd);
     if (err != 0)
         fail_child(req->options != NULL ? error_fd : -1, instance, err);
     munmap(p->shared, p->size);
     /* Also closes the error pipe: its EOF tells the proxy we got past set-up. */
-    syscall(SYS_close_range, 3u, ~0u, 0u);
-    sigprocmask(SIG_SETMASK, &p->saved_mask, NULL);
+    if (o != NULL && (o->set & PSP_OPT_FDMAP))
+        psp_child_close_unmapped(o);
+    else
+        syscall(SYS_close_range, 3u, ~0u, 0u);
+    psp_child_restore_signals(p, o);
     /* Last: while non-dumpable, other processes of the user cannot read our memory
      * or descriptors, which held the segment and other instances' pipe ends. */
     restore_dumpable(p);

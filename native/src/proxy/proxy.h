@@ -85,6 +85,12 @@ void psp_clean_environment(char **envp, const char *library_path);
 /* image.c: the image a child's main starts with, laid out as execve lays it out. */
 /* At the proxy's start-up, before anything changes its state: saves the dumpable
  * state, reads the auxiliary vector and the memory map, checks PR_SET_MM_MAP. */
+/* exact.c: the interceptor's exact child state (PSP_OPT_FDMAP, _SIGMASK, _SIGIGN). */
+int psp_child_place_fds(const struct psp_wire_options *o, const int *fds, int *error_fd);
+void psp_child_close_unmapped(const struct psp_wire_options *o);
+/* The mask (the request's, else the target's at main) and the ignored signals. */
+void psp_child_restore_signals(const struct psp_proxy *p, const struct psp_wire_options *o);
+
 void psp_child_image_init(struct psp_proxy *p);
 /* In a child: copies the request's argv and (cleaned) envp into one anonymous block
  * {argc, argv, NULL, envp, NULL, auxv, strings}, points req->argv/envp, environ and

@@ -1,0 +1,111 @@
+/* The interceptor's settings (PSPAWN_INTERCEPT_*), its own path, and the real functions. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "intercept/intercept.h"
+
+struct psi_config psi_config = {.after = 2};
+struct psi_real psi_real;
+static int tracked_umask = -1;
+
+static char **split_list(const char *value)
+{
+    if (value == NULL || value[0] == '\0')
+        return NULL;
+    size_t n = 1;
+    for (const char *c = value; *c != '\0'; c++)
+        n += *c == ':';
+    char **list = calloc(n + 1, sizeof(char *));
+    char *copy = strdup(value);
+    if (list == NULL || copy == NULL) {
+        free(list);
+        free(copy);
+        return NULL;
+    }
+    size_t k = 0;
+    for (char *save = NULL, *tok = strtok_r(copy, ":", &save); tok != NULL; tok = strtok_r(NULL, ":", &save))
+        list[k++] = tok;
+    return list;
+}
+
+static bool listed(char *const *list, const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base != NULL ? base + 1 : path;
+    for (size_t i = 0; list != NULL && list[i] != NULL; i++)
+        if (strcmp(list[i], path) == 0 || strcmp(list[i], base) == 0)
+            return true;
+    return false;
+}
+
+bool psi_config_allows(const char *path)
+{
+    if (listed(psi_config.deny, path))
+        return false;
+    return psi_config.allow == NULL || listed(psi_config.allow, path);
+}
+
+/* The umask at load, from /proc/self/status ("Umask:\t0022"); -1 if unreadable. */
+static int read_umask(void)
+{
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    const char *line = strstr(buf, "\nUmask:");
+    return line != NULL ? (int)strtol(line + 7, NULL, 8) : -1;
+}
+
+void psi_config_load(void)
+{
+    const char *after = getenv("PSPAWN_INTERCEPT_AFTER");
+    if (after != NULL && after[0] != '\0') {
+        char *end = NULL;
+        long v = strtol(after, &end, 10);
+        psi_config.after = (*end == '\0' && v >= 0 && v < 1000000) ? (int)v : 2;
+    }
+    psi_config.allow = split_list(getenv("PSPAWN_INTERCEPT_ALLOW"));
+    psi_config.deny = split_list(getenv("PSPAWN_INTERCEPT_DENY"));
+    const char *inherit = getenv("PSPAWN_INTERCEPT_INHERIT");
+    psi_config.inherit = inherit != NULL && strcmp(inherit, "1") == 0;
+    const char *enabled = getenv("PSPAWN_INTERCEPT");
+    psi_config.disabled = enabled != NULL && strcmp(enabled, "0") == 0;
+    Dl_info info;
+    if (dladdr((void *)&psi_config_load, &info) != 0 && info.dli_fname != NULL)
+        psi_config.self_path = realpath(info.dli_fname, NULL);
+    tracked_umask = read_umask();
+}
+
+void psi_real_load(void)
+{
+    psi_real.spawn = (__typeof__(psi_real.spawn))dlsym(RTLD_NEXT, "posix_spawn");
+    psi_real.spawnp = (__typeof__(psi_real.spawnp))dlsym(RTLD_NEXT, "posix_spawnp");
+    psi_real.umask = (__typeof__(psi_real.umask))dlsym(RTLD_NEXT, "umask");
+    psi_real.execve = (__typeof__(psi_real.execve))dlsym(RTLD_NEXT, "execve");
+    psi_real.execvpe = (__typeof__(psi_real.execvpe))dlsym(RTLD_NEXT, "execvpe");
+}
+
+int psi_current_umask(void)
+{
+    return __atomic_load_n(&tracked_umask, __ATOMIC_RELAXED);
+}
+
+/* Interposed only to know the umask without the umask(umask(0)) race. */
+__attribute__((visibility("default"))) mode_t umask(mode_t mask)
+{
+    if (psi_real.umask == NULL)
+        psi_real_load();
+    mode_t old = psi_real.umask(mask);
+    __atomic_store_n(&tracked_umask, (int)(mask & 0777), __ATOMIC_RELAXED);
+    return old;
+}

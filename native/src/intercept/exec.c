@@ -1,0 +1,128 @@
+/* The exec family, interposed only so that children do not inherit the interceptor
+ * (unless PSPAWN_INTERCEPT_INHERIT=1): fork/vfork + exec launchers (bash, xargs, Python's
+ * subprocess, .NET's Process.Start) are not served by a zygote, but their children must
+ * not load us. These may run in a vfork child, which shares the parent's memory: no
+ * malloc, no lock, no logging; the edited environment lives on this stack. */
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "intercept/intercept.h"
+
+#define API __attribute__((visibility("default")))
+#define MAX_ENV 4096
+#define MAX_PRELOAD 8192
+
+extern char **environ;
+
+struct stripped {
+    char *env[MAX_ENV + 1];
+    char preload[MAX_PRELOAD];
+};
+
+/* envp without this library in LD_PRELOAD, in *s; envp itself when nothing changes or
+ * it does not fit. */
+static char *const *strip(char *const envp[], struct stripped *s)
+{
+    if (envp == NULL || psi_config.inherit)
+        return envp;
+    size_t n = 0;
+    long at = -1;
+    for (; envp[n] != NULL; n++)
+        if (strncmp(envp[n], "LD_PRELOAD=", 11) == 0)
+            at = (long)n;
+    if (at < 0 || n > MAX_ENV || strlen(envp[at]) >= MAX_PRELOAD)
+        return envp;
+    if (!psi_strip_self_into(envp[at], s->preload, sizeof(s->preload)))
+        return envp;
+    size_t out = 0;
+    for (size_t i = 0; i < n; i++) {
+        if ((long)i != at)
+            s->env[out++] = envp[i];
+        else if (s->preload[sizeof("LD_PRELOAD=") - 1] != '\0')
+            s->env[out++] = s->preload;
+    }
+    s->env[out] = NULL;
+    return s->env;
+}
+
+API int execve(const char *path, char *const argv[], char *const envp[])
+{
+    struct stripped s;
+    return psi_real.execve(path, argv, strip(envp, &s));
+}
+
+API int execv(const char *path, char *const argv[])
+{
+    return execve(path, argv, environ);
+}
+
+API int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+    struct stripped s;
+    return psi_real.execvpe(file, argv, strip(envp, &s));
+}
+
+API int execvp(const char *file, char *const argv[])
+{
+    return execvpe(file, argv, environ);
+}
+
+/* execl, execlp, execle: the arguments collected on the stack. */
+#define MAX_ARGS 4096
+
+/* argv[0] = first, then the variadic arguments up to their NULL; false (E2BIG) if more
+ * than MAX_ARGS. */
+static bool collect(char **argv, const char *first, va_list *ap)
+{
+    argv[0] = (char *)first;
+    for (int argc = 1; argv[argc - 1] != NULL; argc++) {
+        if (argc == MAX_ARGS) {
+            errno = E2BIG;
+            return false;
+        }
+        argv[argc] = va_arg(*ap, char *);
+    }
+    return true;
+}
+
+enum list_kind { LIST_PATH, LIST_SEARCH, LIST_ENV };
+
+static int exec_list(enum list_kind kind, const char *file, char **argv, bool ok, char *const *envp)
+{
+    if (!ok)
+        return -1;
+    return kind == LIST_SEARCH ? execvpe(file, argv, environ) : execve(file, argv, envp);
+}
+
+API int execl(const char *path, const char *arg, ...)
+{
+    char *argv[MAX_ARGS + 1];
+    va_list ap;
+    va_start(ap, arg);
+    bool ok = collect(argv, arg, &ap);
+    va_end(ap);
+    return exec_list(LIST_PATH, path, argv, ok, environ);
+}
+
+API int execlp(const char *file, const char *arg, ...)
+{
+    char *argv[MAX_ARGS + 1];
+    va_list ap;
+    va_start(ap, arg);
+    bool ok = collect(argv, arg, &ap);
+    va_end(ap);
+    return exec_list(LIST_SEARCH, file, argv, ok, environ);
+}
+
+API int execle(const char *path, const char *arg, ...)
+{
+    char *argv[MAX_ARGS + 1];
+    va_list ap;
+    va_start(ap, arg);
+    bool ok = collect(argv, arg, &ap);
+    char *const *envp = ok ? va_arg(ap, char *const *) : NULL;
+    va_end(ap);
+    return exec_list(LIST_ENV, path, argv, ok, envp);
+}

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# launchers.sh BUILD_DIR CASE: one real launcher running a workload of the report and
+# pynamic100 fixtures twice, plainly and with libpspawn_intercept.so preloaded; the
+# results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
+# status) must be identical (compare.py), and the debug log must show the launches the
+# interceptor is expected to serve as "served by zygote" (so that a silent fallback
+# cannot pass). CASE: probe, make, make_k, python, xargs, bash, dotnet, options.
+set -uo pipefail
+build=$(cd "$1" && pwd)
+case=$2
+here=$(cd "$(dirname "$0")" && pwd)
+"$here/setup.sh" || exit 1
+lib=$build/lib/libpspawn_intercept.so
+report=$build/bin/report
+pynamic=$build/bin/pynamic100
+tmp=$(mktemp -d /tmp/pspawn-intercept-test.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+log=$tmp/debug.log
+
+# run_twice COMMAND: runs `bash -c COMMAND` in $tmp/plain, then in $tmp/intercepted; $OUT is
+# the run's directory, $PRELOAD="LD_PRELOAD=<the library>" in the intercepted run (empty in
+# the plain one) for COMMAND to give the launcher, as a user would (`env $PRELOAD make`);
+# with PRELOAD_SHELL=1 the shell itself is the launcher and runs preloaded. Same
+# environment in both runs otherwise.
+run_twice() {
+    local mode dir
+    for mode in plain intercepted; do
+        dir=$tmp/$mode
+        mkdir -p "$dir"
+        local preload=() variable=PRELOAD=plain
+        [ "$mode" = intercepted ] && variable="LD_PRELOAD=$lib"
+        [ "$mode" = intercepted ] && [ -n "${PRELOAD_SHELL:-}" ] && preload=(LD_PRELOAD="$lib")
+        (cd "$dir" && env OUT="$dir" REPORT="$report" PYNAMIC="$pynamic" PSPAWN_DEBUG=1 \
+            PSPAWN_DEBUG_FILE="$log" PSPAWN_INTERCEPT_AFTER=2 "${preload[@]}" PRELOAD="$variable" bash -c "$1" \
+            >"$dir/stdout.raw" 2>"$dir/stderr.raw"
+         echo $? >"$dir/status.txt")
+        sort "$dir/stdout.raw" >"$dir/stdout.txt"
+        sort "$dir/stderr.raw" >"$dir/stderr.txt"
+        rm -f "$dir/stdout.raw" "$dir/stderr.raw"
+        if [ -f "$log" ]; then mv "$log" "$tmp/$mode.log"; else : >"$tmp/$mode.log"; fi
+    done
+    python3 "$here/compare.py" "$tmp/plain" "$tmp/intercepted" ${COMPARE_OPTIONS:-}
+}
+
+fail() {
+    echo "FAIL: $*"
+    [ -f "$tmp/intercepted.log" ] && { echo "--- last lines of the debug log:"; tail -n 15 "$tmp/intercepted.log"; }
+    exit 1
+}
+
+# served_at_least N: the intercepted run's log has N "served by zygote" lines or more.
+served_at_least() {
+    local n
+    n=$(grep -c 'served by zygote' "$tmp/intercepted.log")
+    echo "served by zygote: $n (expected at least $1)"
+    [ "$n" -ge "$1" ] || fail "only $n launches served by the zygote, expected $1"
+}
+
+# makefile N [failures]: targets t1..tN, every other one runs pynamic100 too; with
+# "failures", every 10th exits 2, every 25th dies of SIGTERM, t13 runs a missing program.
+makefile() {
+    local n=$1 failures=${2:-}
+    {
+        echo "all: $(seq -f 't%g' 1 "$n" | tr '\n' ' ')"
+        for i in $(seq 1 "$n"); do
+            echo "t$i:"
+            local args="--report-out=\$(OUT)/t$i.json x$i"
+            if [ -n "$failures" ] && [ "$i" -eq 13 ]; then
+                printf '\t/nonexistent/pspawn-missing-program\n'
+                continue
+            fi
+            if [ -n "$failures" ] && [ $((i % 10)) -eq 0 ]; then args="$args --report-exit=2"; fi
+            if [ -n "$failures" ] && [ $((i % 25)) -eq 0 ]; then args="$args --report-signal=15"; fi
+            [ $((i % 2)) -eq 0 ] && printf '\t%s %s\n' "$pynamic" "p$i"
+            printf '\t%s %s\n' "$report" "$args"
+        done
+    } >"$tmp/Makefile"
+}
+
+case $case in
+probe)
+    run_twice "env \$PRELOAD '$build/bin/intercept_spawn_probe' '$report' \"\$OUT\" > \"\$OUT/probe.txt\"" || fail "results differ"
+    # Every successful case after the warm-up must have been served.
+    python3 - "$tmp/intercepted.log" <<'PY' || fail "cases not served by the zygote"
+import sys
+served, current, cases = {}, None, []
+for line in open(sys.argv[1]):
+    if line.startswith("case "):
+        current = line.split()[1]; cases.append(current); served.setdefault(current, False)
+    elif current and "served by zygote" in line:
+        served[current] = True
+expected = [c for c in cases if c not in ("warmup", "open_missing", "dup2_closed", "chdir_missing",
+            "spawnp_missing", "missing_file", "directory")]
+missing = [c for c in expected if not served[c]]
+print(f"{len(expected) - len(missing)} of {len(expected)} cases served by the zygote")
+if missing: print("not served:", missing); sys.exit(1)
+PY
+    grep -q 'bad=0' "$tmp/intercepted/probe.txt" && ! grep -q 'bad=[1-9]' "$tmp/intercepted/probe.txt" ||
+        fail "loops had failures"
+    served_at_least 400
+    ;;
+make)
+    makefile 300
+    run_twice "env \$PRELOAD make -s -j2 -f '$tmp/Makefile'" || fail "results differ"
+    served_at_least 400
+    ;;
+make_k)
+    makefile 300 failures
+    run_twice "env \$PRELOAD make -k -s -j2 -f '$tmp/Makefile'" || fail "results differ"
+    grep -q '^2$' "$tmp/intercepted/status.txt" || fail "make -k should exit 2"
+    served_at_least 400
+    ;;
+python)
+    cat >"$tmp/workload.py" <<'PY'
+import os, subprocess, sys
+out, report, pynamic = os.environ["OUT"], os.environ["REPORT"], os.environ["PYNAMIC"]
+with open(os.path.join(out, "results.txt"), "w") as f:
+    for i in range(300):
+        close = i % 3 == 0          # close_fds=True: Python forks (vfork) itself
+        args = [report, f"--report-out={out}/p{i}.json", f"--report-exit={i % 4}"]
+        if i % 50 == 7:
+            args.append("--report-signal=9")
+        r = subprocess.run(args, close_fds=close)
+        subprocess.run([pynamic, str(i)], close_fds=close, check=True)
+        f.write(f"{i} {r.returncode}\n")
+    try:
+        subprocess.run(["/nonexistent/pspawn-missing"], close_fds=False)
+    except FileNotFoundError as e:
+        f.write(f"missing {e.errno}\n")
+    r = subprocess.run([report, "--report-exit=0"], close_fds=False, capture_output=True)
+    f.write(f"captured {r.returncode} {len(r.stdout) > 0}\n")
+PY
+    # The interpreter itself, not a wrapper script (pyenv's shim would exec it without us).
+    python=$(python3 -c 'import sys; print(sys.executable)')
+    run_twice "env \$PRELOAD '$python' '$tmp/workload.py'" || fail "results differ"
+    served_at_least 350
+    ;;
+xargs)
+    run_twice "seq 1 150 | env \$PRELOAD xargs -P2 -I{} \"\$REPORT\" --report-out=\"\$OUT\"/x{}.json x{}; seq 1 100 | env \$PRELOAD xargs -P2 -n1 '$pynamic'; seq 1 50 | env \$PRELOAD xargs -P2 -I{} sh -c '\"\$REPORT\" --report-out=\"\$OUT\"/s{}.json --report-exit=\$(( {} % 3 ))'; echo xargs=\$?" ||
+        fail "results differ"
+    # xargs forks and execs: nothing to serve (docs/design.md); the interceptor must not
+    # get in the way.
+    grep -q 'loaded' "$tmp/intercepted.log" || fail "the interceptor was not loaded"
+    ;;
+bash)
+    PRELOAD_SHELL=1 run_twice "for i in \$(seq 1 150); do \"\$REPORT\" --report-out=\"\$OUT/b\$i.json\" --report-exit=\$((i % 3)); echo \"\$i \$?\"; \"\$PYNAMIC\"; done; /nonexistent/pspawn-missing; echo missing=\$?" ||
+        fail "results differ"
+    grep -q 'loaded' "$tmp/intercepted.log" || fail "the interceptor was not loaded"
+    ;;
+options)
+    # PSPAWN_INTERCEPT_DENY: nothing of report is served, results unchanged.
+    export PSPAWN_INTERCEPT_DENY=report
+    run_twice "env \$PRELOAD '$build/bin/intercept_spawn_probe' '$report' \"\$OUT\" > \"\$OUT/probe.txt\"" || fail "results differ"
+    unset PSPAWN_INTERCEPT_DENY
+    if grep -q 'served by zygote' "$tmp/intercepted.log"; then fail "a denied executable was served"; fi
+    grep -q 'not allowed' "$tmp/intercepted.log" || fail "the log does not say why"
+    # PSPAWN_INTERCEPT_INHERIT=1: served children keep the interceptor in LD_PRELOAD.
+    mkdir -p "$tmp/inherit"
+    PSPAWN_INTERCEPT_INHERIT=1 PSPAWN_DEBUG=1 PSPAWN_DEBUG_FILE="$tmp/inherit.log" LD_PRELOAD="$lib" \
+        "$build/bin/intercept_spawn_probe" "$report" "$tmp/inherit" >/dev/null || fail "probe failed"
+    grep -q "\"LD_PRELOAD=$lib\"" "$tmp/inherit/plain.json" || fail "the child lost the interceptor"
+    grep -q 'served by zygote' "$tmp/inherit.log" || fail "nothing served with INHERIT"
+    ;;
+dotnet)
+    # An unmodified .NET program: Process.Start forks (vfork) and execs, so nothing is
+    # served; the interceptor must not change any result, and its children must not load it.
+    app=
+    for config in Release Debug; do
+        candidate=$here/ProcessStartLauncher/bin/$config/net10.0/ProcessStartLauncher
+        [ -x "$candidate" ] && app=$candidate && break
+    done
+    [ -n "$app" ] || { echo "SKIP: ProcessStartLauncher is not built (dotnet build PSpawn.sln builds it)"; exit 77; }
+    COMPARE_OPTIONS=--unordered-env run_twice "env \$PRELOAD '$app' '$report' '$pynamic' \"\$OUT\"" || fail "results differ"
+    grep -q 'loaded' "$tmp/intercepted.log" || fail "the interceptor was not loaded"
+    if grep -q 'served by zygote' "$tmp/intercepted.log"; then fail "a vfork launch cannot be served"; fi
+    ;;
+*)
+    echo "unknown case $case"
+    exit 2
+    ;;
+esac
+echo "PASS intercept.$case"
