@@ -184,6 +184,19 @@ typedef struct pspawn_context_attr {
                                   placement is not built). NULL (default): each child
                                   starts in the cgroup v2 the caller is in *at spawn time*,
                                   as after fork+exec (see pspawn_attr_set_cgroup) */
+    /* Warm pool (zygote mode; ignored in relay, exec and fallback mode). */
+    int pool;                  /* children each proxy keeps forked ahead of time, parked
+                                  before main (0 = none, the default; at most 64, EINVAL
+                                  otherwise). A spawn without per-spawn options (an attr
+                                  with CPU sets only, or none) claims one instead of
+                                  forking; the proxy refills between requests. Anything
+                                  else (stdio, cwd, umask, rlimits, process group,
+                                  setsid, parent-death signal, cgroup, node-local memory,
+                                  a caller that moved cgroups, strings over 64 KiB) is
+                                  forked as usual. README, "Warm pool". */
+    int pool_idle_ms;          /* parked children are ended after this long without a
+                                  spawn (refilled on the next one); 0 = never (default);
+                                  EINVAL if negative */
 } pspawn_context_attr_t;
 
 #define PSPAWN_NUMA_AUTO 0
@@ -233,6 +246,13 @@ PSPAWN_API int pspawn_context_restarts(const pspawn_context_t *ctx);
 
 /* How many proxies serve the context, out-of-rotation ones included (0 in fallback mode). */
 PSPAWN_API int pspawn_context_proxy_count(const pspawn_context_t *ctx);
+
+/* Warm pool: the pids of the children parked right now, over all proxies (at most
+ * `capacity` written); returns how many there are, 0 without a pool, -1/EINVAL for a bad
+ * context. Parked children are children of the caller that have not reached main: they
+ * are never reported by a spawn call until claimed. Parked children that died are reaped
+ * by this call (as by every spawn), so that their slots are refilled. */
+PSPAWN_API int pspawn_context_pool_pids(const pspawn_context_t *ctx, pid_t *pids, int capacity);
 
 /* ---- NUMA topology --------------------------------------------------------------- */
 
