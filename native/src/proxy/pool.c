@@ -214,7 +214,6 @@ static void park(struct psp_proxy *p, uint32_t k, struct psp_decoded *req)
 {
     struct psp_proxy_pool *pool = &p->pool;
     close(pool->death_pipe[1]);
-    psp_populate_mappings(); /* warm: main will not fault the target's code in */
     struct pollfd fds[3] = {
         {.fd = pool->claim_fds[k], .events = POLLIN},
         {.fd = p->launcher_pidfd, .events = POLLIN},

@@ -81,17 +81,3 @@ void psp_prefault_mappings(void)
         warm(&list[i]);
     free(list);
 }
-
-/* A parked child of the warm pool: its own page tables for the file mappings it shares
- * with the proxy (page-cache pages, mapped read-only; no anon_vma trick: nothing is
- * written), so that main, once claimed, runs without those faults. Best effort. */
-void psp_populate_mappings(void)
-{
-    struct mapping *list;
-    size_t n;
-    if (read_mappings(&list, &n) != 0)
-        return;
-    for (size_t i = 0; i < n; i++)
-        madvise((void *)list[i].start, list[i].end - list[i].start, MADV_POPULATE_READ);
-    free(list);
-}

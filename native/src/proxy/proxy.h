@@ -84,8 +84,6 @@ void psp_close_fds(int *fds, uint32_t count);
 
 /* prefault.c: make forks copy the page tables of file mappings (see there). */
 void psp_prefault_mappings(void);
-/* prefault.c: in a parked pool child, populate its own page tables of file mappings. */
-void psp_populate_mappings(void);
 
 /* serve.c: set up, then serve requests. Returns only in a child, with the request whose
  * argv/envp it must run main with. Never returns in the proxy. */
