@@ -187,7 +187,7 @@ typedef struct pspawn_context_attr {
     /* Warm pool (zygote mode; ignored in relay, exec and fallback mode). */
     int pool;                  /* children each proxy keeps forked ahead of time, parked
                                   before main (0 = none, the default; at most 64, EINVAL
-                                  otherwise). A spawn without per-spawn options (an attr
+                                  otherwise: PSPAWN_POOL_MAX). A spawn without per-spawn options (an attr
                                   with CPU sets only, or none) claims one instead of
                                   forking; the proxy refills between requests. Anything
                                   else (stdio, cwd, umask, rlimits, process group,
@@ -198,6 +198,9 @@ typedef struct pspawn_context_attr {
                                   spawn (refilled on the next one); 0 = never (default);
                                   EINVAL if negative */
 } pspawn_context_attr_t;
+
+/* pspawn_context_attr_t.pool: parked children per proxy, at most. */
+#define PSPAWN_POOL_MAX 64
 
 #define PSPAWN_NUMA_AUTO 0
 #define PSPAWN_NUMA_OFF 1
@@ -253,6 +256,9 @@ PSPAWN_API int pspawn_context_proxy_count(const pspawn_context_t *ctx);
  * are never reported by a spawn call until claimed. Parked children that died are reaped
  * by this call (as by every spawn), so that their slots are refilled. */
 PSPAWN_API int pspawn_context_pool_pids(const pspawn_context_t *ctx, pid_t *pids, int capacity);
+/* Warm pool: how many instances parked children have served over the context's life (the
+ * rest were forked); -1/EINVAL for a bad context. */
+PSPAWN_API long pspawn_context_pool_claims(const pspawn_context_t *ctx);
 
 /* ---- NUMA topology --------------------------------------------------------------- */
 

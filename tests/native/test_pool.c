@@ -152,6 +152,7 @@ static void claimed_child_is_a_fresh_one(void)
     claim_report(&a, &ctx, envp, NULL);
     claim_report(&b, &ctx, envp, NULL);
     CHECK(among(a.pid, parked, 2) && among(b.pid, parked, 2)); /* claims, not forks */
+    CHECK_EQ_INT(pspawn_context_pool_claims(&ctx), 2);
     struct report *both[] = {&a, &b};
     for (int k = 0; k < 2; k++) {
         struct report *r = both[k];
@@ -263,6 +264,7 @@ static void options_are_forked(void)
     pid_t pid = pspawn_x(&ctx, argv, envp, attr, NULL);
     CHECK(pid > 0 && !among(pid, parked, 2));
     CHECK_EQ_INT(exit_code(pid), 0);
+    CHECK_EQ_INT(pspawn_context_pool_claims(&ctx), 0);
     pid_t still[2];
     CHECK_EQ_INT(pspawn_context_pool_pids(&ctx, still, 2), 2);
     CHECK(among(still[0], parked, 2) && among(still[1], parked, 2));

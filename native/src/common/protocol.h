@@ -217,7 +217,8 @@ struct psp_shared {
  * rings the proxy's doorbell, which then refills the slot. See docs/design.md. */
 #define PSP_POOL_MAX 64u
 #define PSP_POOL_DATA (64u << 10) /* argv + envp strings one claim may carry */
-#define PSP_POOL_REPORT 0x1u      /* the launcher waits for the child's placement (CPU set) */
+#define PSP_POOL_REPORT 0x1u      /* the launcher waits for the child's set-up report (CPU set,
+                                     /dev/null stdio) */
 
 enum psp_pool_state {
     PSP_POOL_FREE = 0,     /* proxy: may fork into it */
@@ -241,6 +242,8 @@ struct psp_pool_slot {
     uint32_t envc;
     uint32_t strings_length; /* argv then envp strings, NUL-terminated, <= PSP_POOL_DATA */
     uint32_t cpuset_size;    /* 0: no CPU set; else bytes of `cpuset` used (8..128) */
+    uint32_t stdio_null;     /* bit k: descriptor k (0-2) becomes /dev/null */
+    uint32_t reserved;
     uint64_t cpuset[16];
     char strings[PSP_POOL_DATA];
 };

@@ -31,6 +31,7 @@
 #define PSP_KILLED_TIMEOUT_MS 10000
 
 _Static_assert(PSPAWN_MAX_SPAWNS == PSP_MAX_COUNT, "one call's limit is one request's limit");
+_Static_assert(PSPAWN_POOL_MAX == PSP_POOL_MAX, "the public pool limit is the segment's");
 
 struct psp_attr_stdio {
     int kind; /* enum psp_stdio_kind */
@@ -266,6 +267,7 @@ struct psp_channel {
 struct psp_pool_backend {
     struct psp_backend base;
     struct psp_channel *channel;
+    _Atomic long claims;     /* instances served by parked children so far */
 };
 extern const struct psp_backend_ops psp_pool_ops;
 /* Puts a pool backend around each of the context's `count` channels. 0 or ENOMEM. */

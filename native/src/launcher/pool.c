@@ -110,7 +110,8 @@ void psp_pool_drain(struct psp_channel *ch)
 }
 
 /* Whether the pool can serve the plan's instances at all: no per-spawn option but CPU
- * sets (those become each instance's own set in the plan), no cgroup to be born in. */
+ * sets (those become each instance's own set in the plan) and stdio inherited or
+ * /dev/null, no cgroup to be born in. */
 static bool plan_claimable(const struct psp_plan *plan)
 {
     const pspawn_attr_t *a = plan->attr;
@@ -121,7 +122,7 @@ static bool plan_claimable(const struct psp_plan *plan)
     if ((a->set & ~(uint32_t)PSP_OPT_CPUS) != 0 || a->cwd != NULL || a->rlimit_count != 0 || a->has_cgroup)
         return false;
     for (int k = 0; k < 3; k++)
-        if (a->stdio[k].kind != PSP_STDIO_INHERIT)
+        if (a->stdio[k].kind != PSP_STDIO_INHERIT && a->stdio[k].kind != PSP_STDIO_NULL)
             return false;
     return true;
 }
@@ -182,7 +183,11 @@ static void write_claim(struct psp_pool_slot *slot, const struct psp_plan *plan,
     slot->envc = (uint32_t)set->envc;
     slot->strings_length = (uint32_t)set->bytes;
     int c = plan->instances[i].cpuset;
-    slot->flags = c >= 0 ? PSP_POOL_REPORT : 0;
+    slot->stdio_null = 0;
+    for (int k = 0; plan->attr != NULL && k < 3; k++)
+        if (plan->attr->stdio[k].kind == PSP_STDIO_NULL)
+            slot->stdio_null |= 1u << k;
+    slot->flags = c >= 0 || slot->stdio_null != 0 ? PSP_POOL_REPORT : 0;
     slot->cpuset_size = c >= 0 ? (uint32_t)sizeof(slot->cpuset) : 0;
     if (c >= 0) {
         _Static_assert(sizeof(((struct psp_pool_slot *)0)->cpuset) == sizeof(cpu_set_t), "one cpu_set_t");
@@ -206,8 +211,8 @@ static void futex_wait(_Atomic int32_t *word, int32_t value, int ms)
     (void)syscall(SYS_futex, word, FUTEX_WAIT, value, &ts, NULL, 0);
 }
 
-/* A claim with a CPU set: the child reports whether the kernel accepted it, as a forked
- * child reports through the request's error pipe. A child that dies first (or a proxy
+/* A claim with a CPU set or /dev/null stdio: the child reports how its set-up went, as a
+ * forked child reports through the request's error pipe. A child that dies first (or a proxy
  * that recycled the slot after it died) was started: its exit says the rest. Returns the
  * errno of its placement (the child has then exited: reaped here), or 0. */
 static int await_report(struct psp_channel *ch, struct psp_pool_slot *slot, pid_t pid)
@@ -268,6 +273,18 @@ static int claim(struct psp_channel *ch, struct psp_plan *plan, const int *todo,
     return done;
 }
 
+long pspawn_context_pool_claims(const pspawn_context_t *ctx)
+{
+    if (ctx == NULL || ctx->impl == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    long claims = 0;
+    for (int c = 0; ctx->impl->pools != NULL && c < ctx->impl->channel_count; c++)
+        claims += atomic_load(&ctx->impl->pools[c].claims);
+    return claims;
+}
+
 int pspawn_context_pool_pids(const pspawn_context_t *ctx, pid_t *pids, int capacity)
 {
     if (ctx == NULL || ctx->impl == NULL || capacity < 0 || (pids == NULL && capacity > 0)) {
@@ -313,6 +330,7 @@ static int pool_submit(struct psp_backend *b, struct psp_plan *plan, const int *
         pthread_mutex_unlock(&ch->lock);
     }
     if (claimed > 0) {
+        atomic_fetch_add(&((struct psp_pool_backend *)b)->claims, claimed);
         part->complete = true;
         *taken = claimed;
         return 0;

@@ -123,7 +123,7 @@ static int decode_claim(struct psp_pool_slot *slot, struct psp_decoded *req, cpu
 {
     uint32_t argc = slot->argc, envc = slot->envc, len = slot->strings_length, csize = slot->cpuset_size;
     memset(req, 0, sizeof(*req));
-    if (argc < 1 || len == 0 || len > PSP_POOL_DATA || (uint64_t)argc + envc > len ||
+    if (slot->stdio_null > 7 || argc < 1 || len == 0 || len > PSP_POOL_DATA || (uint64_t)argc + envc > len ||
         (csize != 0 && (csize < 8 || csize > sizeof(*cpus) || csize % 8 != 0)))
         return EINVAL;
     CPU_ZERO(cpus);
@@ -177,6 +177,23 @@ static int place(const struct psp_proxy *p, const cpu_set_t *cpus, size_t size)
     return 0;
 }
 
+/* Descriptors 0-2 named in `mask` become /dev/null, as the option does for a forked child. */
+static int null_stdio(uint32_t mask)
+{
+    if (mask == 0)
+        return 0;
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    int err = 0;
+    for (int k = 0; k < 3 && err == 0; k++)
+        if ((mask & (1u << k)) && dup2(fd, k) < 0)
+            err = errno;
+    if (fd > 2)
+        close(fd);
+    return err;
+}
+
 /* Takes the claim: decodes it, places itself, tells the launcher (REPORTED, when it
  * waits) or the proxy (TAKEN: refill) and, on failure, exits before main. */
 static void take_claim(struct psp_proxy *p, struct psp_pool_slot *slot, struct psp_decoded *req)
@@ -184,11 +201,14 @@ static void take_claim(struct psp_proxy *p, struct psp_pool_slot *slot, struct p
     bool report = (slot->flags & PSP_POOL_REPORT) != 0;
     cpu_set_t cpus;
     size_t cpus_size = 0;
+    uint32_t stdio_null = slot->stdio_null;
     int err = decode_claim(slot, req, &cpus, &cpus_size);
     if (err == 0) {
         psp_clean_environment(req->envp, p->library_path);
         err = place(p, &cpus, cpus_size);
     }
+    if (err == 0)
+        err = null_stdio(stdio_null);
     if (report) {
         atomic_store(&slot->error, err);
         atomic_store(&slot->state, PSP_POOL_REPORTED);
@@ -318,6 +338,15 @@ static bool refill(struct psp_proxy *p, uint32_t k, struct psp_decoded *req)
         return false;
     }
     atomic_store(&slot->state, PSP_POOL_PARKED);
+    return false;
+}
+
+bool psp_pool_fill(struct psp_proxy *p, struct psp_decoded *req)
+{
+    for (uint32_t k = 0; k < p->pool.capacity; k++)
+        if (refill(p, k, req))
+            return true;
+    p->pool.retry_at_ms = 0; /* the first loop retries what the kernel refused */
     return false;
 }
 

@@ -97,6 +97,9 @@ pid_t psp_clone_child(struct psp_proxy *p, _Atomic int32_t *result_slot, int cgr
 /* At start-up, after the ring's eventfds: the header's pool, its claim eventfds (the
  * third message) and the death pipe. Returns 0 or an errno. */
 int psp_pool_start(struct psp_proxy *p);
+/* At start-up, before READY: forks every slot's child (a refused fork is retried later).
+ * Returns true in a claimed child. */
+bool psp_pool_fill(struct psp_proxy *p, struct psp_decoded *req);
 /* The pidfds to watch: PSP_POOL_MAX entries at fds (unused ones -1); returns how many
  * entries the poll set takes (0 without a pool). */
 int psp_pool_pollfds(struct psp_proxy *p, struct pollfd *fds);

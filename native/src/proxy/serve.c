@@ -177,6 +177,10 @@ static void start_up(struct psp_proxy *p)
 
     for (uint32_t k = 0; k < PSP_RING_SLOTS; k++)
         p->served[k] = atomic_load(&p->shared->slots[k].request_seq);
+}
+
+static void publish_ready(struct psp_proxy *p)
+{
     atomic_store(&p->shared->proxy_pid, getpid());
     atomic_store(&p->shared->state, PSP_STATE_READY);
     notify_launcher(p);
@@ -396,6 +400,10 @@ static void drain_signals(int signal_fd)
 void psp_serve(struct psp_proxy *p, struct psp_decoded *child_request)
 {
     start_up(p);
+    /* A warm pool is full before the context is: its first spawns are claims. */
+    if (psp_pool_fill(p, child_request))
+        return;
+    publish_ready(p);
     for (;;) {
         struct pollfd fds[4 + PSP_POOL_MAX] = {
             {.fd = p->doorbell_fd, .events = POLLIN},

@@ -45,7 +45,19 @@ internal static partial class Interop
             public int NumaMemory;
             public int NumaSpread;
             public byte* Cgroup;
+            // Warm pool (issue 14): PSpawnContextOptions.WarmPool.
+            public int Pool;
+            public int PoolIdleMs;
         }
+
+        /// <summary>pspawn.h's PSPAWN_POOL_MAX: parked children per proxy, at most.</summary>
+        internal const int PoolMax = 64;
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_context_pool_pids", SetLastError = true)]
+        internal static partial int ContextPoolPids(Context* ctx, int* pids, int capacity);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_context_pool_claims", SetLastError = true)]
+        internal static partial nint ContextPoolClaims(Context* ctx);
 
         // pspawn.h's PSPAWN_NUMA_*, PSPAWN_NUMA_MEM_* and PSPAWN_SPREAD_* (the only place these numbers appear).
         internal const int NumaAuto = 0;
