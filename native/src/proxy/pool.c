@@ -23,6 +23,9 @@
 /* A fork the kernel refused (EAGAIN at RLIMIT_NPROC or pids.max, ENOMEM) is retried
  * after this long, not in a loop. */
 #define PSP_POOL_RETRY_MS 100
+/* A refill waits this long after a claim, while at least half the pool is parked: the
+ * fork would compete for the CPU with the child just claimed, which is starting. */
+#define PSP_POOL_QUIET_MS 5
 
 static int64_t now_ms(void)
 {
@@ -96,6 +99,19 @@ static bool refillable(const struct psp_proxy_pool *pool, uint32_t k)
     return pool->pidfds[k] < 0 && atomic_load(&pool->table[k].state) == PSP_POOL_FREE;
 }
 
+/* When the next refill may start: after a refused fork's retry time and, while half the
+ * pool is parked, after the quiet time that follows a claim. */
+static int64_t refill_at(const struct psp_proxy_pool *pool)
+{
+    uint32_t parked = 0;
+    for (uint32_t k = 0; k < pool->capacity; k++)
+        parked += atomic_load(&pool->table[k].state) == PSP_POOL_PARKED;
+    int64_t at = pool->retry_at_ms;
+    if (2 * parked >= pool->capacity && pool->quiet_until_ms > at)
+        at = pool->quiet_until_ms;
+    return at;
+}
+
 int psp_pool_timeout(struct psp_proxy *p)
 {
     struct psp_proxy_pool *pool = &p->pool;
@@ -104,8 +120,10 @@ int psp_pool_timeout(struct psp_proxy *p)
     int64_t now = now_ms();
     bool parked = false;
     for (uint32_t k = 0; k < pool->capacity; k++) {
-        if (refillable(pool, k))
-            return now >= pool->retry_at_ms ? 0 : (int)(pool->retry_at_ms - now);
+        if (refillable(pool, k)) {
+            int64_t at = refill_at(pool);
+            return now >= at ? 0 : (int)(at - now);
+        }
         parked |= atomic_load(&pool->table[k].state) == PSP_POOL_PARKED;
     }
     if (!parked || pool->idle_ms == 0)
@@ -291,6 +309,7 @@ static void watch_slot(struct psp_proxy_pool *pool, uint32_t k, bool dead)
         break;
     case PSP_POOL_TAKEN: /* a claim: the pool is in use */
         mark_activity(pool);
+        pool->quiet_until_ms = now_ms() + PSP_POOL_QUIET_MS;
         release(pool, k);
         break;
     case PSP_POOL_GONE:
@@ -362,7 +381,7 @@ bool psp_pool_service(struct psp_proxy *p, const struct pollfd *fds, struct psp_
         trim(pool);
         return false;
     }
-    if (pool->trimmed || now < pool->retry_at_ms)
+    if (pool->trimmed || now < refill_at(pool))
         return false;
     for (uint32_t k = 0; k < pool->capacity; k++)
         if (refillable(pool, k))

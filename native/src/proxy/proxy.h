@@ -39,6 +39,7 @@ struct psp_proxy_pool {
     int death_pipe[2];            /* we hold the write end: parked children see it hang up */
     int64_t last_activity_ms;     /* last doorbell: trimming counts from here */
     int64_t retry_at_ms;          /* a refused fork (RLIMIT_NPROC, memory) is retried then */
+    int64_t quiet_until_ms;       /* no refill right after a claim (see refill_at) */
     bool trimmed;                 /* idle: not refilled until the next doorbell */
 };
 
