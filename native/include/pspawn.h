@@ -119,6 +119,12 @@ PSPAWN_API int pspawn_n(pid_t *pids, pspawn_context_t *ctx, int nspawns, char *c
                                         umask, rlimits and the parent-death signal are ENOTSUP
                                         there, as in fallback mode. */
 
+#define PSPAWN_CTX_DEFERRED   0x100u /* deferred fork point: the proxy runs the target's main
+                                        and freezes when it calls pspawn_ready()
+                                        (pspawn_ready.h), after its own start-up; children
+                                        return from that call with their own argv/environ.
+                                        README, "Deferred fork point". */
+
 typedef struct pspawn_context_attr {
     size_t size;               /* sizeof(pspawn_context_attr_t); set by _init */
     unsigned int flags;        /* PSPAWN_CTX_* */

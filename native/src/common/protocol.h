@@ -34,6 +34,7 @@
 #define PSP_ENV_CONFIG "PSPAWN_PROXY_CONFIG"
 #define PSP_CONFIG_RELAY 0x1u
 #define PSP_CONFIG_PREFAULT 0x2u
+#define PSP_CONFIG_DEFERRED 0x4u /* freeze at pspawn_ready(), not before main */
 
 /* Instances one request may carry (= PSPAWN_MAX_SPAWNS, the most one call may ask for). */
 #define PSP_MAX_COUNT (1u << 20)

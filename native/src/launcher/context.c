@@ -230,7 +230,7 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
         attr->pool < 0 || attr->pool > (int)PSP_POOL_MAX || attr->pool_idle_ms < 0 ||
         (attr->core >= 0 && attr->proxies > 1) ||
         (attr->flags & ~(PSPAWN_CTX_FALLBACK | PSPAWN_CTX_RELAY | PSPAWN_CTX_NO_BIND_NOW | PSPAWN_CTX_PREFAULT |
-                         PSPAWN_CTX_EXEC)) != 0 ||
+                         PSPAWN_CTX_EXEC | PSPAWN_CTX_DEFERRED)) != 0 ||
         ((attr->flags & PSPAWN_CTX_EXEC) && (attr->flags & PSPAWN_CTX_RELAY))) {
         if (ctx != NULL)
             ctx->impl = NULL;
