@@ -21,6 +21,8 @@
  *                  (one worker per usable CPU, clone(CLONE_VM|CLONE_VFORK) + execve)
  *   pspawn_pool / pspawn_n_pool  pspawn / pspawn_n with a warm pool of -P K children per
  *                  proxy (claims instead of forks while parked children last)
+ *   pspawn_deferred  pspawn with PSPAWN_CTX_DEFERRED (the fork point is the target's
+ *                  pspawn_ready() call, e.g. the deferred fixture)
  *   pspawn_vector / pspawn_vector_async  one vector call with RANK=i per instance (default
  *                  context); pspawn_vector_k1 the same with one proxy
  *
@@ -83,13 +85,14 @@ enum method {
     M_PSPAWN_N_EXEC,
     M_PSPAWN_POOL,
     M_PSPAWN_N_POOL,
+    M_PSPAWN_DEFERRED,
     M_COUNT
 };
 
 static const char *const method_names[M_COUNT] = {
     "sfork", "afork", "vfork", "posix_spawn", "pspawn", "pspawn_n", "pspawn_n_lazy", "pspawn_n_2p",
     "pspawn_n_prefault", "pspawn_vector", "pspawn_vector_async", "pspawn_n_k1", "pspawn_vector_k1", "pspawn_n_exec",
-    "pspawn_pool", "pspawn_n_pool",
+    "pspawn_pool", "pspawn_n_pool", "pspawn_deferred",
 };
 
 #define DEFAULT_METHODS "sfork,afork,vfork,posix_spawn,pspawn,pspawn_n"
@@ -722,6 +725,7 @@ static void spawn_batch(struct bench_method *bm, pid_t *pids, int count)
         break;
     case M_PSPAWN:
     case M_PSPAWN_POOL:
+    case M_PSPAWN_DEFERRED:
         for (int i = 0; i < count; i++)
             pids[i] = pspawn_e(&bm->ctx[0], opt.argv, bench_env);
         break;
@@ -943,6 +947,8 @@ static void create_contexts(struct bench_method *bm)
             attr.proxies = 1;
         if (bm->id == M_PSPAWN_POOL || bm->id == M_PSPAWN_N_POOL)
             attr.pool = opt.pool;
+        if (bm->id == M_PSPAWN_DEFERRED)
+            attr.flags |= PSPAWN_CTX_DEFERRED;
         if (bm->id == M_PSPAWN_N_EXEC)
             attr.flags = PSPAWN_CTX_EXEC | (opt.extra_flags & ~PSPAWN_CTX_RELAY);
         double t0 = now_s();
@@ -979,7 +985,9 @@ static void usage(FILE *out)
             "                (the same through a session), pspawn_n_k1 / pspawn_vector_k1\n"
             "                (one proxy instead of one per usable CPU), pspawn_n_exec\n"
             "                (PSPAWN_CTX_EXEC: the parallel exec backend), pspawn_pool /\n"
-            "                pspawn_n_pool (pspawn / pspawn_n with a warm pool), all\n"
+            "                pspawn_n_pool (pspawn / pspawn_n with a warm pool),\n"
+            "                pspawn_deferred (pspawn, context with PSPAWN_CTX_DEFERRED:\n"
+            "                targets that call pspawn_ready()), all\n"
             "  -P K          warm pool per proxy of the *_pool methods (default 8)\n"
             "  -e KIND       environment of the instances: empty (default), realistic\n"
             "                (10 LD_LIBRARY_PATH entries before the real one, 50 variables),\n"
