@@ -347,6 +347,11 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
                 attr.Flags |= Interop.PSpawnCore.CtxNoBindNow;
             }
 
+            if (options.DeferredForkPoint)
+            {
+                attr.Flags |= Interop.PSpawnCore.CtxDeferred;
+            }
+
             attr.ProxyLibrary = nativeProxyLibrary;
             attr.ProxyEnvp = proxyEnvp.Pointer;
 

@@ -127,6 +127,15 @@ public sealed record PSpawnContextOptions
     /// </summary>
     public WarmPoolOptions? WarmPool { get; init; }
 
+    /// <summary>
+    /// The deferred fork point: the proxy runs the executable's <c>main</c> (with the proxy environment) and freezes where the
+    /// program calls <c>pspawn_ready()</c> (native/include/pspawn_ready.h), after its own start-up; every child returns from that
+    /// call with its own arguments (<c>pspawn_args()</c>) and environment. A program that never calls it makes
+    /// <see cref="PSpawnContext.Create"/> fail (the proxy exits). Default false: the freeze point is right before <c>main</c>.
+    /// See the README, "Deferred fork point".
+    /// </summary>
+    public bool DeferredForkPoint { get; init; }
+
     internal int NativeNuma => Numa switch
     {
         NumaPlacement.Auto => Interop.PSpawnCore.NumaAuto,

@@ -76,6 +76,32 @@ public sealed class WarmPoolTests : IDisposable
     }
 
     [Fact]
+    public async Task A_deferred_fork_point_forks_after_the_programs_start_up_with_the_childs_own_arguments()
+    {
+        string data = _temp.File("data.txt");
+        await File.WriteAllTextAsync(data, "40\n2\n");
+        using PSpawnContext context = PSpawnContext.Create(Fixtures.Get("deferred"), options: new PSpawnContextOptions
+        {
+            DeferredForkPoint = true,
+            ProxyCount = 1,
+            WarmPool = new WarmPoolOptions { Size = 1 },
+            ProxyEnvironment = new Dictionary<string, string> { ["DEFERRED_DATA"] = data },
+        });
+        for (int k = 0; k < 2; k++)
+        {
+            string path = _temp.File($"deferred{k}.txt");
+            using SpawnedProcess child = context.Spawn([path, $"instance {k}"], SpawnOptions.WithExactEnvironment([new("K", $"{k}")]));
+            await child.WaitForExitAsync().Within();
+            Assert.Equal(0, child.ExitCode);
+            // The sum was parsed once, in the proxy, before pspawn_ready(); the rest is the child's own.
+            Assert.Equal(["ready 1", "sum 42", $"arg {Fixtures.Get("deferred")}", $"arg {path}", $"arg instance {k}", $"env K={k}"],
+                await File.ReadAllLinesAsync(path));
+        }
+
+        Assert.True(context.PoolClaimCount >= 1);
+    }
+
+    [Fact]
     public void Bad_pool_options_are_rejected_before_anything_starts()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => CreatePool(Fixtures.Noop, 0));

@@ -14,6 +14,7 @@ internal static partial class Interop
         internal const uint CtxFallback = 0x1;
         internal const uint CtxRelay = 0x2;
         internal const uint CtxNoBindNow = 0x4;
+        internal const uint CtxDeferred = 0x100; // pspawn.h's PSPAWN_CTX_DEFERRED
 
         internal const int ModeZygote = 1;
         internal const int ModeRelay = 2;
