@@ -19,6 +19,10 @@
  *                  proxy makes fork copy the page tables of its file mappings)
  *   pspawn_n_exec  pspawn_n with PSPAWN_CTX_EXEC: no proxy, the parallel exec backend
  *                  (one worker per usable CPU, clone(CLONE_VM|CLONE_VFORK) + execve)
+ *   pspawn_pool / pspawn_n_pool  pspawn / pspawn_n with a warm pool of -P K children per
+ *                  proxy (claims instead of forks while parked children last)
+ *   pspawn_deferred  pspawn with PSPAWN_CTX_DEFERRED (the fork point is the target's
+ *                  pspawn_ready() call, e.g. the deferred fixture)
  *   pspawn_vector / pspawn_vector_async  one vector call with RANK=i per instance (default
  *                  context); pspawn_vector_k1 the same with one proxy
  *
@@ -79,12 +83,16 @@ enum method {
     M_PSPAWN_N_K1,
     M_PSPAWN_VECTOR_K1,
     M_PSPAWN_N_EXEC,
+    M_PSPAWN_POOL,
+    M_PSPAWN_N_POOL,
+    M_PSPAWN_DEFERRED,
     M_COUNT
 };
 
 static const char *const method_names[M_COUNT] = {
     "sfork", "afork", "vfork", "posix_spawn", "pspawn", "pspawn_n", "pspawn_n_lazy", "pspawn_n_2p",
     "pspawn_n_prefault", "pspawn_vector", "pspawn_vector_async", "pspawn_n_k1", "pspawn_vector_k1", "pspawn_n_exec",
+    "pspawn_pool", "pspawn_n_pool", "pspawn_deferred",
 };
 
 #define DEFAULT_METHODS "sfork,afork,vfork,posix_spawn,pspawn,pspawn_n"
@@ -96,6 +104,7 @@ struct options {
     int latency_samples;
     int warmup;
     unsigned extra_flags; /* PSPAWN_CTX_* added to every context (-x) */
+    int pool;             /* warm pool per proxy of the *_pool methods (-P) */
     bool csv;
     bool summary_only;
     const char *env_kind;
@@ -715,6 +724,8 @@ static void spawn_batch(struct bench_method *bm, pid_t *pids, int count)
             pids[i] = spawn_posix();
         break;
     case M_PSPAWN:
+    case M_PSPAWN_POOL:
+    case M_PSPAWN_DEFERRED:
         for (int i = 0; i < count; i++)
             pids[i] = pspawn_e(&bm->ctx[0], opt.argv, bench_env);
         break;
@@ -723,6 +734,7 @@ static void spawn_batch(struct bench_method *bm, pid_t *pids, int count)
     case M_PSPAWN_N_EXEC:
     case M_PSPAWN_N_LAZY:
     case M_PSPAWN_N_PREFAULT:
+    case M_PSPAWN_N_POOL:
         if (count > 0)
             pspawn_ne(pids, NULL, &bm->ctx[0], count, opt.argv, bench_env);
         break;
@@ -933,6 +945,10 @@ static void create_contexts(struct bench_method *bm)
             attr.flags |= PSPAWN_CTX_PREFAULT;
         if (bm->id == M_PSPAWN_N_K1 || bm->id == M_PSPAWN_VECTOR_K1)
             attr.proxies = 1;
+        if (bm->id == M_PSPAWN_POOL || bm->id == M_PSPAWN_N_POOL)
+            attr.pool = opt.pool;
+        if (bm->id == M_PSPAWN_DEFERRED)
+            attr.flags |= PSPAWN_CTX_DEFERRED;
         if (bm->id == M_PSPAWN_N_EXEC)
             attr.flags = PSPAWN_CTX_EXEC | (opt.extra_flags & ~PSPAWN_CTX_RELAY);
         double t0 = now_s();
@@ -968,7 +984,11 @@ static void usage(FILE *out)
             "                (per-instance environment: RANK=i), pspawn_vector_async\n"
             "                (the same through a session), pspawn_n_k1 / pspawn_vector_k1\n"
             "                (one proxy instead of one per usable CPU), pspawn_n_exec\n"
-            "                (PSPAWN_CTX_EXEC: the parallel exec backend), all\n"
+            "                (PSPAWN_CTX_EXEC: the parallel exec backend), pspawn_pool /\n"
+            "                pspawn_n_pool (pspawn / pspawn_n with a warm pool),\n"
+            "                pspawn_deferred (pspawn, context with PSPAWN_CTX_DEFERRED:\n"
+            "                targets that call pspawn_ready()), all\n"
+            "  -P K          warm pool per proxy of the *_pool methods (default 8)\n"
             "  -e KIND       environment of the instances: empty (default), realistic\n"
             "                (10 LD_LIBRARY_PATH entries before the real one, 50 variables),\n"
             "                inherit\n"
@@ -1024,6 +1044,7 @@ int main(int argc, char **argv)
 {
     opt.n = 100;
     opt.rounds = 5;
+    opt.pool = 8;
     opt.latency_samples = 10;
     opt.warmup = 3;
     opt.env_kind = "empty";
@@ -1031,10 +1052,11 @@ int main(int argc, char **argv)
     select_methods(DEFAULT_METHODS);
 
     int c;
-    while ((c = getopt(argc, argv, "+n:r:m:e:l:w:x:cst:ph")) != -1) {
+    while ((c = getopt(argc, argv, "+n:r:m:e:l:w:x:P:cst:ph")) != -1) {
         switch (c) {
         case 'n': opt.n = positive(optarg, "N", 1); break;
         case 'r': opt.rounds = positive(optarg, "rounds", 1); break;
+        case 'P': opt.pool = positive(optarg, "pool", 1); break;
         case 'm': select_methods(optarg); break;
         case 'e': opt.env_kind = optarg; break;
         case 'l': opt.latency_samples = positive(optarg, "latency samples", 0); break;

@@ -127,6 +127,12 @@ PSPAWN_API int pspawn_n(pid_t *pids, pspawn_context_t *ctx, int nspawns, char *c
                                         umask, rlimits and the parent-death signal are ENOTSUP
                                         there, as in fallback mode. */
 
+#define PSPAWN_CTX_DEFERRED   0x100u /* deferred fork point: the proxy runs the target's main
+                                        and freezes when it calls pspawn_ready()
+                                        (pspawn_ready.h), after its own start-up; children
+                                        return from that call with their own argv/environ.
+                                        README, "Deferred fork point". */
+
 typedef struct pspawn_context_attr {
     size_t size;               /* sizeof(pspawn_context_attr_t); set by _init */
     unsigned int flags;        /* PSPAWN_CTX_* */
@@ -213,6 +219,19 @@ typedef struct pspawn_context_attr {
                                   parent-death signal, a cgroup; CPU sets and the NUMA-local
                                   flag are fine) fails every instance with ENOTSUP.
                                   PSPAWN_KERNEL_FORBID: never. EINVAL: another value. */
+    /* Warm pool (zygote mode; ignored in relay, exec and fallback mode). */
+    int pool;                  /* children each proxy keeps forked ahead of time, parked
+                                  before main (0 = none, the default; at most 64, EINVAL
+                                  otherwise: PSPAWN_POOL_MAX). A spawn without per-spawn options (an attr
+                                  with CPU sets only, or none) claims one instead of
+                                  forking; the proxy refills between requests. Anything
+                                  else (stdio, cwd, umask, rlimits, process group,
+                                  setsid, parent-death signal, cgroup, node-local memory,
+                                  a caller that moved cgroups, strings over 64 KiB) is
+                                  forked as usual. README, "Warm pool". */
+    int pool_idle_ms;          /* parked children are ended after this long without a
+                                  spawn (refilled on the next one); 0 = never (default);
+                                  EINVAL if negative */
 } pspawn_context_attr_t;
 
 #define PSPAWN_KERNEL_AUTO 0
@@ -224,6 +243,9 @@ typedef struct pspawn_context_attr {
  * numbers answer a harmless probe as those calls do; else 0 (a kernel that says present
  * but answers ENOSYS or EINVAL is treated as absent). Reads sysfs on every call. */
 PSPAWN_API int pspawn_kernel_available(void);
+
+/* pspawn_context_attr_t.pool: parked children per proxy, at most. */
+#define PSPAWN_POOL_MAX 64
 
 #define PSPAWN_NUMA_AUTO 0
 #define PSPAWN_NUMA_OFF 1
@@ -275,6 +297,16 @@ PSPAWN_API int pspawn_context_restarts(const pspawn_context_t *ctx);
 
 /* How many proxies serve the context, out-of-rotation ones included (0 in fallback mode). */
 PSPAWN_API int pspawn_context_proxy_count(const pspawn_context_t *ctx);
+
+/* Warm pool: the pids of the children parked right now, over all proxies (at most
+ * `capacity` written); returns how many there are, 0 without a pool, -1/EINVAL for a bad
+ * context. Parked children are children of the caller that have not reached main: they
+ * are never reported by a spawn call until claimed. Parked children that died are reaped
+ * by this call (as by every spawn), so that their slots are refilled. */
+PSPAWN_API int pspawn_context_pool_pids(const pspawn_context_t *ctx, pid_t *pids, int capacity);
+/* Warm pool: how many instances parked children have served over the context's life (the
+ * rest were forked); -1/EINVAL for a bad context. */
+PSPAWN_API long pspawn_context_pool_claims(const pspawn_context_t *ctx);
 
 /* ---- NUMA topology --------------------------------------------------------------- */
 

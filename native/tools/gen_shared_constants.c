@@ -81,6 +81,8 @@ static void emit_library(void)
     UINT(CtxNoBindNow, PSPAWN_CTX_NO_BIND_NOW);
     UINT(CtxPrefault, PSPAWN_CTX_PREFAULT);
     UINT(CtxExec, PSPAWN_CTX_EXEC);
+    UINT(CtxDeferred, PSPAWN_CTX_DEFERRED);
+    INT(PoolMax, PSPAWN_POOL_MAX);
     INT(ModeZygote, PSPAWN_MODE_ZYGOTE);
     INT(ModeRelay, PSPAWN_MODE_RELAY);
     INT(ModeFallback, PSPAWN_MODE_FALLBACK);
@@ -119,6 +121,8 @@ static void emit_library(void)
     OFFSET(ContextAttr, NumaSpread, pspawn_context_attr_t, numa_spread);
     OFFSET(ContextAttr, Cgroup, pspawn_context_attr_t, cgroup);
     OFFSET(ContextAttr, Kernel, pspawn_context_attr_t, kernel);
+    OFFSET(ContextAttr, Pool, pspawn_context_attr_t, pool);
+    OFFSET(ContextAttr, PoolIdleMs, pspawn_context_attr_t, pool_idle_ms);
     SIZE(NumaNode, pspawn_numa_node_t);
     OFFSET(NumaNode, Id, pspawn_numa_node_t, id);
     OFFSET(NumaNode, CpuCount, pspawn_numa_node_t, cpu_count);

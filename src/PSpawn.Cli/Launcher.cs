@@ -53,6 +53,7 @@ internal sealed class Launcher : IDisposable
             {
                 FallbackPolicy = FallbackPolicy.PosixSpawn,
                 ProxyCount = _settings.Proxies,
+                WarmPool = _settings.Pool is int size ? new WarmPoolOptions { Size = size } : null,
             });
         }
         catch (Exception ex) when (ex is PSpawnException or IPSpawnError or DllNotFoundException or ArgumentException)
@@ -459,6 +460,8 @@ internal sealed class Launcher : IDisposable
             json.WriteBoolean("slurm", _layout.UnderSlurm);
             json.WriteString("mode", context.Mode.ToString());
             json.WriteNumber("proxies", context.ProxyCount);
+            json.WriteNumber("pool", _settings.Pool ?? 0);
+            json.WriteNumber("pool_claims", context.PoolClaimCount);
             json.WriteNumber("exit_code", status);
             json.WriteBoolean("timed_out", _timedOut);
             if (_interruptedBy != 0)

@@ -31,6 +31,7 @@ internal static class PSpawnCommand
         var count = new Option<int>("--count", "-n") { Description = "Number of instances on this node (1 to 1048576).", Required = true };
         var cpus = new Option<string>("--cpus") { Description = "Placement: 'auto' (instance i on usable CPU i mod their number) or a list such as 0,2-3 (instance i on its i mod length'th CPU)." };
         var proxies = new Option<int?>("--proxies") { Description = "Zygote proxies (default: the library's, one per usable CPU up to 8)." };
+        var pool = new Option<int?>("--pool") { Description = "Warm pool: children each proxy keeps forked ahead of time, parked before main (1 to 64; default none). Instances claim them instead of forking." };
         var env = new Option<string[]>("--env", "-e") { Description = "NAME=VALUE for every instance ({rank}, {size}, {local_rank} are substituted). Repeatable." };
         var output = new Option<string[]>("--output") { Description = "prefix (lines as '[rank] line'; default on a terminal), inherit (unprefixed; default otherwise), files DIR (DIR/RANK.out, DIR/RANK.err), none.", Arity = new ArgumentArity(1, 2), AllowMultipleArgumentsPerToken = true };
         var timeout = new Option<string>("--timeout") { Description = "Stop the instances still running after this long (SIGTERM, SIGKILL after --grace); exit status 124. E.g. 30, 1.5s, 500ms, 2m." };
@@ -42,13 +43,13 @@ internal static class PSpawnCommand
 
         run = new Command("run", "Start N instances of PROGRAM through PSpawn's zygotes and wait for them. Exit status: 0 if every instance exited with 0, else the lowest failing rank's status (a signal n: 128+n); 2 usage, 124 timeout, 125 an instance did not start, 126 PROGRAM not executable, 127 PROGRAM not found, 130/143 interrupted.")
         {
-            count, cpus, proxies, env, output, timeout, grace, json, quiet, noSlurm, command,
+            count, cpus, proxies, pool, env, output, timeout, grace, json, quiet, noSlurm, command,
         };
         run.SetAction(async (parse, _) =>
         {
             try
             {
-                return await RunAsync(parse, count, cpus, proxies, env, output, timeout, grace, json, quiet, noSlurm, command);
+                return await RunAsync(parse, count, cpus, proxies, pool, env, output, timeout, grace, json, quiet, noSlurm, command);
             }
             catch (UsageException ex)
             {
@@ -89,7 +90,7 @@ internal static class PSpawnCommand
     }
 
     private static async Task<int> RunAsync(
-        ParseResult parse, Option<int> count, Option<string> cpus, Option<int?> proxies, Option<string[]> env, Option<string[]> output,
+        ParseResult parse, Option<int> count, Option<string> cpus, Option<int?> proxies, Option<int?> pool, Option<string[]> env, Option<string[]> output,
         Option<string> timeout, Option<string> grace, Option<string> json, Option<bool> quiet, Option<bool> noSlurm, Argument<string[]> command)
     {
         int n = parse.GetValue(count);
@@ -102,6 +103,12 @@ internal static class PSpawnCommand
         if (k is < 1 or > PSpawnContextOptions.MaxProxyCount)
         {
             throw new UsageException(string.Create(CultureInfo.InvariantCulture, $"--proxies must be 1 to {PSpawnContextOptions.MaxProxyCount} (got {k})."));
+        }
+
+        int? parked = parse.GetValue(pool);
+        if (parked is < 1 or > WarmPoolOptions.MaxSize)
+        {
+            throw new UsageException(string.Create(CultureInfo.InvariantCulture, $"--pool must be 1 to {WarmPoolOptions.MaxSize} (got {parked})."));
         }
 
         string[] words = parse.GetValue(command) ?? [];
@@ -133,6 +140,7 @@ internal static class PSpawnCommand
             Count = n,
             Cpus = parse.GetValue(cpus) is string c ? RunSettings.ParseCpus(c, Affinity.UsableCpus) : null,
             Proxies = k,
+            Pool = parked,
             Environment = (parse.GetValue(env) ?? []).Select(RunSettings.ParseVariable).ToList(),
             Output = mode,
             OutputDirectory = directory,

@@ -29,6 +29,9 @@ internal sealed partial record RunSettings
 
     public int? Proxies { get; init; }
 
+    /// <summary>--pool: parked children per proxy (the context's warm pool), or null for none.</summary>
+    public int? Pool { get; init; }
+
     public IReadOnlyList<KeyValuePair<string, string>> Environment { get; init; } = [];
 
     public OutputMode Output { get; init; }

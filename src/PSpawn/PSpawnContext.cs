@@ -154,6 +154,65 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
         }
     }
 
+    /// <summary>How many instances the warm pool's parked children have served so far (the rest were forked); 0 without a pool and after <see cref="Dispose"/>.</summary>
+    public unsafe long PoolClaimCount
+    {
+        get
+        {
+            bool added = false;
+            try
+            {
+                _handle.DangerousAddRef(ref added);
+                return Math.Max(0, (long)Interop.PSpawnCore.ContextPoolClaims(_handle.Pointer));
+            }
+            catch (ObjectDisposedException)
+            {
+                return 0;
+            }
+            finally
+            {
+                if (added)
+                {
+                    _handle.DangerousRelease();
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// The process ids of the warm pool's children parked right now, over all proxies (<see cref="PSpawnContextOptions.WarmPool"/>):
+    /// children of this process that have not reached <c>main</c> and are never reported as spawned until a spawn claims them.
+    /// Parked children that died are reaped by this call, as by every spawn. Empty without a pool and after <see cref="Dispose"/>.
+    /// </summary>
+    public unsafe IReadOnlyList<int> ParkedProcessIds
+    {
+        get
+        {
+            bool added = false;
+            try
+            {
+                _handle.DangerousAddRef(ref added);
+                int[] pids = new int[Interop.PSpawnCore.PoolMax * Math.Max(1, Interop.PSpawnCore.ContextProxyCount(_handle.Pointer))];
+                fixed (int* p = pids)
+                {
+                    int n = Interop.PSpawnCore.ContextPoolPids(_handle.Pointer, p, pids.Length);
+                    return n <= 0 ? Array.Empty<int>() : pids.AsSpan(0, Math.Min(n, pids.Length)).ToArray();
+                }
+            }
+            catch (ObjectDisposedException)
+            {
+                return Array.Empty<int>();
+            }
+            finally
+            {
+                if (added)
+                {
+                    _handle.DangerousRelease();
+                }
+            }
+        }
+    }
+
     /// <summary>
     /// The NUMA node each proxy is bound to, in creation order (see <see cref="PSpawnContextOptions.Numa"/>); -1 for a proxy bound
     /// to no node (<see cref="NumaPlacement.Off"/>, or a single-node machine under <see cref="NumaPlacement.Auto"/>). Empty in
@@ -266,6 +325,8 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             attr.NumaMemory = options.NativeNumaMemory;
             attr.NumaSpread = options.NativeNumaSpread;
             attr.Cgroup = nativeCgroup;
+            attr.Pool = options.WarmPool?.Size ?? 0;
+            attr.PoolIdleMs = options.WarmPool?.NativeIdleMs ?? 0;
             if (options.SharedBufferSize is int bufferSize)
             {
                 attr.BufferSize = (nuint)bufferSize;
@@ -284,6 +345,11 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             if (!options.BindNow)
             {
                 attr.Flags |= Interop.PSpawnCore.CtxNoBindNow;
+            }
+
+            if (options.DeferredForkPoint)
+            {
+                attr.Flags |= Interop.PSpawnCore.CtxDeferred;
             }
 
             attr.ProxyLibrary = nativeProxyLibrary;

@@ -118,6 +118,24 @@ public sealed record PSpawnContextOptions
     /// </summary>
     public string? Cgroup { get; init; }
 
+    /// <summary>
+    /// A warm pool: each proxy keeps this many children forked ahead of time, parked before <c>main</c> (already children of
+    /// this process), and a spawn without per-spawn options (only arguments, environment and CPU set) <i>claims</i> one instead
+    /// of forking; the proxy refills the pool between requests. Spawns with other options (stdio, working directory, umask,
+    /// limits, process group, new session, <see cref="SpawnOptions.KillOnParentDeath"/>, cgroup, node-local memory) are forked
+    /// as usual. Null (the default): no pool. Ignored in relay mode and without a proxy. See <see cref="WarmPoolOptions"/>.
+    /// </summary>
+    public WarmPoolOptions? WarmPool { get; init; }
+
+    /// <summary>
+    /// The deferred fork point: the proxy runs the executable's <c>main</c> (with the proxy environment) and freezes where the
+    /// program calls <c>pspawn_ready()</c> (native/include/pspawn_ready.h), after its own start-up; every child returns from that
+    /// call with its own arguments (<c>pspawn_args()</c>) and environment. A program that never calls it makes
+    /// <see cref="PSpawnContext.Create"/> fail (the proxy exits). Default false: the freeze point is right before <c>main</c>.
+    /// See the README, "Deferred fork point".
+    /// </summary>
+    public bool DeferredForkPoint { get; init; }
+
     internal int NativeNuma => Numa switch
     {
         NumaPlacement.Auto => Interop.PSpawnCore.NumaAuto,
@@ -147,6 +165,7 @@ public sealed record PSpawnContextOptions
         _ = NativeNumaMemory;
         _ = NativeNumaSpread;
         SpawnOptions.ValidateCgroupPath(Cgroup, nameof(Cgroup));
+        WarmPool?.Validate();
 
         if (StartupTimeout <= TimeSpan.Zero || StartupTimeout.TotalMilliseconds > int.MaxValue)
         {

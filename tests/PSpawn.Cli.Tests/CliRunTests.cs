@@ -46,6 +46,29 @@ public sealed class CliRunTests
     }
 
     [Fact]
+    public async Task Pool_instances_are_claimed_from_parked_children_and_get_their_ranks()
+    {
+        using var temp = new TempDirectory("pspawn-cli-");
+        string summary = temp.File("summary.json");
+        CliRunner.Result result = await CliRunner.Run(
+            ["run", "-n", "3", "--proxies", "1", "--pool", "4", "--output", "none", "--json", summary, "--", Fixtures.Report,
+             $"--report-out={temp.File("{rank}.json")}", "rank={rank}"]);
+        Assert.True(result.ExitCode == 0, result.ToString());
+        JsonElement s = Summary(summary);
+        Assert.Equal(4, s.GetProperty("pool").GetInt32());
+        // The pool is full when the context is created: every instance is a claim.
+        Assert.Equal(3, s.GetProperty("pool_claims").GetInt32());
+        for (int rank = 0; rank < 3; rank++)
+        {
+            ReportOutput report = ReportOutput.Read(temp.File($"{rank.ToString(CultureInfo.InvariantCulture)}.json"));
+            Assert.Equal($"rank={rank.ToString(CultureInfo.InvariantCulture)}", report.Argv[2]);
+            Assert.Equal(rank.ToString(CultureInfo.InvariantCulture), report.EnvDictionary["PSPAWN_RANK"]);
+            Assert.Equal(result.ProcessId, report.Ppid);
+            Assert.Equal([0, 1, 2], report.Fds);
+        }
+    }
+
+    [Fact]
     public async Task Program_is_found_through_PATH()
     {
         using var temp = new TempDirectory("pspawn-cli-");
@@ -276,6 +299,8 @@ public sealed class CliRunTests
     [InlineData("bad --timeout", new[] { "run", "-n", "2", "--timeout", "soon", "--", "/bin/true" }, "is not a duration")]
     [InlineData("zero --grace", new[] { "run", "-n", "2", "--grace", "0", "--", "/bin/true" }, "must be above 0")]
     [InlineData("--proxies 0", new[] { "run", "-n", "2", "--proxies", "0", "--", "/bin/true" }, "--proxies must be 1")]
+    [InlineData("--pool 0", new[] { "run", "-n", "2", "--pool", "0", "--", "/bin/true" }, "--pool must be 1 to 64")]
+    [InlineData("--pool 65", new[] { "run", "-n", "2", "--pool", "65", "--", "/bin/true" }, "--pool must be 1 to 64")]
     [InlineData("--json in a missing directory", new[] { "run", "-n", "2", "--json", "/nonexistent/dir/s.json", "--", "/bin/true" }, "--json: the directory")]
     [InlineData("unknown option", new[] { "run", "-n", "2", "--frobnicate", "--", "/bin/true" }, "--frobnicate")]
     [InlineData("unknown command", new[] { "launch", "-n", "2" }, "launch")]

@@ -34,6 +34,7 @@
 #define PSP_ENV_CONFIG "PSPAWN_PROXY_CONFIG"
 #define PSP_CONFIG_RELAY 0x1u
 #define PSP_CONFIG_PREFAULT 0x2u
+#define PSP_CONFIG_DEFERRED 0x4u /* freeze at pspawn_ready(), not before main */
 
 /* Instances one request may carry (= PSPAWN_MAX_SPAWNS, the most one call may ask for). */
 #define PSP_MAX_COUNT (1u << 20)
@@ -216,7 +217,56 @@ struct psp_shared {
     uint32_t child_cpus_set;
     uint32_t child_flags;           /* PSP_CHILD_*: what every child does after clone */
     uint64_t child_cpus[16];        /* a cpu_set_t (1024 CPUs) */
+    /* Warm pool (zygote mode only, 0 otherwise): pool_capacity parked children, their
+     * table at pool_offset (between the relay table and the data area). */
+    uint32_t pool_capacity;
+    uint32_t pool_idle_ms;          /* trim parked children after this long without a claim; 0 never */
+    uint64_t pool_offset;           /* struct psp_pool_slot[pool_capacity] */
 };
+
+/* ---- Warm pool: children forked ahead of time, parked before main ---------------------
+ * Each slot holds one parked child (a child of the launcher, CLONE_PARENT). The launcher
+ * claims it by writing argv/envp/CPU set into the slot and writing the slot's eventfd
+ * (the third message on the socket: one per slot); the child copies and validates them,
+ * marks the slot TAKEN (or REPORTED, when the launcher waits for its CPU placement) and
+ * rings the proxy's doorbell, which then refills the slot. See docs/design.md. */
+#define PSP_POOL_MAX 64u
+#define PSP_POOL_DATA (64u << 10) /* argv + envp strings one claim may carry */
+#define PSP_POOL_REPORT 0x1u      /* the launcher waits for the child's set-up report (CPU set,
+                                     /dev/null stdio) */
+
+enum psp_pool_state {
+    PSP_POOL_FREE = 0,     /* proxy: may fork into it */
+    PSP_POOL_FORKING = 1,  /* proxy: cloning (pid written by the kernel) */
+    PSP_POOL_PARKED = 2,   /* child waits for a claim */
+    PSP_POOL_CLAIMING = 3, /* launcher: checking and writing the claim */
+    PSP_POOL_CLAIMED = 4,  /* launcher: claim written, child woken */
+    PSP_POOL_TAKEN = 5,    /* child (or launcher after REPORTED): slot may be refilled */
+    PSP_POOL_REPORTED = 6, /* child: `error` says how its placement went */
+    PSP_POOL_DEAD = 7,     /* proxy: a parked child died; the launcher reaps it */
+    PSP_POOL_GONE = 8,     /* launcher: reaped; proxy frees the slot */
+    PSP_POOL_TRIM = 9,     /* proxy: idle, the child exits (then DEAD) */
+};
+
+struct psp_pool_slot {
+    _Atomic int32_t state;   /* enum psp_pool_state; futex word for REPORTED */
+    _Atomic int32_t pid;     /* written by the kernel at clone (CLONE_PARENT_SETTID) */
+    _Atomic int32_t error;   /* REPORTED: errno of the placement, 0 ok */
+    uint32_t flags;          /* PSP_POOL_REPORT */
+    uint32_t argc;           /* >= 1 */
+    uint32_t envc;
+    uint32_t strings_length; /* argv then envp strings, NUL-terminated, <= PSP_POOL_DATA */
+    uint32_t cpuset_size;    /* 0: no CPU set; else bytes of `cpuset` used (8..128) */
+    uint32_t stdio_null;     /* bit k: descriptor k (0-2) becomes /dev/null */
+    uint32_t reserved;
+    uint64_t cpuset[16];
+    char strings[PSP_POOL_DATA];
+};
+
+static inline struct psp_pool_slot *psp_pool_table(struct psp_shared *shared)
+{
+    return (struct psp_pool_slot *)((char *)shared + shared->pool_offset);
+}
 
 /* child_flags: the proxy's memory policy is node-bound; children reset it to
  * MPOL_DEFAULT unless their options have PSP_OPT_NUMA_LOCAL. */

@@ -104,6 +104,8 @@ static int make_proxy_config(const struct pspawn_impl *impl, const pspawn_contex
     out->buffer_size = attr->buffer_size;
     out->max_restarts = attr->max_restarts;
     out->relay = (attr->flags & PSPAWN_CTX_RELAY) || must_relay();
+    out->pool = out->relay ? 0 : attr->pool;
+    out->pool_idle_ms = attr->pool_idle_ms;
     out->node = -1;
     out->mempolicy = -1;
     out->domain_index = -1;
@@ -205,6 +207,8 @@ static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
         }
         free(layout);
         free(numa);
+        if (err == 0 && attr->pool > 0 && !relay)
+            err = psp_pool_attach(impl, k);
         if (err == 0) {
             impl->channel_count = k;
             impl->mode = relay ? PSPAWN_MODE_RELAY : PSPAWN_MODE_ZYGOTE;
@@ -245,11 +249,12 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
         attr->numa_spread > PSPAWN_SPREAD_FILL ||
         !core_allowed(attr->core) || (attr->buffer_size != 0 && attr->buffer_size < PSP_MIN_BUFFER_SIZE) ||
         attr->max_restarts < -1 || attr->proxies < 0 || attr->proxies > PSP_MAX_PROXIES ||
+        attr->pool < 0 || attr->pool > (int)PSP_POOL_MAX || attr->pool_idle_ms < 0 ||
         (attr->core >= 0 && attr->proxies > 1) ||
         attr->kernel < PSPAWN_KERNEL_AUTO || attr->kernel > PSPAWN_KERNEL_FORBID ||
         (attr->kernel == PSPAWN_KERNEL_REQUIRE && (attr->flags & PSPAWN_CTX_RELAY)) ||
         (attr->flags & ~(PSPAWN_CTX_FALLBACK | PSPAWN_CTX_RELAY | PSPAWN_CTX_NO_BIND_NOW | PSPAWN_CTX_PREFAULT |
-                         PSPAWN_CTX_EXEC)) != 0 ||
+                         PSPAWN_CTX_EXEC | PSPAWN_CTX_DEFERRED)) != 0 ||
         ((attr->flags & PSPAWN_CTX_EXEC) && (attr->flags & PSPAWN_CTX_RELAY))) {
         if (ctx != NULL)
             ctx->impl = NULL;
@@ -335,6 +340,7 @@ void pspawn_context_destroy(pspawn_context_t *ctx)
     for (int k = 0; k < impl->channel_count; k++)
         impl->channels[k].base.ops->destroy(&impl->channels[k].base);
     free(impl->channels);
+    free(impl->pools);
     pthread_cond_destroy(&impl->sessions_done);
     pthread_mutex_destroy(&impl->sessions_lock);
     if (impl->cgroup_fd >= 0)

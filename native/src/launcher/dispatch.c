@@ -154,7 +154,7 @@ int psp_dispatch(struct pspawn_impl *impl, struct psp_plan *plan)
         single[0] = &impl->exec.base;
         d.nb = 1;
     } else if (impl->channel_count == 1) {
-        single[0] = &impl->channels[0].base;
+        single[0] = psp_context_backend(impl, 0);
         d.nb = 1;
     } else {
         d.nb = impl->channel_count;
@@ -162,7 +162,7 @@ int psp_dispatch(struct pspawn_impl *impl, struct psp_plan *plan)
         if (d.backends == NULL)
             goto nomem_early;
         for (int b = 0; b < d.nb; b++)
-            d.backends[b] = &impl->channels[b].base;
+            d.backends[b] = psp_context_backend(impl, b);
         d.start = atomic_fetch_add(&impl->next_route, 1u);
         if (impl->domain_count > 1) {
             d.impl = impl;

@@ -32,6 +32,7 @@
 #define PSP_KILLED_TIMEOUT_MS 10000
 
 _Static_assert(PSPAWN_MAX_SPAWNS == PSP_MAX_COUNT, "one call's limit is one request's limit");
+_Static_assert(PSPAWN_POOL_MAX == PSP_POOL_MAX, "the public pool limit is the segment's");
 
 struct psp_attr_stdio {
     int kind; /* enum psp_stdio_kind */
@@ -120,6 +121,8 @@ struct psp_proxy_config {
     int mempolicy;            /* set before exec: MPOL_BIND / MPOL_PREFERRED, or -1 none */
     cpu_set_t domain;         /* the CPUs it serves (routing): its node's, else `cpus` */
     int domain_index;         /* index into impl->domain_node, -1: none */
+    int pool;                 /* warm pool: parked children (0: none; never in relay mode) */
+    int pool_idle_ms;
 };
 
 /* The credentials a proxy was started with, which its children get. */
@@ -217,6 +220,7 @@ struct psp_part {
     uint32_t last_progress;
     int64_t deadline;        /* liveness: moved on whenever progress moves */
     int timeout_ms;
+    bool complete;           /* filled in by submit (warm-pool claims): nothing to wait for */
 };
 
 struct psp_backend_ops {
@@ -280,7 +284,29 @@ struct psp_channel {
     int mempolicy_error;      /* the kernel refused the proxy's memory policy (0: set) */
     int64_t start_deadline;   /* start-up handshake limit (CLOCK_MONOTONIC ms) */
     struct psp_retired_segment *retired;
+    int pool_fds[PSP_POOL_MAX]; /* warm pool: claim eventfd per pool slot (pool.c) */
+    int pool_fd_count;
 };
+
+/* The warm pool (pool.c): a backend wrapping a channel, claiming parked children for
+ * the instances it can serve and handing the rest to the channel. */
+struct psp_pool_backend {
+    struct psp_backend base;
+    struct psp_channel *channel;
+    _Atomic long claims;     /* instances served by parked children so far */
+};
+extern const struct psp_backend_ops psp_pool_ops;
+/* Puts a pool backend around each of the context's `count` channels. 0 or ENOMEM. */
+int psp_pool_attach(struct pspawn_impl *impl, int count);
+/* Bytes of the pool table a segment needs for this configuration (0: no pool). */
+size_t psp_pool_table_bytes(const struct psp_proxy_config *cfg);
+/* Lays the pool table out in a fresh segment header (before data_offset is final). */
+void psp_pool_layout(struct psp_shared *sh, const struct psp_proxy_config *cfg, uint64_t *cursor);
+/* Creates the claim eventfds and sends them (the segment's third message). */
+int psp_pool_send_fds(struct psp_channel *ch, const struct psp_shared *sh);
+/* After the proxy is gone: kills and reaps every child still parked (or being forked),
+ * closes the claim eventfds. Claimed children are the caller's and are not touched. */
+void psp_pool_drain(struct psp_channel *ch);
 
 /* The parallel exec backend (exec.c): executables a zygote cannot serve (fallback mode)
  * and contexts that ask for exec semantics (PSPAWN_CTX_EXEC). */
@@ -324,6 +350,7 @@ struct pspawn_impl {
      * and detected, or PSPAWN_KERNEL_REQUIRE: mode PSPAWN_MODE_KERNEL, no proxies). */
     struct psp_kernel_backend kernel;
     bool kernel_active;
+    struct psp_pool_backend *pools;    /* warm pool: one per channel, or NULL (pool.c) */
     /* cgroup placement: the context's cgroup (attr.cgroup; -1 none: the caller's at
      * spawn time), and the caller's v2 cgroup the proxies were started in. */
     int cgroup_fd;
@@ -335,6 +362,12 @@ struct pspawn_impl {
     pthread_cond_t sessions_done;
     int sessions_active;
 };
+
+/* The backend of channel k: the warm pool around it, or the channel itself. */
+static inline struct psp_backend *psp_context_backend(struct pspawn_impl *impl, int k)
+{
+    return impl->pools != NULL ? &impl->pools[k].base : &impl->channels[k].base;
+}
 
 /* executable_check.c: 0 if `path` can be served by a zygote, else the errno that
  * pspawn_context_create documents (ENOENT, EACCES, ENOEXEC, ENOTSUP, EPERM, ENOSYS). */

@@ -67,6 +67,7 @@ static int await_handshake(struct psp_channel *ch, int timeout_ms)
 static void stop_proxy(struct psp_channel *ch, bool retire)
 {
     psp_kill_and_reap_proxy(ch);
+    psp_pool_drain(ch); /* its parked children: dying with it, reaped here */
     psp_close_fd(&ch->proxy_pidfd);
     psp_close_fd(&ch->reply_fd);
     psp_close_fd(&ch->doorbell_fd);
@@ -111,7 +112,8 @@ static int start_proxy_begin(struct psp_channel *ch)
     }
     ch->socket_fd = pair[0];
     proxy_socket = pair[1];
-    if ((err = psp_create_segment(ch, cfg->buffer_size ? cfg->buffer_size : PSP_DEFAULT_BUFFER_SIZE)) != 0)
+    if ((err = psp_create_segment(ch, (cfg->buffer_size ? cfg->buffer_size : PSP_DEFAULT_BUFFER_SIZE) +
+                                          psp_pool_table_bytes(cfg))) != 0)
         goto fail;
 
     err = psp_exec_proxy(ch, proxy_socket);

@@ -49,6 +49,7 @@ static void init_segment(struct psp_shared *sh, size_t size, const struct psp_pr
     sh->relay_offset = (sizeof(*sh) + 63) & ~(uint64_t)63;
     sh->relay_capacity = relay ? PSP_RELAY_CAPACITY : 0;
     sh->data_offset = sh->relay_offset + (uint64_t)sh->relay_capacity * sizeof(struct psp_relay_slot);
+    psp_pool_layout(sh, cfg, &sh->data_offset);
     sh->data_offset = (sh->data_offset + 63) & ~(uint64_t)63;
     atomic_store(&sh->state, PSP_STATE_STARTING);
     if (cfg->mempolicy >= 0 && cfg->node >= 0)
@@ -80,6 +81,9 @@ int psp_create_segment(struct psp_channel *ch, size_t size)
     /* The second message: the reply eventfd of each ring slot. */
     if (err == 0)
         err = psp_send_fds(ch->socket_fd, ch->slot_fds, PSP_RING_SLOTS);
+    /* The third, with a warm pool: the claim eventfd of each pool slot. */
+    if (err == 0)
+        err = psp_pool_send_fds(ch, map);
     if (fd >= 0)
         close(fd);
     private_window_leave();

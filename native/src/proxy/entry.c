@@ -14,6 +14,8 @@
 
 struct psp_proxy psp_the_proxy;
 static bool g_active;
+static bool g_deferred;           /* freeze at pspawn_ready(), not before main */
+static struct psp_decoded g_deferred_request; /* a deferred child's argv/envp */
 
 /* Activate only in the process our launcher started: a program the target's
  * constructors start inherits LD_PRELOAD and our variable, but not our parent. */
@@ -33,6 +35,7 @@ __attribute__((constructor)) static void psp_proxy_constructor(void)
     psp_the_proxy.launcher_pid = launcher;
     psp_the_proxy.relay = (flags & PSP_CONFIG_RELAY) != 0;
     psp_the_proxy.prefault = (flags & PSP_CONFIG_PREFAULT) != 0;
+    g_deferred = (flags & PSP_CONFIG_DEFERRED) != 0;
     unsetenv(PSP_ENV_CONFIG);
     g_active = true;
 }
@@ -52,6 +55,29 @@ __attribute__((no_stack_protector)) static int psp_proxy_main(int argc, char **a
     return psp_the_proxy.target_main(request.argc, request.argv, request.envp);
 }
 
+/* pspawn_ready() (pspawn_ready.h) finds this through dlsym. In a deferred proxy it
+ * serves from here: it returns only in children, 1, with the child's argv/environ in
+ * place. The stack canary is not renewed (frames of the target entered before this call
+ * return after it). 0 when this process is no deferred proxy (or is a child already). */
+PSP_EXPORT int pspawn_proxy_ready(void)
+{
+    if (!g_active || !g_deferred)
+        return 0;
+    g_active = false; /* once: a child calling it again gets 0 */
+    psp_serve(&psp_the_proxy, &g_deferred_request);
+    return 1;
+}
+
+/* The argv a deferred child got (NULL-terminated; *argc its count), or NULL. */
+PSP_EXPORT char **pspawn_proxy_args(int *argc)
+{
+    if (g_deferred_request.argv == NULL)
+        return NULL;
+    if (argc != NULL)
+        *argc = g_deferred_request.argc;
+    return g_deferred_request.argv;
+}
+
 typedef int (*libc_start_main_fn)(psp_main_fn, int, char **, void (*)(void), void (*)(void),
                                   void (*)(void), void *);
 
@@ -61,7 +87,7 @@ PSP_EXPORT int __libc_start_main(psp_main_fn main, int argc, char **argv, void (
     libc_start_main_fn real = (libc_start_main_fn)dlsym(RTLD_NEXT, "__libc_start_main");
     if (real == NULL)
         _exit(127);
-    if (g_active) {
+    if (g_active && !g_deferred) {
         psp_the_proxy.target_main = main;
         main = psp_proxy_main;
     }

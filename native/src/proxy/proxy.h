@@ -2,6 +2,7 @@
 #ifndef PSPAWN_PROXY_H
 #define PSPAWN_PROXY_H
 
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -26,6 +27,20 @@ struct psp_image_base {
     /* The proxy's memory map as PR_SET_MM_MAP must be given it (/proc/self/stat). */
     unsigned long start_code, end_code, start_data, end_data, start_brk, start_stack;
     bool set_mm;                          /* PR_SET_MM_MAP worked in the proxy */
+};
+
+/* The warm pool, proxy side (pool.c). */
+struct psp_proxy_pool {
+    struct psp_pool_slot *table;  /* in the segment; NULL: no pool */
+    uint32_t capacity;
+    uint32_t idle_ms;
+    int claim_fds[PSP_POOL_MAX];  /* written by the launcher to wake a claimed child */
+    int pidfds[PSP_POOL_MAX];     /* of each slot's child, while we watch it */
+    int death_pipe[2];            /* we hold the write end: parked children see it hang up */
+    int64_t last_activity_ms;     /* last doorbell: trimming counts from here */
+    int64_t retry_at_ms;          /* a refused fork (RLIMIT_NPROC, memory) is retried then */
+    int64_t quiet_until_ms;       /* no refill right after a claim (see refill_at) */
+    bool trimmed;                 /* idle: not refilled until the next doorbell */
 };
 
 struct psp_proxy {
@@ -54,6 +69,7 @@ struct psp_proxy {
     bool reset_cpus;        /* children without a CPU set get child_cpus (see psp_shared) */
     bool reset_mempolicy;   /* node-bound proxy: children reset their memory policy */
     cpu_set_t child_cpus;
+    struct psp_proxy_pool pool;
 };
 
 /* entry.c: the one proxy of this process. */
@@ -73,6 +89,28 @@ void psp_prefault_mappings(void);
 /* serve.c: set up, then serve requests. Returns only in a child, with the request whose
  * argv/envp it must run main with. Never returns in the proxy. */
 void psp_serve(struct psp_proxy *p, struct psp_decoded *child_request);
+
+/* serve.c: one child, a sibling of the proxy in zygote mode; the kernel writes its pid
+ * into *result_slot. cgroup_fd >= 0: born in that cgroup. Returns as fork does. */
+pid_t psp_clone_child(struct psp_proxy *p, _Atomic int32_t *result_slot, int cgroup_fd);
+
+/* pool.c: the warm pool. */
+/* At start-up, after the ring's eventfds: the header's pool, its claim eventfds (the
+ * third message) and the death pipe. Returns 0 or an errno. */
+int psp_pool_start(struct psp_proxy *p);
+/* At start-up, before READY: forks every slot's child (a refused fork is retried later).
+ * Returns true in a claimed child. */
+bool psp_pool_fill(struct psp_proxy *p, struct psp_decoded *req);
+/* The pidfds to watch: PSP_POOL_MAX entries at fds (unused ones -1); returns how many
+ * entries the poll set takes (0 without a pool). */
+int psp_pool_pollfds(struct psp_proxy *p, struct pollfd *fds);
+/* The poll timeout the pool needs (ms, -1: none). */
+int psp_pool_timeout(struct psp_proxy *p);
+/* A request is served: the pool is in use (a trimmed pool refills). */
+void psp_pool_activity(struct psp_proxy *p);
+/* Between requests: watches deaths, frees taken slots, trims when idle, refills one
+ * slot. Returns true in a claimed child, with its argv/envp in *req. */
+bool psp_pool_service(struct psp_proxy *p, const struct pollfd *fds, struct psp_decoded *req);
 
 /* child.c: everything a child does between clone and main. With options, `fds` are the
  * descriptors received for the request and a failure is written to error_fd as

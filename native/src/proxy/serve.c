@@ -76,7 +76,8 @@ static int map_segment(struct psp_proxy *p)
     p->reset_cpus = sh->child_cpus_set != 0 && CPU_COUNT(&p->child_cpus) > 0;
     p->reset_mempolicy = (sh->child_flags & PSP_CHILD_RESET_MEMPOLICY) != 0;
     /* The second message: one reply eventfd per ring slot. */
-    return psp_receive_fds(p->slot_fds, PSP_RING_SLOTS);
+    err = psp_receive_fds(p->slot_fds, PSP_RING_SLOTS);
+    return err != 0 ? err : psp_pool_start(p);
 }
 
 /* Forking a process with more than one thread copies only the caller: locks held by
@@ -176,6 +177,10 @@ static void start_up(struct psp_proxy *p)
 
     for (uint32_t k = 0; k < PSP_RING_SLOTS; k++)
         p->served[k] = atomic_load(&p->shared->slots[k].request_seq);
+}
+
+static void publish_ready(struct psp_proxy *p)
+{
     atomic_store(&p->shared->proxy_pid, getpid());
     atomic_store(&p->shared->state, PSP_STATE_READY);
     notify_launcher(p);
@@ -216,7 +221,7 @@ static int error_pipe_above_stdio(int pipe_fds[2])
  * with the proxy's exit signal (SIGCHLD, as posix_spawn started us). The kernel writes
  * the new pid into the shared results slot before clone returns (CLONE_PARENT_SETTID),
  * so a proxy killed right after a fork cannot hide a child from the launcher. */
-static pid_t clone_child(struct psp_proxy *p, _Atomic int32_t *result_slot, int cgroup_fd)
+pid_t psp_clone_child(struct psp_proxy *p, _Atomic int32_t *result_slot, int cgroup_fd)
 {
     if (cgroup_fd >= 0) {
         /* Born in the cgroup (no migration, no threadgroup lock; its limits apply to
@@ -319,7 +324,7 @@ static bool serve_request(struct psp_proxy *p, uint32_t slot_index, uint64_t seq
             if (p->relay && slot == NULL) {
                 errno = EAGAIN;
             } else {
-                pid = clone_child(p, &results[i], req->cgroup ? fds[req->fd_count - 1] : -1);
+                pid = psp_clone_child(p, &results[i], req->cgroup ? fds[req->fd_count - 1] : -1);
                 if (pid == 0) {
                     become_instance(p, req, i, error_pipe[1]);
                     psp_child_prepare(p, req, i, fds, error_pipe[1]);
@@ -395,14 +400,20 @@ static void drain_signals(int signal_fd)
 void psp_serve(struct psp_proxy *p, struct psp_decoded *child_request)
 {
     start_up(p);
+    /* A warm pool is full before the context is: its first spawns are claims. */
+    if (psp_pool_fill(p, child_request))
+        return;
+    publish_ready(p);
     for (;;) {
-        struct pollfd fds[4] = {
+        struct pollfd fds[4 + PSP_POOL_MAX] = {
             {.fd = p->doorbell_fd, .events = POLLIN},
             {.fd = p->launcher_pidfd, .events = POLLIN},
             {.fd = p->socket_fd, .events = 0}, /* hang-up only: descriptors are read per request */
-            {.fd = p->signal_fd, .events = POLLIN},
+            {.fd = p->signal_fd, .events = POLLIN}, /* -1 (ignored by poll) but in relay mode */
         };
-        if (poll(fds, p->signal_fd >= 0 ? 4 : 3, -1) < 0) {
+        int pool_fds = psp_pool_pollfds(p, fds + 4);
+        if (poll(fds, pool_fds > 0 ? (nfds_t)(4 + pool_fds) : (p->signal_fd >= 0 ? 4 : 3),
+                 psp_pool_timeout(p)) < 0) {
             if (errno == EINTR)
                 continue;
             _exit(127);
@@ -417,10 +428,13 @@ void psp_serve(struct psp_proxy *p, struct psp_decoded *child_request)
         int slot;
         while ((slot = next_pending(p, &seq)) >= 0) {
             p->served[slot] = seq;
+            psp_pool_activity(p); /* a spawn: the pool is in use */
             if (serve_request(p, (uint32_t)slot, seq, child_request))
                 return;
         }
         if (p->relay)
             psp_relay_collect(p); /* also after a doorbell: the launcher consumed statuses */
+        if (psp_pool_service(p, fds + 4, child_request))
+            return;
     }
 }

@@ -13,7 +13,6 @@ internal static partial class Interop
 
         // The constants of pspawn.h are in SharedConstants.g.cs, written by the build from the header.
 
-
         /// <summary>pspawn_context_t: one pointer, treated as opaque; allocated in native memory so its address is stable.</summary>
         [StructLayout(LayoutKind.Sequential)]
         internal struct Context
@@ -43,8 +42,16 @@ internal static partial class Interop
             // pspawn_context_attr_t.kernel (issue 11, PSPAWN_KERNEL_*): left at attr_init's default, AUTO. It must be
             // here: pspawn_context_attr_init writes the whole C struct.
             public int Kernel;
+            // Warm pool (issue 14): PSpawnContextOptions.WarmPool.
+            public int Pool;
+            public int PoolIdleMs;
         }
 
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_context_pool_pids", SetLastError = true)]
+        internal static partial int ContextPoolPids(Context* ctx, int* pids, int capacity);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_context_pool_claims", SetLastError = true)]
+        internal static partial nint ContextPoolClaims(Context* ctx);
 
         /// <summary>pspawn_numa_node_t.</summary>
         [StructLayout(LayoutKind.Sequential)]
@@ -95,7 +102,6 @@ internal static partial class Interop
 
         [LibraryImport(LibraryName, EntryPoint = "pspawn_ne", SetLastError = true)]
         internal static partial int SpawnNE(int* pids, int* errors, Context* ctx, int nspawns, byte** argv, byte** envp);
-
 
         [LibraryImport(LibraryName, EntryPoint = "pspawn_nx", SetLastError = true)]
         internal static partial int SpawnNX(int* pids, int* errors, int* stdioFds, Context* ctx, int nspawns, byte** argv, byte** envp, IntPtr attr);
