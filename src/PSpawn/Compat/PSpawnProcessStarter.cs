@@ -116,8 +116,8 @@ public sealed class PSpawnProcessStarter : IDisposable, IAsyncDisposable
     }
 
     /// <summary>
-    /// The child's whole environment (the start info's dictionary; a null value is an empty one, as Process writes
-    /// <c>NAME=</c>), and the loader variables in it, which key the context.
+    /// The child's whole environment (the start info's dictionary; a variable whose value is null is left out, as
+    /// Process leaves it out), and the loader variables in it, which key the context.
     /// </summary>
     private static (Dictionary<string, string?> Environment, string Loader) ChildEnvironment(ProcessStartInfo startInfo)
     {
@@ -125,7 +125,12 @@ public sealed class PSpawnProcessStarter : IDisposable, IAsyncDisposable
         StringBuilder? loader = null;
         foreach (KeyValuePair<string, string?> variable in startInfo.Environment)
         {
-            environment[variable.Key] = variable.Value ?? string.Empty;
+            if (variable.Value is null)
+            {
+                continue;
+            }
+
+            environment[variable.Key] = variable.Value;
             if (variable.Key.StartsWith("LD_", StringComparison.Ordinal) || variable.Key == "GLIBC_TUNABLES")
             {
                 (loader ??= new StringBuilder()).Append(variable.Key).Append('=').Append(variable.Value).Append('\0');

@@ -7,7 +7,7 @@ namespace PSpawn;
 internal static class StartFailures
 {
     /// <summary>What Process says when FileName is a directory (SR.DirectoryNotValidAsInput).</summary>
-    internal const string DirectoryNotValid = "The directory name is invalid.";
+    internal const string DirectoryNotValid = "The FileName property should not be a directory unless UseShellExecute is set.";
 
     /// <summary>Win32Exception(errno, "An error occurred trying to start process '...' with working directory '...'. strerror").</summary>
     internal static Win32Exception ErrorStarting(int errno, string fileName, string? workingDirectory)

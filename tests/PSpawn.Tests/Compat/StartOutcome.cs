@@ -1,0 +1,119 @@
+using System.ComponentModel;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using PSpawn.Tests.Infrastructure;
+
+namespace PSpawn.Tests.Compat;
+
+/// <summary>What starting a ProcessStartInfo gave: the output and exit code, or the exception Start threw.</summary>
+public sealed record StartOutcome(string? Output, string? Error, int? ExitCode, string? Exception, int? NativeErrorCode, string? Message)
+{
+    /// <summary>Starts a fresh start info through Process.Start and through the drop-in and returns both outcomes.</summary>
+    public static (StartOutcome Process, StartOutcome DropIn) Both(Func<ProcessStartInfo> startInfo, string? input = null, PSpawnProcessStarter? starter = null) =>
+        (WithProcess(startInfo(), input), WithDropIn(startInfo(), input, starter ?? PSpawnProcessStarter.Shared));
+
+    public static StartOutcome WithProcess(ProcessStartInfo startInfo, string? input = null)
+    {
+        Process process;
+        try
+        {
+            process = Process.Start(startInfo)!;
+        }
+        catch (Exception e)
+        {
+            return Failed(e);
+        }
+
+        using (process)
+        {
+            Task<string?> output = startInfo.RedirectStandardOutput ? ReadAsync(process.StandardOutput) : Task.FromResult<string?>(null);
+            Task<string?> error = startInfo.RedirectStandardError ? ReadAsync(process.StandardError) : Task.FromResult<string?>(null);
+            if (startInfo.RedirectStandardInput)
+            {
+                process.StandardInput.Write(input ?? string.Empty);
+                process.StandardInput.Close();
+            }
+
+            if (!process.WaitForExit(60_000))
+            {
+                process.Kill(entireProcessTree: true);
+                throw new TimeoutException($"{startInfo.FileName} did not exit (Process.Start).");
+            }
+
+            return new StartOutcome(output.Result, error.Result, process.ExitCode, null, null, null);
+        }
+    }
+
+    public static StartOutcome WithDropIn(ProcessStartInfo startInfo, string? input, PSpawnProcessStarter starter)
+    {
+        PSpawnProcess process;
+        try
+        {
+            process = starter.Start(startInfo);
+        }
+        catch (Exception e)
+        {
+            return Failed(e);
+        }
+
+        using (process)
+        {
+            Task<string?> output = startInfo.RedirectStandardOutput ? ReadAsync(process.StandardOutput) : Task.FromResult<string?>(null);
+            Task<string?> error = startInfo.RedirectStandardError ? ReadAsync(process.StandardError) : Task.FromResult<string?>(null);
+            if (startInfo.RedirectStandardInput)
+            {
+                process.StandardInput.Write(input ?? string.Empty);
+                process.StandardInput.Close();
+            }
+
+            if (!process.WaitForExit(60_000))
+            {
+                process.Kill(entireProcessTree: true);
+                throw new TimeoutException($"{startInfo.FileName} did not exit (drop-in).");
+            }
+
+            return new StartOutcome(output.Result, error.Result, process.ExitCode, null, null, null);
+        }
+    }
+
+    /// <summary>
+    /// The report fixture's JSON without what differs between any two runs (pids) and the two documented differences of
+    /// the drop-in (README): descriptors above 2 that this process left inheritable, and signals this process ignores
+    /// (SIGPIPE: the .NET runtime ignores it), are inherited by Process's children only.
+    /// </summary>
+    public StartOutcome WithReportNormalized()
+    {
+        if (Output is null || Output.Length == 0 || Output[0] != '{')
+        {
+            return this;
+        }
+
+        ReportOutput report = ReportOutput.Parse(Output);
+        var text = new StringBuilder();
+        text.AppendLine("argv: " + string.Join(" | ", report.Argv.Select(a => $"[{a}]")));
+        text.AppendLine("env: " + string.Join(" | ", report.Env));
+        foreach (string field in new[] { "sigmask", "sighandled", "affinity" })
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"{field}: {string.Join(",", report.Numbers(field))}");
+        }
+
+        foreach (string field in new[] { "cwd", "progname", "short_progname" })
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"{field}: {report.Root.GetProperty(field)}");
+        }
+
+        foreach (string field in new[] { "uid", "gid", "euid", "egid", "umask" })
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"{field}: {report.Number(field)}");
+        }
+
+        text.AppendLine(CultureInfo.InvariantCulture, $"own group: {report.Number("pgid") == report.Pid}, own session: {report.Number("sid") == report.Pid}");
+        return this with { Output = text.ToString() };
+    }
+
+    private static async Task<string?> ReadAsync(StreamReader reader) => await reader.ReadToEndAsync();
+
+    private static StartOutcome Failed(Exception e) =>
+        new(null, null, null, e.GetType().FullName, (e as Win32Exception)?.NativeErrorCode, e.Message);
+}
