@@ -7,8 +7,9 @@ internal readonly record struct ContextKey(string Path, string LoaderEnvironment
 
 /// <summary>
 /// One cached context. Created on first use (threads starting the same executable meanwhile wait for this entry only);
-/// retired (removed from the cache, then disposed) by eviction. A spawn that races with the dispose gets
-/// <see cref="ObjectDisposedException"/> and the caller retries with a fresh entry.
+/// retired (removed from the cache, then disposed) by eviction. Starts hold the entry (<see cref="TryAcquire"/>) while
+/// they spawn, and the bound evicts only entries nobody holds; a spawn that still races with a dispose (idle eviction,
+/// <see cref="ContextCache.Clear"/>) gets <see cref="ObjectDisposedException"/> and the caller retries with a fresh entry.
 /// </summary>
 internal sealed class ContextEntry
 {
@@ -17,6 +18,7 @@ internal sealed class ContextEntry
     private PSpawnContext? _created;
     private bool _retired;
     private long _lastUsed;
+    private int _users = 1; // its creator holds it
 
     internal ContextEntry(ContextKey key, FileIdentity identity, Func<PSpawnContext> create, long now)
     {
@@ -52,7 +54,25 @@ internal sealed class ContextEntry
     /// <summary>The context, created on first use (the creation's exception is thrown to every waiter).</summary>
     internal PSpawnContext Context => _context.Value;
 
+    /// <summary>How many starts hold the entry now.</summary>
+    internal int Users => Volatile.Read(ref _users);
+
     internal void Touch(long now) => Volatile.Write(ref _lastUsed, now);
+
+    /// <summary>Holds the entry for one start; false once it is retired.</summary>
+    internal bool TryAcquire()
+    {
+        _ = Interlocked.Increment(ref _users);
+        if (IsRetired)
+        {
+            Release();
+            return false;
+        }
+
+        return true;
+    }
+
+    internal void Release() => Interlocked.Decrement(ref _users);
 
     /// <summary>Marks the entry retired and disposes its context (if created; a context created later is disposed by its creator).</summary>
     internal void Retire()
@@ -119,7 +139,10 @@ internal sealed class ContextCache : IDisposable
     internal IReadOnlyList<PSpawnContext> LiveContexts =>
         _entries.Values.Select(e => e.Live).OfType<PSpawnContext>().ToList();
 
-    /// <summary>The entry for <paramref name="key"/> whose file is <paramref name="identity"/>, added (and the cache bounded) if needed.</summary>
+    /// <summary>
+    /// The entry for <paramref name="key"/> whose file is <paramref name="identity"/>, added (and the cache bounded) if
+    /// needed, held for the caller: <see cref="ContextEntry.Release"/> it after the spawn.
+    /// </summary>
     internal ContextEntry GetOrAdd(ContextKey key, FileIdentity identity, Func<PSpawnContext> create)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
@@ -128,10 +151,15 @@ internal sealed class ContextCache : IDisposable
         {
             if (_entries.TryGetValue(key, out ContextEntry? entry))
             {
-                if (entry.Identity == identity && !entry.IsRetired)
+                if (entry.Identity == identity)
                 {
-                    entry.Touch(now);
-                    return entry;
+                    if (entry.TryAcquire())
+                    {
+                        entry.Touch(now);
+                        return entry;
+                    }
+
+                    continue; // retired meanwhile: removed from the dictionary by its retirer
                 }
 
                 Remove(entry); // the file was replaced (rebuilt): its old image must not be served
@@ -144,6 +172,7 @@ internal sealed class ContextCache : IDisposable
                 EnforceBound(added);
                 if (Volatile.Read(ref _disposed) != 0)
                 {
+                    added.Release();
                     Remove(added);
                     throw new ObjectDisposedException(nameof(PSpawnProcessStarter));
                 }
@@ -211,7 +240,8 @@ internal sealed class ContextCache : IDisposable
                 ContextEntry? oldest = null;
                 foreach (ContextEntry entry in _entries.Values)
                 {
-                    if (!ReferenceEquals(entry, added) && (oldest is null || entry.LastUsed < oldest.LastUsed))
+                    // Entries held by a start in flight are skipped: the bound may be exceeded while all are busy.
+                    if (!ReferenceEquals(entry, added) && entry.Users == 0 && (oldest is null || entry.LastUsed < oldest.LastUsed))
                     {
                         oldest = entry;
                     }

@@ -20,6 +20,7 @@ public sealed class PSpawnProcessStarter : IDisposable, IAsyncDisposable
 {
     private const int ScriptRecursionLimit = 4; // BINPRM_MAX_RECURSION: deeper nesting is ELOOP for execve
     private const int ELOOP = 40;
+    private const int MaxAttempts = 16; // retries of a start whose context was evicted or lost its proxies meanwhile
     private static readonly Lazy<PSpawnProcessStarter> s_shared = new(() => new PSpawnProcessStarter(PSpawnProcessStarterOptions.Default, shared: true));
 
     private readonly ContextCache _cache;
@@ -208,40 +209,44 @@ public sealed class PSpawnProcessStarter : IDisposable, IAsyncDisposable
         for (int attempt = 0; ; attempt++)
         {
             ContextEntry entry = _cache.GetOrAdd(key, identity, () => PSpawnContext.Create(key.Path, options: _contextOptions with { ProxyEnvironment = NonNull(environment) }));
-            PSpawnContext context;
             try
             {
-                context = entry.Context;
-            }
-            catch (Exception e) when (e is IPSpawnError)
-            {
-                _cache.Remove(entry); // not cached: the next start tries again
-                throw StartFailures.FromPSpawn(e, reported, workingDirectory);
-            }
+                PSpawnContext context;
+                try
+                {
+                    context = entry.Context;
+                }
+                catch (Exception e) when (e is IPSpawnError)
+                {
+                    _cache.Remove(entry); // not cached: the next start tries again
+                    throw StartFailures.FromPSpawn(e, reported, workingDirectory);
+                }
 
-            // Children start in the proxy's directory unless told otherwise: keep Process's rule (this process's current one).
-            string? directory = fullWorkingDirectory;
-            if (directory is null)
-            {
-                string current = Directory.GetCurrentDirectory();
-                directory = current == entry.CreationDirectory ? null : current;
-            }
+                // Children start in the proxy's directory unless told otherwise: keep Process's rule (this process's current one).
+                string? directory = fullWorkingDirectory;
+                if (directory is null)
+                {
+                    string current = Directory.GetCurrentDirectory();
+                    directory = current == entry.CreationDirectory ? null : current;
+                }
 
-            try
-            {
                 return context.Spawn(arguments, directory is null ? spawnOptions : spawnOptions with { WorkingDirectory = directory });
             }
-            catch (ObjectDisposedException) when (entry.IsRetired && attempt < 8)
+            catch (ObjectDisposedException) when (entry.IsRetired && attempt < MaxAttempts)
             {
-                // Evicted between the lookup and the spawn: nothing started; use a fresh context.
+                // Evicted (idle timer, Clear) between the lookup and the spawn: nothing started; use a fresh context.
             }
-            catch (PSpawnProxyException) when (attempt < 8)
+            catch (PSpawnProxyException) when (attempt < MaxAttempts)
             {
                 _cache.Remove(entry); // its proxies are gone for good: a fresh context
             }
             catch (Exception e) when (e is IPSpawnError)
             {
                 throw StartFailures.FromPSpawn(e, reported, workingDirectory);
+            }
+            finally
+            {
+                entry.Release();
             }
         }
     }

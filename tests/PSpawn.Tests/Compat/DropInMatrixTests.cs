@@ -22,6 +22,14 @@ public sealed class DropInMatrixTests : IDisposable
         return startInfo;
     }
 
+    private string WriteFile(string name, string content, bool executable = true)
+    {
+        string file = _temp.File(name);
+        File.WriteAllText(file, content);
+        File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite | (executable ? UnixFileMode.UserExecute : 0));
+        return file;
+    }
+
     private static void AssertSame(Func<ProcessStartInfo> startInfo, string? input = null)
     {
         var (process, dropIn) = StartOutcome.Both(startInfo, input);
@@ -201,9 +209,7 @@ public sealed class DropInMatrixTests : IDisposable
     [Fact]
     public void Non_executable_file_is_the_same_Win32Exception()
     {
-        string file = _temp.File("not-executable");
-        File.WriteAllText(file, "#!/bin/sh\necho never\n");
-        File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        string file = WriteFile("not-executable", "#!/bin/sh\necho never\n", executable: false);
         var (process, dropIn) = StartOutcome.Both(() => new ProcessStartInfo(file));
         Assert.Equal(13, process.NativeErrorCode);
         Assert.Equal(process, dropIn);
@@ -212,9 +218,7 @@ public sealed class DropInMatrixTests : IDisposable
     [Fact]
     public void Executable_that_is_neither_ELF_nor_script_is_the_same_Win32Exception()
     {
-        string file = _temp.File("garbage");
-        File.WriteAllText(file, "this is not a program\n");
-        File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        string file = WriteFile("garbage", "this is not a program\n");
         var (process, dropIn) = StartOutcome.Both(() => new ProcessStartInfo(file));
         Assert.Equal(8, process.NativeErrorCode);
         Assert.Equal(process, dropIn);
@@ -227,18 +231,14 @@ public sealed class DropInMatrixTests : IDisposable
     [InlineData("#!/bin/sh -e -u  \t\n")]
     public void Scripts_run_through_their_interpreter(string interpreterLine)
     {
-        string script = _temp.File("script.sh");
-        File.WriteAllText(script, interpreterLine + "echo \"0=$0\"; for a in \"$@\"; do echo \"[$a]\"; done; echo \"$-\"; exit 4\n");
-        File.SetUnixFileMode(script, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        string script = WriteFile("script.sh", interpreterLine + "echo \"0=$0\"; for a in \"$@\"; do echo \"[$a]\"; done; echo \"$-\"; exit 4\n");
         AssertSame(() => new ProcessStartInfo(script, ["one", "two words"]) { RedirectStandardOutput = true });
     }
 
     [Fact]
     public void Script_whose_interpreter_is_missing_is_the_same_Win32Exception()
     {
-        string script = _temp.File("orphan.sh");
-        File.WriteAllText(script, "#!/nonexistent/interpreter\necho never\n");
-        File.SetUnixFileMode(script, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        string script = WriteFile("orphan.sh", "#!/nonexistent/interpreter\necho never\n");
         var (process, dropIn) = StartOutcome.Both(() => new ProcessStartInfo(script));
         Assert.Equal(2, process.NativeErrorCode);
         Assert.Equal(process, dropIn);

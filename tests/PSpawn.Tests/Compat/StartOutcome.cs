@@ -27,21 +27,7 @@ public sealed record StartOutcome(string? Output, string? Error, int? ExitCode, 
 
         using (process)
         {
-            Task<string?> output = startInfo.RedirectStandardOutput ? ReadAsync(process.StandardOutput) : Task.FromResult<string?>(null);
-            Task<string?> error = startInfo.RedirectStandardError ? ReadAsync(process.StandardError) : Task.FromResult<string?>(null);
-            if (startInfo.RedirectStandardInput)
-            {
-                process.StandardInput.Write(input ?? string.Empty);
-                process.StandardInput.Close();
-            }
-
-            if (!process.WaitForExit(60_000))
-            {
-                process.Kill(entireProcessTree: true);
-                throw new TimeoutException($"{startInfo.FileName} did not exit (Process.Start).");
-            }
-
-            return new StartOutcome(output.Result, error.Result, process.ExitCode, null, null, null);
+            return Collect(startInfo, input, () => process.StandardInput, () => process.StandardOutput, () => process.StandardError, process.WaitForExit, () => process.Kill(true), () => process.ExitCode);
         }
     }
 
@@ -59,22 +45,30 @@ public sealed record StartOutcome(string? Output, string? Error, int? ExitCode, 
 
         using (process)
         {
-            Task<string?> output = startInfo.RedirectStandardOutput ? ReadAsync(process.StandardOutput) : Task.FromResult<string?>(null);
-            Task<string?> error = startInfo.RedirectStandardError ? ReadAsync(process.StandardError) : Task.FromResult<string?>(null);
-            if (startInfo.RedirectStandardInput)
-            {
-                process.StandardInput.Write(input ?? string.Empty);
-                process.StandardInput.Close();
-            }
-
-            if (!process.WaitForExit(60_000))
-            {
-                process.Kill(entireProcessTree: true);
-                throw new TimeoutException($"{startInfo.FileName} did not exit (drop-in).");
-            }
-
-            return new StartOutcome(output.Result, error.Result, process.ExitCode, null, null, null);
+            return Collect(startInfo, input, () => process.StandardInput, () => process.StandardOutput, () => process.StandardError, process.WaitForExit, () => process.Kill(true), () => process.ExitCode);
         }
+    }
+
+    /// <summary>Feeds the input, reads both outputs at once, waits (bounded) and takes the exit code.</summary>
+    private static StartOutcome Collect(
+        ProcessStartInfo startInfo, string? input, Func<StreamWriter> stdin, Func<StreamReader> stdout, Func<StreamReader> stderr,
+        Func<int, bool> wait, Action killTree, Func<int> exitCode)
+    {
+        Task<string?> output = startInfo.RedirectStandardOutput ? ReadAsync(stdout()) : Task.FromResult<string?>(null);
+        Task<string?> error = startInfo.RedirectStandardError ? ReadAsync(stderr()) : Task.FromResult<string?>(null);
+        if (startInfo.RedirectStandardInput)
+        {
+            stdin().Write(input ?? string.Empty);
+            stdin().Close();
+        }
+
+        if (!wait(60_000))
+        {
+            killTree();
+            throw new TimeoutException($"{startInfo.FileName} did not exit.");
+        }
+
+        return new StartOutcome(output.Result, error.Result, exitCode(), null, null, null);
     }
 
     /// <summary>
