@@ -7,18 +7,6 @@ namespace PSpawn.Tests.Compat;
 [Collection(nameof(LeakTests))]
 public sealed class DropInLeakTests
 {
-    private static int PSpawnThreadCount() => Directory.GetDirectories("/proc/self/task").Count(task =>
-    {
-        try
-        {
-            return File.ReadAllText(Path.Combine(task, "comm")).StartsWith("pspawn", StringComparison.OrdinalIgnoreCase);
-        }
-        catch (IOException)
-        {
-            return false;
-        }
-    });
-
     private static void RunAll(PSpawnProcessStarter starter, int count)
     {
         Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i =>
@@ -48,7 +36,7 @@ public sealed class DropInLeakTests
         }
 
         int fdsBefore = LinuxProcesses.OpenFdCount();
-        int threadsBefore = PSpawnThreadCount();
+        int threadsBefore = LeakTests.PSpawnThreadCount();
         List<int> proxies;
         using (var starter = new PSpawnProcessStarter(new PSpawnProcessStarterOptions { MaxContexts = 1 }))
         {
@@ -61,6 +49,6 @@ public sealed class DropInLeakTests
         Assert.Empty(LinuxProcesses.Zombies());
         int fdsAfter = LinuxProcesses.OpenFdCount();
         Assert.True(fdsAfter <= fdsBefore + 2, $"fds before: {fdsBefore}, after 400 drop-in starts: {fdsAfter}");
-        Assert.True(PSpawnThreadCount() <= threadsBefore, $"PSpawn threads before: {threadsBefore}, after: {PSpawnThreadCount()}");
+        Assert.True(LeakTests.PSpawnThreadCount() <= threadsBefore, $"PSpawn threads before: {threadsBefore}, after: {LeakTests.PSpawnThreadCount()}");
     }
 }
