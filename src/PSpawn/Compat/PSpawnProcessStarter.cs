@@ -73,11 +73,6 @@ public sealed class PSpawnProcessStarter : IDisposable, IAsyncDisposable
             throw StartFailures.ErrorStarting(Interop.Sys.ENOENT, startInfo.FileName, workingDirectory);
         }
 
-        if (Directory.Exists(resolved))
-        {
-            throw new System.ComponentModel.Win32Exception(StartFailures.DirectoryNotValid);
-        }
-
         var arguments = new List<string>();
         if (!string.IsNullOrEmpty(startInfo.Arguments))
         {
@@ -151,6 +146,11 @@ public sealed class PSpawnProcessStarter : IDisposable, IAsyncDisposable
             if (Interop.Sys.Stat(path, out Interop.Sys.FileStatus status) != 0)
             {
                 throw StartFailures.ErrorStarting(System.Runtime.InteropServices.Marshal.GetLastPInvokeError(), reported, workingDirectory);
+            }
+
+            if (depth == 0 && (status.Mode & Interop.Sys.S_IFMT) == Interop.Sys.S_IFDIR)
+            {
+                throw new System.ComponentModel.Win32Exception(StartFailures.DirectoryNotValid); // Process checks this before it forks
             }
 
             if ((status.Mode & Interop.Sys.S_IFMT) != Interop.Sys.S_IFREG || !ExecutableResolver.IsExecutable(status))
