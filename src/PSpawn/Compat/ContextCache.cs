@@ -186,6 +186,16 @@ internal sealed class ContextCache : IDisposable
     internal bool IsKnownExecutable(ContextKey key, FileIdentity identity) =>
         _entries.TryGetValue(key, out ContextEntry? entry) && entry.Identity == identity && !entry.IsRetired;
 
+    /// <summary>Ends a start's hold on <paramref name="entry"/>; enforces the bound that busy entries may have let the cache exceed.</summary>
+    internal void Release(ContextEntry entry)
+    {
+        entry.Release();
+        if (_entries.Count > _options.MaxContexts)
+        {
+            EnforceBound(added: null);
+        }
+    }
+
     /// <summary>Evicts every entry.</summary>
     internal void Clear()
     {
@@ -226,7 +236,7 @@ internal sealed class ContextCache : IDisposable
         Clear();
     }
 
-    private void EnforceBound(ContextEntry added)
+    private void EnforceBound(ContextEntry? added)
     {
         if (_entries.Count <= _options.MaxContexts)
         {

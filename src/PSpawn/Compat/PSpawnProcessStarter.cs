@@ -246,7 +246,7 @@ public sealed class PSpawnProcessStarter : IDisposable, IAsyncDisposable
             }
             finally
             {
-                entry.Release();
+                _cache.Release(entry);
             }
         }
     }

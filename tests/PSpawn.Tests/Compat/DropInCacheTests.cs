@@ -4,6 +4,7 @@ using PSpawn.Tests.Infrastructure;
 namespace PSpawn.Tests.Compat;
 
 /// <summary>The starter's context cache: bound, idle eviction, replaced files, loader keys, concurrency, dispose.</summary>
+[Collection(nameof(DropInCollection))]
 public sealed class DropInCacheTests
 {
     private static readonly PSpawnProcessStarterOptions NoIdleTimeout = new() { IdleTimeout = Timeout.InfiniteTimeSpan };

@@ -5,6 +5,7 @@ using PSpawn.Tests.Infrastructure;
 namespace PSpawn.Tests.Compat;
 
 /// <summary>Each ProcessStartInfo is started through Process.Start and through the drop-in; the outcomes must be equal.</summary>
+[Collection(nameof(DropInCollection))]
 public sealed class DropInMatrixTests : IDisposable
 {
     private readonly TempDirectory _temp = new("pspawn-dropin-");

@@ -4,6 +4,7 @@ using PSpawn.Tests.Infrastructure;
 namespace PSpawn.Tests.Compat;
 
 /// <summary>The Process-like members of PSpawnProcess, and the documented differences from Process.</summary>
+[Collection(nameof(DropInCollection))]
 public sealed class DropInProcessTests
 {
     private static ProcessStartInfo Sleeper(int milliseconds, params string[] more)

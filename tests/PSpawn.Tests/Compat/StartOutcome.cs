@@ -6,6 +6,15 @@ using PSpawn.Tests.Infrastructure;
 
 namespace PSpawn.Tests.Compat;
 
+/// <summary>
+/// The drop-in tests start many short-lived children (through Process.Start too): run alone, so that tests which look
+/// for zombie children of this process at one instant do not see theirs between exit and reaping.
+/// </summary>
+[CollectionDefinition(nameof(DropInCollection), DisableParallelization = true)]
+public sealed class DropInCollection
+{
+}
+
 /// <summary>What starting a ProcessStartInfo gave: the output and exit code, or the exception Start threw.</summary>
 public sealed record StartOutcome(string? Output, string? Error, int? ExitCode, string? Exception, int? NativeErrorCode, string? Message)
 {
