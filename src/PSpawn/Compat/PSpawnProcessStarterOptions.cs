@@ -26,7 +26,7 @@ public sealed record PSpawnProcessStarterOptions
     /// </summary>
     public PSpawnContextOptions? ContextOptions { get; init; }
 
-    /// <summary>The clock of the idle timer (tests pass a fake one). Default <see cref="TimeProvider.System"/>.</summary>
+    /// <summary>The clock of the idle timer (a fake one can drive it by hand). Default <see cref="TimeProvider.System"/>.</summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
     internal void Validate()
