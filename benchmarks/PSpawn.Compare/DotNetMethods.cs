@@ -8,7 +8,9 @@ namespace PSpawn.Compare;
 /// for all) and PSpawn SpawnN (one request, then wait for all: WaitForExit on each, or, for SpawnNAsync,
 /// one Task.WhenAll of WaitForExitAsync); SpawnBatch (one batch whose instance i has RANK=i in its environment,
 /// as spawnbench's pspawn_vector; the instances are built once, their encoding is measured) and SpawnBatchAsync
-/// (the same batch as a launch session: await foreach over its outcomes, then one Task.WhenAll of WaitForExitAsync).
+/// (the same batch as a launch session: await foreach over its outcomes, then one Task.WhenAll of WaitForExitAsync);
+/// PSpawnProcess.Start (the Process.Start drop-in with the same ProcessStartInfo as Process.Start, start all then wait for
+/// all, through its own starter whose context is created before the measurements).
 /// </summary>
 internal sealed class DotNetMethods : IDisposable
 {
@@ -18,6 +20,7 @@ internal sealed class DotNetMethods : IDisposable
     private readonly SpawnOptions _spawnOptions;
     private readonly Dictionary<string, PSpawnContext> _contexts = new(StringComparer.Ordinal);
     private readonly List<SpawnInstance> _instances = [];
+    private readonly PSpawnProcessStarter? _starter;
 
     public DotNetMethods(string path, string label, IReadOnlyDictionary<string, string> env, IEnumerable<string> methods,
         List<ContextStart> contexts)
@@ -40,6 +43,14 @@ internal sealed class DotNetMethods : IDisposable
             contexts.Add(new ContextStart(label, method, ".NET", ms, ProcCounters.RssKb(ctx.ProxyProcessId),
                 ctx.Mode.ToString().ToLowerInvariant()));
         }
+
+        if (methods.Contains("PSpawnProcess.Start"))
+        {
+            // The first start creates the starter's context; the measurements start after it.
+            _starter = new PSpawnProcessStarter(new PSpawnProcessStarterOptions { IdleTimeout = Timeout.InfiniteTimeSpan });
+            using PSpawnProcess first = _starter.Start(StartInfo());
+            first.WaitForExit();
+        }
     }
 
     public void Dispose()
@@ -48,6 +59,8 @@ internal sealed class DotNetMethods : IDisposable
         {
             ctx.Dispose();
         }
+
+        _starter?.Dispose();
     }
 
     private ProcessStartInfo StartInfo()
@@ -74,6 +87,26 @@ internal sealed class DotNetMethods : IDisposable
                 for (int i = 0; i < count; i++)
                 {
                     procs[i] = Process.Start(psi) ?? throw new InvalidOperationException("Process.Start returned null");
+                }
+
+                foreach (var p in procs)
+                {
+                    p.WaitForExit();
+                    int code = p.ExitCode;
+                    p.Dispose();
+                    Check(method, code);
+                }
+
+                break;
+            }
+
+            case "PSpawnProcess.Start":
+            {
+                var psi = StartInfo();
+                var procs = new PSpawnProcess[count];
+                for (int i = 0; i < count; i++)
+                {
+                    procs[i] = _starter!.Start(psi);
                 }
 
                 foreach (var p in procs)
@@ -239,6 +272,15 @@ internal sealed class DotNetMethods : IDisposable
                 case "Process.Start":
                 {
                     using var p = Process.Start(StartInfo()) ?? throw new InvalidOperationException("Process.Start returned null");
+                    callUs = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
+                    p.WaitForExit();
+                    code = p.ExitCode;
+                    break;
+                }
+
+                case "PSpawnProcess.Start":
+                {
+                    using var p = _starter!.Start(StartInfo());
                     callUs = Stopwatch.GetElapsedTime(t0).TotalMicroseconds;
                     p.WaitForExit();
                     code = p.ExitCode;

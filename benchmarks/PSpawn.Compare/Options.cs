@@ -6,14 +6,14 @@ namespace PSpawn.Compare;
 internal sealed class Options
 {
     public const string NativeMethodsDefault = "sfork,afork,vfork,posix_spawn,pspawn,pspawn_n,pspawn_vector,pspawn_vector_async";
-    public const string DotNetMethodsDefault = "Process.Start,Spawn,SpawnN,SpawnBatch,SpawnBatchAsync";
+    public const string DotNetMethodsDefault = "Process.Start,Spawn,SpawnN,SpawnBatch,SpawnBatchAsync,PSpawnProcess.Start";
 
     /// <summary>Every method this tool knows: the native ones run in spawnbench, the others in this process.</summary>
     public static readonly string[] NativeMethods =
         ["sfork", "afork", "vfork", "posix_spawn", "pspawn", "pspawn_n", "pspawn_n_lazy", "pspawn_n_prefault", "pspawn_n_2p",
          "pspawn_vector", "pspawn_vector_async"];
 
-    public static readonly string[] DotNetMethods = ["Process.Start", "Spawn", "SpawnN", "SpawnNAsync", "SpawnBatch", "SpawnBatchAsync"];
+    public static readonly string[] DotNetMethods = ["Process.Start", "Spawn", "SpawnN", "SpawnNAsync", "SpawnBatch", "SpawnBatchAsync", "PSpawnProcess.Start"];
 
     public List<string> Targets { get; } = ["noop", "pynamic100", "pynamic400"];
     public int? N { get; set; }
@@ -43,7 +43,7 @@ internal sealed class Options
           --latency K         single-spawn latency samples per method and round (default noop 10, pynamic400 3, others 5)
           --methods LIST      comma-separated (default sfork,afork,vfork,posix_spawn,pspawn,pspawn_n,
                               pspawn_vector,pspawn_vector_async,Process.Start,Spawn,SpawnN,SpawnBatch,
-                              SpawnBatchAsync); also pspawn_n_lazy (proxy without bind-now),
+                              SpawnBatchAsync,PSpawnProcess.Start); also pspawn_n_lazy (proxy without bind-now),
                               pspawn_n_prefault (proxy with prefault), pspawn_n_2p (two proxies,
                               one per CPU), SpawnNAsync (SpawnN, then Task.WhenAll of WaitForExitAsync);
                               pspawn_vector/SpawnBatch: one batch, per-instance environment (RANK=i);

@@ -39,6 +39,8 @@ internal static class Report
             double? tputGoal = name switch { "noop" => 2.5, "pynamic100" => 4, "pynamic400" => 6, _ => null };
             Ratio("throughput SpawnN / posix_spawn", "SpawnN", "posix_spawn", Metric.PerSec, tputGoal, null);
             Ratio("throughput SpawnN / Process.Start", "SpawnN", "Process.Start", Metric.PerSec, name == "noop" ? 2.5 : null, null);
+            double? dropInGoal = name switch { "noop" => 2, "pynamic100" => 3, _ => null };
+            Ratio("throughput PSpawnProcess.Start / Process.Start", "PSpawnProcess.Start", "Process.Start", Metric.PerSec, dropInGoal, null);
             Ratio("throughput pspawn_n (C) / posix_spawn", "pspawn_n", "posix_spawn", Metric.PerSec, null, null);
             double? latGoal = name switch { "noop" => 0.4, "pynamic100" => 0.1, _ => null };
             Ratio("latency p50 Spawn / posix_spawn", "Spawn", "posix_spawn", Metric.LatencyP50, null, latGoal);

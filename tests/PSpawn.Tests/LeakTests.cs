@@ -58,7 +58,7 @@ public sealed class LeakTests
     /// native core's ("pspawn session", "pspawn exec"). Other tests run in parallel in this process, so only these
     /// say whether sessions cost threads.
     /// </summary>
-    private static int PSpawnThreadCount() => Directory.GetDirectories("/proc/self/task").Count(task =>
+    internal static int PSpawnThreadCount() => Directory.GetDirectories("/proc/self/task").Count(task =>
     {
         try
         {
