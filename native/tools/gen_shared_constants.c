@@ -24,6 +24,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -189,6 +190,24 @@ static void emit_system(void)
     INT(O_APPEND, O_APPEND);
     INT(O_NONBLOCK, O_NONBLOCK);
     INT(RLIMIT_NOFILE, RLIMIT_NOFILE);
+    UINT(S_IFMT, S_IFMT);
+    UINT(S_IFDIR, S_IFDIR);
+    UINT(S_IFREG, S_IFREG);
+    UINT(S_IXUSR, S_IXUSR);
+    UINT(S_IXGRP, S_IXGRP);
+    UINT(S_IXOTH, S_IXOTH);
+    /* struct stat: Interop.Sys.FileStatus places its fields at these offsets. */
+    INT(StatSize, sizeof(struct stat));
+    INT(Stat_Device, offsetof(struct stat, st_dev));
+    INT(Stat_Inode, offsetof(struct stat, st_ino));
+    INT(Stat_Mode, offsetof(struct stat, st_mode));
+    INT(Stat_Uid, offsetof(struct stat, st_uid));
+    INT(Stat_Gid, offsetof(struct stat, st_gid));
+    INT(Stat_Size, offsetof(struct stat, st_size));
+    INT(Stat_ModifiedSeconds, offsetof(struct stat, st_mtim.tv_sec));
+    INT(Stat_ModifiedNanoseconds, offsetof(struct stat, st_mtim.tv_nsec));
+    INT(Stat_ChangedSeconds, offsetof(struct stat, st_ctim.tv_sec));
+    INT(Stat_ChangedNanoseconds, offsetof(struct stat, st_ctim.tv_nsec));
     emit_short("POLLIN", POLLIN);
     emit_short("POLLOUT", POLLOUT);
     /* Numbers of the calls glibc wraps only from 2.36 on (called through syscall(2)). */
