@@ -343,6 +343,16 @@ PSPAWN_API int pspawn_attr_set_numa_local(pspawn_attr_t *attr, int on);
  * moved). Parallel exec backend (fallback/exec modes): explicit cgroups are ENOTSUP per
  * instance; its children are born in the caller's cgroup anyway. */
 PSPAWN_API int pspawn_attr_set_cgroup(pspawn_attr_t *attr, const char *path);
+/* Per-instance cgroups: instance i is created in paths[i % count] (NULL entry: the
+ * batch's cgroup, as above). Every path is opened now, with the errors above (the
+ * first failure wins; nothing changes then); count 0 clears them. A request to a proxy
+ * carries one cgroup: consecutive instances with the same cgroup share one. Where the
+ * kernel lacks clone3 or CLONE_INTO_CGROUP (before Linux 5.7, or a seccomp profile that
+ * refuses clone3 with ENOSYS), the child moves itself there (writes "0" to the cgroup's
+ * cgroup.procs) before exec: then pids.max does not limit that fork (migration is not
+ * charged against it; memory.max applies from the move on), and a refused move fails
+ * the instance with the write's errno. */
+PSPAWN_API int pspawn_attr_set_cgroup_per_instance(pspawn_attr_t *attr, const char *const *paths, int count);
 #ifdef __USE_GNU /* cpu_set_t: define _GNU_SOURCE before any #include to get these */
 /* CPU placement: every instance on `set` ... */
 PSPAWN_API int pspawn_attr_set_cpus(pspawn_attr_t *attr, const cpu_set_t *set);

@@ -39,6 +39,7 @@ void pspawn_attr_destroy(pspawn_attr_t *attr)
     free(attr->cpusets);
     if (attr->has_cgroup)
         close(attr->cgroup_fd);
+    psp_cgroup_close_all(attr->instance_cgroup_fds, attr->instance_cgroup_count);
     free(attr);
 }
 
@@ -60,6 +61,32 @@ int pspawn_attr_set_cgroup(pspawn_attr_t *attr, const char *path)
         close(attr->cgroup_fd);
     attr->has_cgroup = fd >= 0;
     attr->cgroup_fd = fd;
+    return 0;
+}
+
+int pspawn_attr_set_cgroup_per_instance(pspawn_attr_t *attr, const char *const *paths, int count)
+{
+    if (attr == NULL || count < 0 || (count > 0 && paths == NULL) || count > PSPAWN_MAX_SPAWNS) {
+        errno = EINVAL;
+        return -1;
+    }
+    int *fds = NULL;
+    if (count > 0 && (fds = malloc((size_t)count * sizeof(int))) == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    for (int i = 0; i < count; i++) {
+        fds[i] = -1;
+        int err = paths[i] == NULL ? 0 : psp_cgroup_open(paths[i], &fds[i]);
+        if (err != 0) {
+            psp_cgroup_close_all(fds, i);
+            errno = err;
+            return -1;
+        }
+    }
+    psp_cgroup_close_all(attr->instance_cgroup_fds, attr->instance_cgroup_count);
+    attr->instance_cgroup_fds = fds;
+    attr->instance_cgroup_count = count;
     return 0;
 }
 
@@ -294,6 +321,8 @@ int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out)
     c->owns_fds = true;
     c->has_cgroup = false;
     c->cgroup_fd = -1;
+    c->instance_cgroup_fds = NULL;
+    c->instance_cgroup_count = 0;
     for (int k = 0; k < 3; k++) {
         c->stdio[k].path = NULL;
         c->stdio[k].caller_fd = -1;
@@ -319,6 +348,17 @@ int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out)
             err = errno;
         else
             c->has_cgroup = true;
+    }
+    if (err == 0 && attr->instance_cgroup_count > 0) {
+        if ((c->instance_cgroup_fds = malloc((size_t)attr->instance_cgroup_count * sizeof(int))) == NULL)
+            err = ENOMEM;
+        for (int i = 0; err == 0 && i < attr->instance_cgroup_count; i++) {
+            int src = attr->instance_cgroup_fds[i];
+            c->instance_cgroup_fds[i] = src < 0 ? -1 : fcntl(src, F_DUPFD_CLOEXEC, 3);
+            if (src >= 0 && c->instance_cgroup_fds[i] < 0)
+                err = errno;
+            c->instance_cgroup_count = i + 1;
+        }
     }
     if (err != 0) {
         pspawn_attr_destroy(c);

@@ -54,6 +54,8 @@ struct pspawn_attr {
     bool owns_fds;  /* a session's copy: its caller_fds are duplicates, closed on destroy */
     bool has_cgroup;
     int cgroup_fd;  /* cgroup v2 directory the children are created in (owned) */
+    int *instance_cgroup_fds; /* per instance (i % count), -1: the batch's; owned */
+    int instance_cgroup_count;
 };
 
 /* cgroup.c: cgroup v2 placement. */
@@ -66,6 +68,8 @@ int psp_cgroup_open(const char *path, int *out_fd);
 bool psp_cgroup_current(int self_fd, char *buf, size_t size);
 /* The cgroup2 mount point ("/sys/fs/cgroup" or "/sys/fs/cgroup/unified"), or NULL. */
 const char *psp_cgroup2_mount(void);
+/* Closes count descriptors (those >= 0) and frees the array. */
+void psp_cgroup_close_all(int *fds, int count);
 
 /* attr.c: the wire form of options (struct psp_wire_options + strings + CPU sets). */
 size_t psp_attr_wire_size(const pspawn_attr_t *attr);
@@ -167,6 +171,9 @@ struct psp_plan {
 int psp_plan_build(struct psp_plan *plan, const pspawn_instance_t *instances, int n, char *const argv[],
                    char *const envp[], const char *default_argv0, const pspawn_attr_t *attr);
 void psp_plan_free(struct psp_plan *plan);
+/* The cgroup directory instance i of the plan is created in (-1: where the proxy is):
+ * the attr's per-instance one, else the plan's. */
+int psp_plan_instance_cgroup(const struct psp_plan *plan, int i);
 
 /* ---- Backends: split-phase (submit a part, collect it), waitpid, ping, destroy ---- */
 
