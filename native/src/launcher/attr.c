@@ -10,6 +10,8 @@
 
 #include "launcher/internal.h"
 
+static void free_instance_cgroups(pspawn_attr_t *attr);
+
 int pspawn_attr_create(pspawn_attr_t **attr)
 {
     if (attr == NULL) {
@@ -39,7 +41,7 @@ void pspawn_attr_destroy(pspawn_attr_t *attr)
     free(attr->cpusets);
     if (attr->has_cgroup)
         close(attr->cgroup_fd);
-    psp_cgroup_close_all(attr->instance_cgroup_fds, attr->instance_cgroup_count);
+    free_instance_cgroups(attr);
     free(attr);
 }
 
@@ -64,29 +66,58 @@ int pspawn_attr_set_cgroup(pspawn_attr_t *attr, const char *path)
     return 0;
 }
 
+static void free_instance_cgroups(pspawn_attr_t *attr)
+{
+    psp_cgroup_close_all(attr->cgroup_dirs, attr->cgroup_dir_count);
+    free(attr->instance_cgroup);
+    attr->cgroup_dirs = NULL;
+    attr->instance_cgroup = NULL;
+    attr->cgroup_dir_count = attr->instance_cgroup_count = 0;
+}
+
+/* The index of `path` among the recently added distinct paths (names[]), opened and
+ * added if new; -1 with *err set on failure. */
+static int intern_cgroup(pspawn_attr_t *attr, const char **names, const char *path, int *err)
+{
+    int from = attr->cgroup_dir_count > 64 ? attr->cgroup_dir_count - 64 : 0;
+    for (int k = attr->cgroup_dir_count - 1; k >= from; k--)
+        if (strcmp(names[k], path) == 0)
+            return k;
+    if ((*err = psp_cgroup_open(path, &attr->cgroup_dirs[attr->cgroup_dir_count])) != 0)
+        return -1;
+    names[attr->cgroup_dir_count] = path;
+    return attr->cgroup_dir_count++;
+}
+
 int pspawn_attr_set_cgroup_per_instance(pspawn_attr_t *attr, const char *const *paths, int count)
 {
     if (attr == NULL || count < 0 || (count > 0 && paths == NULL) || count > PSPAWN_MAX_SPAWNS) {
         errno = EINVAL;
         return -1;
     }
-    int *fds = NULL;
-    if (count > 0 && (fds = malloc((size_t)count * sizeof(int))) == NULL) {
-        errno = ENOMEM;
+    pspawn_attr_t built = {.instance_cgroup_count = count};
+    const char **names = NULL;
+    int err = 0;
+    if (count > 0) {
+        built.instance_cgroup = malloc((size_t)count * sizeof(int));
+        built.cgroup_dirs = malloc((size_t)count * sizeof(int));
+        names = malloc((size_t)count * sizeof(char *));
+        if (built.instance_cgroup == NULL || built.cgroup_dirs == NULL || names == NULL)
+            err = ENOMEM;
+    }
+    for (int i = 0; i < count && err == 0; i++)
+        built.instance_cgroup[i] = paths[i] == NULL ? -1 : intern_cgroup(&built, names, paths[i], &err);
+    free(names);
+    if (err != 0) {
+        free_instance_cgroups(&built);
+        errno = err;
         return -1;
     }
-    for (int i = 0; i < count; i++) {
-        fds[i] = -1;
-        int err = paths[i] == NULL ? 0 : psp_cgroup_open(paths[i], &fds[i]);
-        if (err != 0) {
-            psp_cgroup_close_all(fds, i);
-            errno = err;
-            return -1;
-        }
-    }
-    psp_cgroup_close_all(attr->instance_cgroup_fds, attr->instance_cgroup_count);
-    attr->instance_cgroup_fds = fds;
+    free_instance_cgroups(attr);
     attr->instance_cgroup_count = count;
+    attr->instance_cgroup = built.instance_cgroup;
+    attr->cgroup_dirs = built.cgroup_dirs;
+    attr->cgroup_dir_count = built.cgroup_dir_count;
     return 0;
 }
 
@@ -321,8 +352,9 @@ int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out)
     c->owns_fds = true;
     c->has_cgroup = false;
     c->cgroup_fd = -1;
-    c->instance_cgroup_fds = NULL;
-    c->instance_cgroup_count = 0;
+    c->instance_cgroup = NULL;
+    c->cgroup_dirs = NULL;
+    c->cgroup_dir_count = 0;
     for (int k = 0; k < 3; k++) {
         c->stdio[k].path = NULL;
         c->stdio[k].caller_fd = -1;
@@ -350,14 +382,17 @@ int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out)
             c->has_cgroup = true;
     }
     if (err == 0 && attr->instance_cgroup_count > 0) {
-        if ((c->instance_cgroup_fds = malloc((size_t)attr->instance_cgroup_count * sizeof(int))) == NULL)
+        c->instance_cgroup = malloc((size_t)attr->instance_cgroup_count * sizeof(int));
+        c->cgroup_dirs = malloc((size_t)attr->cgroup_dir_count * sizeof(int) + 1);
+        if (c->instance_cgroup == NULL || c->cgroup_dirs == NULL)
             err = ENOMEM;
-        for (int i = 0; err == 0 && i < attr->instance_cgroup_count; i++) {
-            int src = attr->instance_cgroup_fds[i];
-            c->instance_cgroup_fds[i] = src < 0 ? -1 : fcntl(src, F_DUPFD_CLOEXEC, 3);
-            if (src >= 0 && c->instance_cgroup_fds[i] < 0)
+        else
+            memcpy(c->instance_cgroup, attr->instance_cgroup, (size_t)attr->instance_cgroup_count * sizeof(int));
+        for (int k = 0; err == 0 && k < attr->cgroup_dir_count; k++) {
+            if ((c->cgroup_dirs[k] = fcntl(attr->cgroup_dirs[k], F_DUPFD_CLOEXEC, 3)) < 0)
                 err = errno;
-            c->instance_cgroup_count = i + 1;
+            else
+                c->cgroup_dir_count = k + 1;
         }
     }
     if (err != 0) {

@@ -50,9 +50,9 @@ int psp_plan_instance_cgroup(const struct psp_plan *plan, int i)
 {
     const pspawn_attr_t *attr = plan->attr;
     if (attr != NULL && attr->instance_cgroup_count > 0) {
-        int fd = attr->instance_cgroup_fds[i % attr->instance_cgroup_count];
-        if (fd >= 0)
-            return fd;
+        int k = attr->instance_cgroup[i % attr->instance_cgroup_count];
+        if (k >= 0)
+            return attr->cgroup_dirs[k];
     }
     return plan->cgroup_fd;
 }

@@ -54,8 +54,10 @@ struct pspawn_attr {
     bool owns_fds;  /* a session's copy: its caller_fds are duplicates, closed on destroy */
     bool has_cgroup;
     int cgroup_fd;  /* cgroup v2 directory the children are created in (owned) */
-    int *instance_cgroup_fds; /* per instance (i % count), -1: the batch's; owned */
-    int instance_cgroup_count;
+    int instance_cgroup_count; /* per-instance cgroups: instance i uses entry i % count */
+    int *instance_cgroup;      /* index into cgroup_dirs, -1: the batch's */
+    int *cgroup_dirs;          /* the distinct directories (owned) */
+    int cgroup_dir_count;
 };
 
 /* cgroup.c: cgroup v2 placement. */
