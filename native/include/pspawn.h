@@ -118,6 +118,12 @@ PSPAWN_API int pspawn_n(pid_t *pids, pspawn_context_t *ctx, int nspawns, char *c
                                         PSPAWN_MODE_EXEC. Not with PSPAWN_CTX_RELAY (EINVAL).
                                         umask, rlimits and the parent-death signal are ENOTSUP
                                         there, as in fallback mode. */
+#define PSPAWN_CTX_NUMA_REPLICAS 0x100u /* per-node proxies run per-node copies of the
+                                        executable and the libraries they map (in
+                                        $TMPDIR/pspawn-replicas-PID-XXXXXX, written bound to
+                                        the node: node-local page cache); removed by
+                                        pspawn_context_destroy. Ignored without per-node
+                                        proxies. See pspawn_context_replica_bytes. */
 
 typedef struct pspawn_context_attr {
     size_t size;               /* sizeof(pspawn_context_attr_t); set by _init */
@@ -261,6 +267,10 @@ PSPAWN_API int pspawn_numa_topology(pspawn_numa_node_t *nodes, int capacity);
  * node-bound, e.g. PSPAWN_NUMA_OFF or a single-node machine under AUTO). Returns the
  * proxy count (0 in fallback/exec mode), or -1 with EINVAL. */
 PSPAWN_API int pspawn_context_proxy_nodes(const pspawn_context_t *ctx, int *nodes, int capacity);
+/* Bytes of library replicas the context wrote (PSPAWN_CTX_NUMA_REPLICAS), over every
+ * node: their disk use (under $TMPDIR: memory when it is a tmpfs) and at most their page
+ * cache. 0 without replicas; -1 with EINVAL for a bad context. */
+PSPAWN_API long long pspawn_context_replica_bytes(const pspawn_context_t *ctx);
 
 /* pspawn with an explicit environment (NULL-terminated; NULL = the caller's environ). */
 PSPAWN_API pid_t pspawn_e(pspawn_context_t *ctx, char *const argv[], char *const envp[]);

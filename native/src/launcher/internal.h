@@ -102,6 +102,7 @@ struct psp_proxy_config {
     int mempolicy;            /* set before exec: MPOL_BIND / MPOL_PREFERRED, or -1 none */
     cpu_set_t domain;         /* the CPUs it serves (routing): its node's, else `cpus` */
     int domain_index;         /* index into impl->domain_node, -1: none */
+    char *library_path;       /* prepended to LD_LIBRARY_PATH (library replicas), or NULL */
 };
 
 /* The credentials a proxy was started with, which its children get. */
@@ -278,6 +279,8 @@ struct psp_exec_backend {
     cpu_set_t core;
 };
 
+struct psp_replicas;
+
 struct pspawn_impl {
     char *path;
     pspawn_mode_t mode;
@@ -300,6 +303,7 @@ struct pspawn_impl {
     int self_cgroup_fd;                /* /proc/self/cgroup, kept open for the comparison */
     char proxy_cgroup[1024];
     bool proxy_cgroup_known;
+    struct psp_replicas *replicas;     /* PSPAWN_CTX_NUMA_REPLICAS: per-node copies, or NULL */
     /* Async sessions still launching: destroy waits for them. */
     pthread_mutex_t sessions_lock;
     pthread_cond_t sessions_done;
