@@ -2,7 +2,8 @@
  * node has its own CPUs and memory; tests/kernel/guest.d/numa.sh): children of a node's
  * instances run on its CPUs, their anonymous memory is on its node, the node's proxy's
  * pages are there too. Every case skips, with the reason, on a machine without two
- * nodes of disjoint CPUs (this host has one). */
+ * nodes of disjoint CPUs (this host has one). Also: library replicas' page cache on
+ * their node. */
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -168,23 +169,28 @@ static void child_memory_on_its_node(void)
     pspawn_context_t ctx;
     CHECK(pspawn_context_create(&ctx, fixture("anon_touch"), -1) == 0);
     char *argv[] = {"anon_touch", "16", NULL};
-    pspawn_attr_t *local;
-    CHECK(pspawn_attr_create(&local) == 0);
+    /* Both die with us: a stopped child left behind would hold the suite's output open. */
+    pspawn_attr_t *reset, *local;
+    CHECK(pspawn_attr_create(&reset) == 0 && pspawn_attr_create(&local) == 0);
+    CHECK(pspawn_attr_set_parent_death_signal(reset, SIGKILL) == 0);
+    CHECK(pspawn_attr_set_parent_death_signal(local, SIGKILL) == 0);
     CHECK(pspawn_attr_set_numa_local(local, 1) == 0);
     for (int k = 0; k < 4; k++) {
         int node = k % 2;
         pspawn_instance_t in = {.argv = argv, .cpus = &g_nodes[node].cpus, .cpusetsize = sizeof(cpu_set_t)};
         pid_t pid;
         int error;
-        CHECK_EQ_INT(pspawn_vector(&pid, &error, &ctx, &in, 1, k < 2 ? NULL : local), 1);
+        CHECK_EQ_INT(pspawn_vector(&pid, &error, &ctx, &in, 1, k < 2 ? reset : local), 1);
         int status;
-        CHECK(pspawn_waitpid(&ctx, pid, &status, WUNTRACED) == pid && WIFSTOPPED(status));
+        /* Stopped once its pages are written (a zygote child is ours: plain waitpid). */
+        CHECK(waitpid(pid, &status, WUNTRACED) == pid && WIFSTOPPED(status));
         char bound[16];
         snprintf(bound, sizeof(bound), "bind:%d", node);
         check_memory_on(pid, node, 16 << 8, k < 2 ? "default" : bound);
         kill(pid, SIGKILL);
         CHECK(pspawn_waitpid(&ctx, pid, &status, 0) == pid);
     }
+    pspawn_attr_destroy(reset);
     pspawn_attr_destroy(local);
     pspawn_context_destroy(&ctx);
 }
@@ -209,6 +215,60 @@ static void proxy_pages_on_its_node(void)
     pspawn_context_destroy(&ctx);
 }
 
+/* Pages of pid's mappings of files under "pspawn-replicas-" on each node. */
+static void replica_pages(pid_t pid, long per_node[2])
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/numa_maps", (int)pid);
+    char *text = read_file(path);
+    CHECK(text != NULL);
+    per_node[0] = per_node[1] = 0;
+    for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        if (strstr(line, "/pspawn-replicas-") == NULL)
+            continue;
+        for (int n = 0; n < 2; n++) {
+            char key[8];
+            snprintf(key, sizeof(key), " N%d=", n);
+            char *at = strstr(line, key);
+            if (at != NULL)
+                per_node[n] += atol(at + strlen(key));
+        }
+    }
+    free(text);
+}
+
+/* With PSPAWN_CTX_NUMA_REPLICAS each proxy maps its node's copies, whose page cache
+ * (written by a thread bound to the node) is on that node. */
+static void replica_pages_on_their_node(void)
+{
+    if (!two_nodes())
+        return;
+    pspawn_context_attr_t attr;
+    pspawn_context_attr_init(&attr);
+    attr.flags = PSPAWN_CTX_NUMA_REPLICAS;
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create_ex(&ctx, fixture("pynamic10"), &attr) == 0);
+    CHECK(pspawn_context_replica_bytes(&ctx) > 0);
+    int nodes[64];
+    pid_t proxies[64];
+    int count = pspawn_context_proxy_nodes(&ctx, nodes, 64);
+    CHECK_EQ_INT(pspawn_context_proxy_pids(&ctx, proxies, 64), count);
+    for (int k = 0; k < count; k++) {
+        long pages[2];
+        replica_pages(proxies[k], pages);
+        fprintf(stderr, "proxy %d (node %d): replica pages N0=%ld N1=%ld\n", (int)proxies[k], nodes[k], pages[0], pages[1]);
+        CHECK(pages[nodes[k]] > 0 && pages[1 - nodes[k]] == 0);
+    }
+    char *argv[] = {"pynamic10", NULL};
+    pid_t pids[4];
+    CHECK_EQ_INT(pspawn_n(pids, &ctx, 4, argv), 4);
+    for (int i = 0; i < 4; i++) {
+        int status;
+        CHECK(pspawn_waitpid(&ctx, pids[i], &status, 0) == pids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    pspawn_context_destroy(&ctx);
+}
+
 int main(int argc, char **argv)
 {
     static const struct test_case cases[] = {
@@ -216,6 +276,7 @@ int main(int argc, char **argv)
         {"children_run_on_their_nodes_cpus", children_run_on_their_nodes_cpus},
         {"child_memory_on_its_node", child_memory_on_its_node},
         {"proxy_pages_on_its_node", proxy_pages_on_its_node},
+        {"replica_pages_on_their_node", replica_pages_on_their_node},
     };
     return run_tests(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }

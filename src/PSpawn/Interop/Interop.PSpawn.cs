@@ -14,6 +14,7 @@ internal static partial class Interop
         internal const uint CtxFallback = 0x1;
         internal const uint CtxRelay = 0x2;
         internal const uint CtxNoBindNow = 0x4;
+        internal const uint CtxNumaReplicas = 0x100;
 
         internal const int ModeZygote = 1;
         internal const int ModeRelay = 2;
@@ -82,6 +83,9 @@ internal static partial class Interop
 
         [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_set_cgroup", SetLastError = true)]
         internal static partial int AttrSetCgroup(IntPtr attr, byte* path);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_context_replica_bytes", SetLastError = true)]
+        internal static partial long ContextReplicaBytes(Context* ctx);
 
         [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_set_cgroup_per_instance", SetLastError = true)]
         internal static partial int AttrSetCgroupPerInstance(IntPtr attr, byte** paths, int count);
