@@ -25,6 +25,7 @@
  *                  node (on a NUMA machine pspawn_n has per-node proxies)
  *   pspawn_n_attr / pspawn_n_cgroup  pspawn_nx with an empty attr / with one whose cgroup
  *                  is -g CGROUP (clone3 CLONE_INTO_CGROUP): the cost of cgroup placement
+ *   pspawn_n_replicas  pspawn_n with PSPAWN_CTX_NUMA_REPLICAS (per-node library copies)
  *
  * Metrics, per method and round (methods interleaved in every round, the order rotated
  * from round to round):
@@ -86,13 +87,14 @@ enum method {
     M_PSPAWN_N_NUMA_OFF,
     M_PSPAWN_N_ATTR,
     M_PSPAWN_N_CGROUP,
+    M_PSPAWN_N_REPLICAS,
     M_COUNT
 };
 
 static const char *const method_names[M_COUNT] = {
     "sfork", "afork", "vfork", "posix_spawn", "pspawn", "pspawn_n", "pspawn_n_lazy", "pspawn_n_2p",
     "pspawn_n_prefault", "pspawn_vector", "pspawn_vector_async", "pspawn_n_k1", "pspawn_vector_k1", "pspawn_n_exec",
-    "pspawn_n_numa_off", "pspawn_n_attr", "pspawn_n_cgroup",
+    "pspawn_n_numa_off", "pspawn_n_attr", "pspawn_n_cgroup", "pspawn_n_replicas",
 };
 
 #define DEFAULT_METHODS "sfork,afork,vfork,posix_spawn,pspawn,pspawn_n"
@@ -737,6 +739,7 @@ static void spawn_batch(struct bench_method *bm, pid_t *pids, int count)
             pspawn_ne(pids, NULL, &bm->ctx[0], count, opt.argv, bench_env);
         break;
     case M_PSPAWN_N_NUMA_OFF:
+    case M_PSPAWN_N_REPLICAS:
         if (count > 0)
             pspawn_ne(pids, NULL, &bm->ctx[0], count, opt.argv, bench_env);
         break;
@@ -957,6 +960,8 @@ static void create_contexts(struct bench_method *bm)
         }
         if (bm->id == M_PSPAWN_N_NUMA_OFF)
             attr.numa = PSPAWN_NUMA_OFF;
+        if (bm->id == M_PSPAWN_N_REPLICAS)
+            attr.flags |= PSPAWN_CTX_NUMA_REPLICAS;
         if (bm->id == M_PSPAWN_N_EXEC)
             attr.flags = PSPAWN_CTX_EXEC | (opt.extra_flags & ~PSPAWN_CTX_RELAY);
         double t0 = now_s();
@@ -994,7 +999,8 @@ static void usage(FILE *out)
             "                (one proxy instead of one per usable CPU), pspawn_n_exec\n"
             "                (PSPAWN_CTX_EXEC: the parallel exec backend), pspawn_n_numa_off\n"
             "                (PSPAWN_NUMA_OFF), pspawn_n_attr / pspawn_n_cgroup (pspawn_nx\n"
-            "                with an empty attr / with -g's cgroup), all (but pspawn_n_cgroup)\n"
+            "                with an empty attr / with -g's cgroup), pspawn_n_replicas\n"
+            "                (PSPAWN_CTX_NUMA_REPLICAS), all (but pspawn_n_cgroup)\n"
             "  -g CGROUP     cgroup v2 directory of pspawn_n_cgroup\n"
             "  -e KIND       environment of the instances: empty (default), realistic\n"
             "                (10 LD_LIBRARY_PATH entries before the real one, 50 variables),\n"
