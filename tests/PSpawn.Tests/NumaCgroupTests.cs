@@ -389,4 +389,28 @@ public sealed class NumaCgroupTests : IDisposable
             await RemoveTestCgroup(b);
         }
     }
+
+    [Fact]
+    public async Task Numa_replicas_are_reported_used_and_removed_on_dispose()
+    {
+        string root;
+        using (var context = PSpawnContext.Create(Fixtures.Report, options: new PSpawnContextOptions { Numa = NumaPlacement.On, NumaReplicas = true }))
+        {
+            Assert.True(context.Options.NumaReplicas);
+            Assert.All(context.ProxyNodes, node => Assert.True(node >= 0));
+            Assert.True(context.ReplicaBytes > new FileInfo(Fixtures.Report).Length);
+            using SpawnedProcess child = context.Spawn(["--report-sleep-ms=5000"], new SpawnOptions { StandardOutput = StdioTarget.Null });
+            string exe = new FileInfo($"/proc/{child.Id}/exe").LinkTarget!;
+            Assert.Contains("/pspawn-replicas-", exe, StringComparison.Ordinal);
+            Assert.Equal(Path.GetFileName(Fixtures.Report), Path.GetFileName(exe));
+            root = Path.GetDirectoryName(Path.GetDirectoryName(exe))!;
+            Assert.True(Directory.Exists(root));
+            child.Kill(9);
+            await child.WaitForExitAsync().Within();
+        }
+
+        Assert.False(Directory.Exists(root));
+        using var plain = PSpawnContext.Create(Fixtures.Report, options: new PSpawnContextOptions { Numa = NumaPlacement.Off, NumaReplicas = true });
+        Assert.Equal(0, plain.ReplicaBytes);
+    }
 }
