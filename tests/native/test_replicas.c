@@ -213,12 +213,65 @@ static void replicas_need_per_node_proxies(void)
     CHECK(pspawn_context_replica_bytes(NULL) == -1 && errno == EINVAL);
 }
 
+static int hold_context(pspawn_context_t *ctx)
+{
+    (void)ctx;
+    pause();
+    return 0;
+}
+
+/* A launcher killed with SIGKILL leaves its replicas; the next context with replicas
+ * (of any launcher of the same user) removes them, since their pid is gone. */
+static void leftovers_of_a_killed_launcher_removed(void)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s/tmpdir", temp_dir());
+    CHECK(mkdir(tmp, 0700) == 0);
+    CHECK(setenv("TMPDIR", tmp, 1) == 0);
+    pspawn_context_t probe;
+    if (!open_replicas(&probe, fixture("noop"), true))
+        return;
+    pspawn_context_destroy(&probe);
+    /* fork_launcher's child uses the default attr: make its context by hand instead. */
+    pid_t launcher = fork();
+    CHECK(launcher >= 0);
+    if (launcher == 0) {
+        pspawn_context_t ctx;
+        if (!open_replicas(&ctx, fixture("noop"), true))
+            _exit(1);
+        (void)hold_context(&ctx);
+        _exit(0);
+    }
+    char left[2 * PATH_MAX] = "";
+    for (int i = 0; i < 3000 && left[0] == '\0'; i++) {
+        DIR *d = opendir(tmp);
+        CHECK(d != NULL);
+        for (struct dirent *e; (e = readdir(d)) != NULL;)
+            if (strncmp(e->d_name, "pspawn-replicas-", 16) == 0 && atoi(e->d_name + 16) == launcher)
+                snprintf(left, sizeof(left), "%s/%s", tmp, e->d_name);
+        closedir(d);
+        usleep(10 * 1000);
+    }
+    CHECK(left[0] != '\0');
+    usleep(300 * 1000); /* its proxies started: the copies are complete */
+    kill(launcher, SIGKILL);
+    CHECK(WIFSIGNALED(wait_child(launcher, 10000)));
+    CHECK(access(left, F_OK) == 0); /* still there */
+    pspawn_context_t ctx;
+    CHECK(open_replicas(&ctx, fixture("noop"), true));
+    CHECK(access(left, F_OK) != 0 && errno == ENOENT);
+    pspawn_context_destroy(&ctx);
+    CHECK(rmdir(tmp) == 0); /* nothing else left */
+    unsetenv("TMPDIR");
+}
+
 int main(int argc, char **argv)
 {
     static const struct test_case cases[] = {
         {"replicas_used_and_removed", replicas_used_and_removed},
         {"pynamic_libraries_replicated", pynamic_libraries_replicated},
         {"replicas_need_per_node_proxies", replicas_need_per_node_proxies},
+        {"leftovers_of_a_killed_launcher_removed", leftovers_of_a_killed_launcher_removed},
     };
     return run_tests(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }

@@ -3,10 +3,12 @@
  * the node (MPOL_BIND), so that their page cache is on that node; the node's proxies
  * exec the copy with LD_LIBRARY_PATH pointing at the copies. The files a proxy maps are
  * read from a probe proxy's /proc/<pid>/maps (what the loader resolved, no ldd). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -137,12 +139,55 @@ static bool names_unique(char **files, int count)
     return true;
 }
 
+/* Removes dir (a descriptor, relative to parent) with its entries, at most two levels
+ * (ROOT/nodeN/file); never follows a symbolic link. */
+static void remove_tree(int parent, const char *name, int depth)
+{
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        if (e->d_type == DT_DIR && depth > 0)
+            remove_tree(dirfd(d), e->d_name, depth - 1);
+        else if (e->d_type != DT_DIR)
+            (void)unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+    (void)unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+/* Replicas of launchers that died without destroying their context (SIGKILL): ours
+ * (same owner) whose pid no longer exists. A pid reused since is left alone. */
+static void remove_leftovers(const char *tmp)
+{
+    DIR *d = opendir(tmp);
+    if (d == NULL)
+        return;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        int pid;
+        struct stat st;
+        if (sscanf(e->d_name, "pspawn-replicas-%d-", &pid) != 1 || pid <= 0 || pid == getpid() ||
+            fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISDIR(st.st_mode) ||
+            st.st_uid != geteuid() || kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        remove_tree(dirfd(d), e->d_name, 1);
+    }
+    closedir(d);
+}
+
 int psp_replicas_make(struct psp_replicas *r, pid_t probe, const char *exe, const int *nodes, int node_count)
 {
     memset(r, 0, sizeof(*r));
     const char *tmp = getenv("TMPDIR");
     if (tmp == NULL || tmp[0] != '/')
         tmp = "/tmp";
+    remove_leftovers(tmp);
     if (snprintf(r->root, sizeof(r->root), "%s/pspawn-replicas-%d-XXXXXX", tmp, (int)getpid()) >= (int)sizeof(r->root))
         return ENAMETOOLONG;
     char **files = NULL;
