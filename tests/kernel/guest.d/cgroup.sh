@@ -4,7 +4,7 @@
 # controllers: the guest mounts its own at /sys/fs/cgroup. test_cgroup's cases: children
 # born in the batch's/context's/instance's cgroup, the default following the launcher at
 # spawn time (also into a pids-limited cgroup), pids.max and memory.max applied, typed
-# errors, the fallback without clone3 (seccomp). About 15 s of guest time.
+# errors, the fallback without clone3 (seccomp). About 30 s (90 s under load) per run.
 set -u
 . tests/kernel/guest_cases.sh
 if ! mountpoint -q /sys/fs/cgroup && ! mount -t cgroup2 cgroup2 /sys/fs/cgroup; then
