@@ -25,6 +25,11 @@
  *                  pspawn_ready() call, e.g. the deferred fixture)
  *   pspawn_vector / pspawn_vector_async  one vector call with RANK=i per instance (default
  *                  context); pspawn_vector_k1 the same with one proxy
+ *   pspawn_n_numa_off  pspawn_n with PSPAWN_NUMA_OFF: the plain layout, proxies bound to no
+ *                  node (on a NUMA machine pspawn_n has per-node proxies)
+ *   pspawn_n_attr / pspawn_n_cgroup  pspawn_nx with an empty attr / with one whose cgroup
+ *                  is -g CGROUP (clone3 CLONE_INTO_CGROUP): the cost of cgroup placement
+ *   pspawn_n_replicas  pspawn_n with PSPAWN_CTX_NUMA_REPLICAS (per-node library copies)
  *
  * Metrics, per method and round (methods interleaved in every round, the order rotated
  * from round to round):
@@ -86,6 +91,10 @@ enum method {
     M_PSPAWN_POOL,
     M_PSPAWN_N_POOL,
     M_PSPAWN_DEFERRED,
+    M_PSPAWN_N_NUMA_OFF,
+    M_PSPAWN_N_ATTR,
+    M_PSPAWN_N_CGROUP,
+    M_PSPAWN_N_REPLICAS,
     M_COUNT
 };
 
@@ -93,10 +102,13 @@ static const char *const method_names[M_COUNT] = {
     "sfork", "afork", "vfork", "posix_spawn", "pspawn", "pspawn_n", "pspawn_n_lazy", "pspawn_n_2p",
     "pspawn_n_prefault", "pspawn_vector", "pspawn_vector_async", "pspawn_n_k1", "pspawn_vector_k1", "pspawn_n_exec",
     "pspawn_pool", "pspawn_n_pool", "pspawn_deferred",
+    "pspawn_n_numa_off", "pspawn_n_attr", "pspawn_n_cgroup", "pspawn_n_replicas",
 };
 
 #define DEFAULT_METHODS "sfork,afork,vfork,posix_spawn,pspawn,pspawn_n"
 #define MAX_CONTEXTS 2
+
+static pspawn_attr_t *bench_empty_attr, *bench_cgroup_attr; /* pspawn_n_attr, pspawn_n_cgroup */
 
 struct options {
     int n;
@@ -738,6 +750,17 @@ static void spawn_batch(struct bench_method *bm, pid_t *pids, int count)
         if (count > 0)
             pspawn_ne(pids, NULL, &bm->ctx[0], count, opt.argv, bench_env);
         break;
+    case M_PSPAWN_N_NUMA_OFF:
+    case M_PSPAWN_N_REPLICAS:
+        if (count > 0)
+            pspawn_ne(pids, NULL, &bm->ctx[0], count, opt.argv, bench_env);
+        break;
+    case M_PSPAWN_N_ATTR:
+    case M_PSPAWN_N_CGROUP:
+        if (count > 0)
+            pspawn_nx(pids, NULL, NULL, &bm->ctx[0], count, opt.argv, bench_env,
+                      bm->id == M_PSPAWN_N_CGROUP ? bench_cgroup_attr : bench_empty_attr);
+        break;
     case M_PSPAWN_VECTOR:
     case M_PSPAWN_VECTOR_K1:
         if (count > 0)
@@ -943,12 +966,18 @@ static void create_contexts(struct bench_method *bm)
         attr.proxy_envp = bench_env;
         if (bm->id == M_PSPAWN_N_PREFAULT)
             attr.flags |= PSPAWN_CTX_PREFAULT;
-        if (bm->id == M_PSPAWN_N_K1 || bm->id == M_PSPAWN_VECTOR_K1)
+        if (bm->id == M_PSPAWN_N_K1 || bm->id == M_PSPAWN_VECTOR_K1) {
             attr.proxies = 1;
+            attr.numa = PSPAWN_NUMA_OFF; /* one proxy, also on a NUMA machine */
+        }
         if (bm->id == M_PSPAWN_POOL || bm->id == M_PSPAWN_N_POOL)
             attr.pool = opt.pool;
         if (bm->id == M_PSPAWN_DEFERRED)
             attr.flags |= PSPAWN_CTX_DEFERRED;
+        if (bm->id == M_PSPAWN_N_NUMA_OFF)
+            attr.numa = PSPAWN_NUMA_OFF;
+        if (bm->id == M_PSPAWN_N_REPLICAS)
+            attr.flags |= PSPAWN_CTX_NUMA_REPLICAS;
         if (bm->id == M_PSPAWN_N_EXEC)
             attr.flags = PSPAWN_CTX_EXEC | (opt.extra_flags & ~PSPAWN_CTX_RELAY);
         double t0 = now_s();
@@ -987,8 +1016,13 @@ static void usage(FILE *out)
             "                (PSPAWN_CTX_EXEC: the parallel exec backend), pspawn_pool /\n"
             "                pspawn_n_pool (pspawn / pspawn_n with a warm pool),\n"
             "                pspawn_deferred (pspawn, context with PSPAWN_CTX_DEFERRED:\n"
-            "                targets that call pspawn_ready()), all\n"
+            "                targets that call pspawn_ready()),\n"
+            "                pspawn_n_numa_off (PSPAWN_NUMA_OFF), pspawn_n_attr /\n"
+            "                pspawn_n_cgroup (pspawn_nx with an empty attr / with -g's\n"
+            "                cgroup), pspawn_n_replicas (PSPAWN_CTX_NUMA_REPLICAS),\n"
+            "                all (but pspawn_n_cgroup)\n"
             "  -P K          warm pool per proxy of the *_pool methods (default 8)\n"
+            "  -g CGROUP     cgroup v2 directory of pspawn_n_cgroup\n"
             "  -e KIND       environment of the instances: empty (default), realistic\n"
             "                (10 LD_LIBRARY_PATH entries before the real one, 50 variables),\n"
             "                inherit\n"
@@ -1011,7 +1045,8 @@ static void select_methods(const char *list)
         bool all = strcmp(tok, "all") == 0;
         bool found = false;
         for (int m = 0; m < M_COUNT; m++) {
-            if ((all || strcmp(tok, method_names[m]) == 0) && !opt.selected[m]) {
+            bool pick = (all && m != M_PSPAWN_N_CGROUP) || strcmp(tok, method_names[m]) == 0; /* it needs -g */
+            if (pick && !opt.selected[m]) {
                 opt.selected[m] = true;
                 opt.order[opt.nselected++] = m;
             }
@@ -1052,8 +1087,10 @@ int main(int argc, char **argv)
     select_methods(DEFAULT_METHODS);
 
     int c;
-    while ((c = getopt(argc, argv, "+n:r:m:e:l:w:x:P:cst:ph")) != -1) {
+    const char *cgroup = NULL;
+    while ((c = getopt(argc, argv, "+n:r:m:e:l:w:x:P:g:cst:ph")) != -1) {
         switch (c) {
+        case 'g': cgroup = optarg; break;
         case 'n': opt.n = positive(optarg, "N", 1); break;
         case 'r': opt.rounds = positive(optarg, "rounds", 1); break;
         case 'P': opt.pool = positive(optarg, "pool", 1); break;
@@ -1081,6 +1118,14 @@ int main(int argc, char **argv)
     }
     if (optind >= argc) {
         usage(stderr);
+        return 2;
+    }
+    if (pspawn_attr_create(&bench_empty_attr) != 0 || pspawn_attr_create(&bench_cgroup_attr) != 0)
+        die("pspawn_attr_create");
+    if (cgroup != NULL && pspawn_attr_set_cgroup(bench_cgroup_attr, cgroup) != 0)
+        die(cgroup);
+    if (cgroup == NULL && opt.selected[M_PSPAWN_N_CGROUP]) {
+        fprintf(stderr, "spawnbench: pspawn_n_cgroup needs -g CGROUP\n");
         return 2;
     }
     char *target = realpath(argv[optind], NULL);

@@ -126,6 +126,12 @@ PSPAWN_API int pspawn_n(pid_t *pids, pspawn_context_t *ctx, int nspawns, char *c
                                         PSPAWN_MODE_EXEC. Not with PSPAWN_CTX_RELAY (EINVAL).
                                         umask, rlimits and the parent-death signal are ENOTSUP
                                         there, as in fallback mode. */
+#define PSPAWN_CTX_NUMA_REPLICAS 0x200u /* per-node proxies run per-node copies of the
+                                        executable and the libraries they map (in
+                                        $TMPDIR/pspawn-replicas-PID-XXXXXX, written bound to
+                                        the node: node-local page cache); removed by
+                                        pspawn_context_destroy. Ignored without per-node
+                                        proxies. See pspawn_context_replica_bytes. */
 
 #define PSPAWN_CTX_DEFERRED   0x100u /* deferred fork point: the proxy runs the target's main
                                         and freezes when it calls pspawn_ready()
@@ -335,6 +341,10 @@ PSPAWN_API int pspawn_numa_topology(pspawn_numa_node_t *nodes, int capacity);
  * node-bound, e.g. PSPAWN_NUMA_OFF or a single-node machine under AUTO). Returns the
  * proxy count (0 in fallback/exec mode), or -1 with EINVAL. */
 PSPAWN_API int pspawn_context_proxy_nodes(const pspawn_context_t *ctx, int *nodes, int capacity);
+/* Bytes of library replicas the context wrote (PSPAWN_CTX_NUMA_REPLICAS), over every
+ * node: their disk use (under $TMPDIR: memory when it is a tmpfs) and at most their page
+ * cache. 0 without replicas; -1 with EINVAL for a bad context. */
+PSPAWN_API long long pspawn_context_replica_bytes(const pspawn_context_t *ctx);
 
 /* pspawn with an explicit environment (NULL-terminated; NULL = the caller's environ). */
 PSPAWN_API pid_t pspawn_e(pspawn_context_t *ctx, char *const argv[], char *const envp[]);
@@ -417,6 +427,16 @@ PSPAWN_API int pspawn_attr_set_numa_local(pspawn_attr_t *attr, int on);
  * moved). Parallel exec backend (fallback/exec modes): explicit cgroups are ENOTSUP per
  * instance; its children are born in the caller's cgroup anyway. */
 PSPAWN_API int pspawn_attr_set_cgroup(pspawn_attr_t *attr, const char *path);
+/* Per-instance cgroups: instance i is created in paths[i % count] (NULL entry: the
+ * batch's cgroup, as above). Every path is opened now, with the errors above (the
+ * first failure wins; nothing changes then); count 0 clears them. A request to a proxy
+ * carries one cgroup: consecutive instances with the same cgroup share one. Where the
+ * kernel lacks clone3 or CLONE_INTO_CGROUP (before Linux 5.7, or a seccomp profile that
+ * refuses clone3 with ENOSYS), the child moves itself there (writes "0" to the cgroup's
+ * cgroup.procs) before exec: then pids.max does not limit that fork (migration is not
+ * charged against it; memory.max applies from the move on), and a refused move fails
+ * the instance with the write's errno. */
+PSPAWN_API int pspawn_attr_set_cgroup_per_instance(pspawn_attr_t *attr, const char *const *paths, int count);
 #ifdef __USE_GNU /* cpu_set_t: define _GNU_SOURCE before any #include to get these */
 /* CPU placement: every instance on `set` ... */
 PSPAWN_API int pspawn_attr_set_cpus(pspawn_attr_t *attr, const cpu_set_t *set);

@@ -5,7 +5,8 @@
 # console) and exits with COMMAND's exit status.
 #
 #   --cpus N       virtual CPUs (default 2)
-#   --numa NODES   emulated NUMA nodes (numa=fake=NODES; default: none)
+#   --numa NODES   NUMA nodes: qemu's (CPUs and memory split evenly) when NODES <= N,
+#                  else numa=fake=NODES (every CPU on every node); default: none
 #   --mem MIB      guest memory in MiB (default 1024)
 #   --kernel PATH  boot this bzImage instead of building one
 #   --cwd DIR      working directory of COMMAND (default: the current one)
@@ -112,13 +113,24 @@ exec $(printf '%q' "$exit_helper") "\$status"
 INIT
 chmod 755 "$init"
 
-numa_arg=""
-[ "$numa" -gt 0 ] && numa_arg="numa=fake=$numa"
+# NUMA: qemu nodes (ACPI SRAT), each with its share of the CPUs and memory, when there
+# are CPUs for every node; else numa=fake (every CPU on every node, memory split).
+numa_arg="" numa_qemu=()
+if [ "$numa" -gt 0 ] && [ "$numa" -le "$cpus" ]; then
+    for ((n = 0; n < numa; n++)); do
+        first=$((n * cpus / numa)) last=$(((n + 1) * cpus / numa - 1))
+        size=$((mem / numa)); [ "$n" -eq $((numa - 1)) ] && size=$((mem - (numa - 1) * (mem / numa)))
+        numa_qemu+=(-object "memory-backend-ram,id=mem$n,size=${size}M"
+                    -numa "node,nodeid=$n,cpus=$first-$last,memdev=mem$n")
+    done
+elif [ "$numa" -gt 0 ]; then
+    numa_arg="numa=fake=$numa"
+fi
 append="console=ttyS0 loglevel=4 panic=-1 no_timer_check root=hostroot rootfstype=9p"
 append+=" rootflags=trans=virtio,version=9p2000.L,msize=262144,cache=loose ro init=$init $numa_arg"
 
 timeout -k 5 "$timeout_s" qemu-system-x86_64 -accel tcg -nodefaults -no-reboot \
-    -m "$mem" -smp "$cpus,sockets=$cpus,cores=1,threads=1" \
+    -m "$mem" -smp "$cpus,sockets=$cpus,cores=1,threads=1" "${numa_qemu[@]}" \
     -kernel "$kernel" -append "$append" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -device isa-debug-exit,iobase=0xf4,iosize=0x04 \

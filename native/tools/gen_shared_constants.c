@@ -83,6 +83,7 @@ static void emit_library(void)
     UINT(CtxPrefault, PSPAWN_CTX_PREFAULT);
     UINT(CtxExec, PSPAWN_CTX_EXEC);
     UINT(CtxDeferred, PSPAWN_CTX_DEFERRED);
+    UINT(CtxNumaReplicas, PSPAWN_CTX_NUMA_REPLICAS);
     INT(PoolMax, PSPAWN_POOL_MAX);
     INT(ModeZygote, PSPAWN_MODE_ZYGOTE);
     INT(ModeRelay, PSPAWN_MODE_RELAY);

@@ -141,14 +141,39 @@ public sealed partial class PSpawnContext
             // CPU sets travel per instance (the table resolved the batch's sets by index), so a batch split into several
             // native sessions still puts instance i on CpuSetsPerInstance[i % count].
             SpawnOptions rest = options with { Cpus = null, CpuSetsPerInstance = null };
-            NativeSpawnAttributes? attributes = rest.HasNativeOptions ? NativeSpawnAttributes.Create(rest, Path) : null;
-            return new BatchRequest(table, attributes, options.HasNativeOptions || table.Count > 0);
+            string?[]? cgroups = InstanceCgroups(instances);
+            NativeSpawnAttributes? attributes = rest.HasNativeOptions || cgroups is not null ? NativeSpawnAttributes.Create(rest, Path) : null;
+            var request = new BatchRequest(table, attributes, options.HasNativeOptions || table.Count > 0 || cgroups is not null, cgroups);
+            if (request.ApplyCgroups(0, request.Count) is int errno and not 0)
+            {
+                attributes?.Dispose(); // the table goes below
+                throw NativeSpawnAttributes.ExceptionForInstanceCgroups(cgroups!, errno, Path);
+            }
+
+            return request;
         }
         catch
         {
             table.Dispose();
             throw;
         }
+    }
+
+    /// <summary>The instances' own cgroups (validated), or null when none has one.</summary>
+    private static string?[]? InstanceCgroups(IReadOnlyList<SpawnInstance> instances)
+    {
+        string?[]? cgroups = null;
+        for (int i = 0; i < instances.Count; i++)
+        {
+            if (instances[i].Cgroup is string cgroup)
+            {
+                SpawnOptions.ValidateCgroupPath(cgroup, nameof(instances));
+                cgroups ??= new string?[instances.Count];
+                cgroups[i] = cgroup;
+            }
+        }
+
+        return cgroups;
     }
 
     /// <summary>
@@ -275,12 +300,23 @@ public sealed partial class PSpawnContext
 /// <summary>A validated batch: its native instance table and attributes, freed together.</summary>
 internal sealed class BatchRequest : IDisposable
 {
-    public BatchRequest(NativeInstanceTable table, NativeSpawnAttributes? attributes, bool withOptions)
+    public BatchRequest(NativeInstanceTable table, NativeSpawnAttributes? attributes, bool withOptions, string?[]? cgroups)
     {
         Table = table;
         Attributes = attributes;
         WithOptions = withOptions;
+        Cgroups = cgroups;
     }
+
+    /// <summary>Each instance's own cgroup (null entries: the batch's), or null when none has one.</summary>
+    public string?[]? Cgroups { get; }
+
+    /// <summary>
+    /// Points the attributes' per-instance cgroups at instances [start, start + count) (a session submits a batch in
+    /// parts, each with its own pspawn_vector_async, which copies the attributes). Returns 0 or the errno.
+    /// </summary>
+    public int ApplyCgroups(int start, int count) =>
+        Cgroups is null || Attributes is null ? 0 : Attributes.SetInstanceCgroups(Cgroups, start, count);
 
     public NativeInstanceTable Table { get; }
 

@@ -214,6 +214,35 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
     }
 
     /// <summary>
+    /// Bytes of library replicas written for this context (<see cref="PSpawnContextOptions.NumaReplicas"/>), over every node: their
+    /// disk use under <c>$TMPDIR</c> (memory, where that is a tmpfs) and at most their page cache. 0 without replicas or after
+    /// <see cref="Dispose"/>.
+    /// </summary>
+    public unsafe long ReplicaBytes
+    {
+        get
+        {
+            bool added = false;
+            try
+            {
+                _handle.DangerousAddRef(ref added);
+                return Math.Max(0, Interop.PSpawnCore.ContextReplicaBytes(_handle.Pointer));
+            }
+            catch (ObjectDisposedException)
+            {
+                return 0;
+            }
+            finally
+            {
+                if (added)
+                {
+                    _handle.DangerousRelease();
+                }
+            }
+        }
+    }
+
+    /// <summary>
     /// The NUMA node each proxy is bound to, in creation order (see <see cref="PSpawnContextOptions.Numa"/>); -1 for a proxy bound
     /// to no node (<see cref="NumaPlacement.Off"/>, or a single-node machine under <see cref="NumaPlacement.Auto"/>). Empty in
     /// <see cref="PSpawnMode.Fallback"/> mode and after <see cref="Dispose"/>.
@@ -350,6 +379,11 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             if (options.DeferredForkPoint)
             {
                 attr.Flags |= Interop.PSpawnCore.CtxDeferred;
+            }
+
+            if (options.NumaReplicas)
+            {
+                attr.Flags |= Interop.PSpawnCore.CtxNumaReplicas;
             }
 
             attr.ProxyLibrary = nativeProxyLibrary;

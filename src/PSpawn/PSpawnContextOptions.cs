@@ -109,6 +109,14 @@ public sealed record PSpawnContextOptions
     public NumaSpread NumaSpread { get; init; } = NumaSpread.RoundRobin;
 
     /// <summary>
+    /// Library replicas (opt-in): each per-node proxy runs a copy of the executable and of the shared libraries it maps, written
+    /// into <c>$TMPDIR/pspawn-replicas-PID-XXXXXX/nodeN</c> by a thread bound to the node, so their page cache is node-local;
+    /// removed when the context is disposed. Children see the original argv[0], but <c>/proc/self/exe</c> and <c>dladdr</c>
+    /// name the copies. No effect without per-node proxies. <see cref="PSpawnContext.ReplicaBytes"/> reports their size.
+    /// </summary>
+    public bool NumaReplicas { get; init; }
+
+    /// <summary>
     /// A cgroup v2 directory (under the cgroup2 mount, e.g. <c>/sys/fs/cgroup/jobs/a</c>) every child of the context is created in
     /// (clone3 with CLONE_INTO_CGROUP: born there, so its limits apply to the fork itself). It is opened by
     /// <see cref="PSpawnContext.Create"/>: a missing directory is a <see cref="PSpawnFileNotFoundException"/>, no permission a

@@ -47,6 +47,15 @@ public sealed record SpawnInstance
     /// </summary>
     public IReadOnlySet<int>? Cpus { get; init; }
 
+    /// <summary>
+    /// The cgroup v2 directory this instance is created in (as <see cref="SpawnOptions.Cgroup"/>, for this instance
+    /// alone), or null (the default) for the batch's. Every path of the batch is opened before anything is spawned: a
+    /// missing one is a <see cref="PSpawnFileNotFoundException"/> naming it, no permission a
+    /// <see cref="PSpawnAccessDeniedException"/>, a cgroup v1 or non-cgroup directory a <see cref="PSpawnException"/>
+    /// (<c>EOPNOTSUPP</c>).
+    /// </summary>
+    public string? Cgroup { get; init; }
+
     /// <summary>Returns a copy of this instance that also sets (or, with a null value, removes) one variable.</summary>
     /// <param name="name">The variable's name.</param>
     /// <param name="value">Its value, or null to remove it.</param>

@@ -198,9 +198,10 @@ public sealed class SpawnSession : IAsyncEnumerable<SpawnOutcome>
     private unsafe void Submit(int start, int count)
     {
         // The session's reference keeps the native context alive (even once the context is disposed).
-        IntPtr native;
-        int result = Interop.PSpawnCore.VectorAsync(&native, _context.Handle.Pointer, _request.Table.Pointer + start, count, _request.AttributesPointer);
-        int errno = result != 0 ? Marshal.GetLastPInvokeError() : 0;
+        IntPtr native = IntPtr.Zero;
+        int cgroupError = _request.ApplyCgroups(start, count); // a cgroup removed since the batch was prepared
+        int result = cgroupError != 0 ? -1 : Interop.PSpawnCore.VectorAsync(&native, _context.Handle.Pointer, _request.Table.Pointer + start, count, _request.AttributesPointer);
+        int errno = cgroupError != 0 ? cgroupError : result != 0 ? Marshal.GetLastPInvokeError() : 0;
         if (result != 0)
         {
             FailRange(start, count, errno != 0 ? errno : Interop.Sys.EIO); // EAGAIN (no thread), ENOMEM

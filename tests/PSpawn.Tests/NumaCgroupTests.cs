@@ -191,7 +191,8 @@ public sealed class NumaCgroupTests : IDisposable
         var spawn = await Assert.ThrowsAsync<PSpawnFileNotFoundException>(() => Bounded.Run(() => context.Spawn([], new SpawnOptions { Cgroup = missing })));
         Assert.Equal(Errno.ENOENT, spawn.Errno);
         Assert.Contains(missing, spawn.Message, StringComparison.Ordinal);
-        Assert.DoesNotContain(LinuxProcesses.Children(Environment.ProcessId), c => c.State == 'Z');
+        // Tests of other classes run in parallel and reap their children a moment later: none may stay a zombie.
+        await Bounded.Until(() => !LinuxProcesses.Children(Environment.ProcessId).Any(c => c.State == 'Z'), "no zombie children");
     }
 
     [Fact]
@@ -332,5 +333,85 @@ public sealed class NumaCgroupTests : IDisposable
         {
             await RemoveTestCgroup(cgroup);
         }
+    }
+
+    [Fact]
+    public async Task Each_instance_is_born_in_its_own_cgroup_in_a_batch_and_a_session()
+    {
+        string? a = MakeTestCgroup();
+        string? b = a is null ? null : MakeTestCgroup();
+        if (a is null || b is null)
+        {
+            return;
+        }
+
+        var started = new List<SpawnedProcess>();
+        try
+        {
+            string own = Cgroup2Of(Environment.ProcessId);
+            using var context = PSpawnContext.Create(Fixtures.Report, options: new PSpawnContextOptions { ProxyCount = 2 });
+            string?[] wanted = [a, null, b, b, a, null];
+            SpawnInstance[] instances = wanted.Select(c => new SpawnInstance(["--report-sleep-ms=5000"]) { Cgroup = c }).ToArray();
+            var options = new SpawnOptions { StandardOutput = StdioTarget.Null };
+            SpawnBatchResult batch = context.SpawnBatch(instances, options);
+            started.AddRange(batch.Started);
+            SpawnBatchResult session = await context.StartBatch(instances, options).Completion.Within();
+            started.AddRange(session.Started);
+            foreach (SpawnBatchResult result in new[] { batch, session })
+            {
+                Assert.True(result.AllStarted);
+                for (int i = 0; i < wanted.Length; i++)
+                {
+                    string expected = wanted[i] is string cgroup ? cgroup[Cgroup2Root.Length..] : own;
+                    Assert.Equal(expected, Cgroup2Of(result.Started[i].Id));
+                }
+            }
+
+            // A missing instance cgroup fails the batch before anything is spawned, naming that cgroup.
+            string missing = a + "-absent";
+            var e = Assert.Throws<PSpawnFileNotFoundException>(() => context.SpawnBatch([instances[0], new SpawnInstance { Cgroup = missing }], options));
+            Assert.Equal(missing, e.Path);
+            Assert.Throws<ArgumentException>(() => context.SpawnBatch([new SpawnInstance { Cgroup = string.Empty }], options));
+        }
+        finally
+        {
+            foreach (SpawnedProcess child in started)
+            {
+                child.Kill(9);
+            }
+
+            await started.ExitAll();
+            foreach (SpawnedProcess child in started)
+            {
+                child.Dispose();
+            }
+
+            await RemoveTestCgroup(a);
+            await RemoveTestCgroup(b);
+        }
+    }
+
+    [Fact]
+    public async Task Numa_replicas_are_reported_used_and_removed_on_dispose()
+    {
+        string root;
+        using (var context = PSpawnContext.Create(Fixtures.Report, options: new PSpawnContextOptions { Numa = NumaPlacement.On, NumaReplicas = true }))
+        {
+            Assert.True(context.Options.NumaReplicas);
+            Assert.All(context.ProxyNodes, node => Assert.True(node >= 0));
+            Assert.True(context.ReplicaBytes > new FileInfo(Fixtures.Report).Length);
+            using SpawnedProcess child = context.Spawn(["--report-sleep-ms=5000"], new SpawnOptions { StandardOutput = StdioTarget.Null });
+            string exe = new FileInfo($"/proc/{child.Id}/exe").LinkTarget!;
+            Assert.Contains("/pspawn-replicas-", exe, StringComparison.Ordinal);
+            Assert.Equal(Path.GetFileName(Fixtures.Report), Path.GetFileName(exe));
+            root = Path.GetDirectoryName(Path.GetDirectoryName(exe))!;
+            Assert.True(Directory.Exists(root));
+            child.Kill(9);
+            await child.WaitForExitAsync().Within();
+        }
+
+        Assert.False(Directory.Exists(root));
+        using var plain = PSpawnContext.Create(Fixtures.Report, options: new PSpawnContextOptions { Numa = NumaPlacement.Off, NumaReplicas = true });
+        Assert.Equal(0, plain.ReplicaBytes);
     }
 }

@@ -2,9 +2,17 @@
  * mount exists): children created directly in the attr's or the context's cgroup
  * (zygote and relay mode), the default following the caller's cgroup at spawn time
  * (the caller moves after create), typed errors, a pids.max limit where the v2
- * hierarchy has the pids controller. Every cgroup made here is removed. */
+ * hierarchy has the pids controller, memory.max, per-instance cgroups, the fallback
+ * without clone3. Every cgroup made here is removed. The pids/memory cases run in the
+ * qemu guest (tests/kernel/guest.d/cgroup.sh), which has a writable cgroup2 of its own. */
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/wait.h>
@@ -286,41 +294,78 @@ static void typed_errors(void)
     CHECK_EQ_INT(count_zombie_children(), 0);
 }
 
+/* Writes `value` into g_base/name/file (name "" : g_base itself). */
+static bool write_control(const char *name, const char *file, const char *value)
+{
+    char path[4400];
+    snprintf(path, sizeof(path), "%s%s%s/%s", g_base, name[0] ? "/" : "", name, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t len = (ssize_t)strlen(value);
+    bool ok = write(fd, value, (size_t)len) == len;
+    close(fd);
+    return ok;
+}
+
+/* The controller delegated to our test cgroup's children; false (with the reason on
+ * stderr: the test is skipped) where the v2 hierarchy does not have it for us. */
+static bool enable_controller(const char *controller)
+{
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/cgroup.controllers", g_base);
+    char *controllers = read_file(path);
+    bool has = controllers != NULL && strstr(controllers, controller) != NULL;
+    free(controllers);
+    char plus[32];
+    snprintf(plus, sizeof(plus), "+%s", controller);
+    if (has && write_control("", "cgroup.subtree_control", plus))
+        return true;
+    char root[200];
+    snprintf(root, sizeof(root), "%s/cgroup.controllers", g_mount);
+    char *at_root = read_file(root);
+    fprintf(stderr, "skipped: the cgroup v2 hierarchy here has no %s controller for us (%s: \"%.*s\"); "
+                    "on this machine's host it is a v1 controller (the test runs in the qemu guest)\n",
+            controller, root, at_root ? (int)strcspn(at_root, "\n") : 0, at_root ? at_root : "");
+    free(at_root);
+    return false;
+}
+
+/* setup() with the controller delegated; false: skipped (nothing left behind). */
+static bool setup_with(const char *controller)
+{
+    if (!setup())
+        return false;
+    if (enable_controller(controller))
+        return true;
+    teardown();
+    return false;
+}
+
+/* Of n instances `refused` failed with EAGAIN (pids.max; which ones depends on the
+ * proxies' order), the others are in g_base/name. */
+static void check_limited(const pid_t *pids, const int *errors, int n, int refused, const char *name)
+{
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        if (pids[i] > 0) {
+            check_in(pids[i], name);
+        } else {
+            CHECK_EQ_INT(errors[i], EAGAIN);
+            failed++;
+        }
+    }
+    CHECK_EQ_INT(failed, refused);
+}
+
 /* pids.max applies to the fork itself (born in the cgroup): needs the pids controller
  * in the v2 hierarchy, delegated down to our test cgroup. */
 static void pids_limit(void)
 {
-    if (!setup())
+    if (!setup_with("pids"))
         return;
-    char path[4200];
-    snprintf(path, sizeof(path), "%s/cgroup.controllers", g_base);
-    char *controllers = read_file(path);
-    bool has_pids = controllers != NULL && strstr(controllers, "pids") != NULL;
-    free(controllers);
-    int fd = -1;
-    if (has_pids) {
-        snprintf(path, sizeof(path), "%s/cgroup.subtree_control", g_base);
-        fd = open(path, O_WRONLY | O_CLOEXEC);
-        has_pids = fd >= 0 && write(fd, "+pids", 5) == 5;
-        if (fd >= 0)
-            close(fd);
-    }
-    if (!has_pids) {
-        char root[200];
-        snprintf(root, sizeof(root), "%s/cgroup.controllers", g_mount);
-        char *at_root = read_file(root);
-        fprintf(stderr, "skipped: the cgroup v2 hierarchy here has no pids controller for us (%s: \"%.*s\"); "
-                        "pids and memory are v1 controllers on this host\n",
-                root, at_root ? (int)strcspn(at_root, "\n") : 0, at_root ? at_root : "");
-        free(at_root);
-        teardown();
-        return;
-    }
     make_cgroup("limited");
-    snprintf(path, sizeof(path), "%s/pids.max", sub("limited"));
-    fd = open(path, O_WRONLY | O_CLOEXEC);
-    CHECK(fd >= 0 && write(fd, "3", 1) == 1);
-    close(fd);
+    CHECK(write_control("limited", "pids.max", "3"));
     pspawn_context_t ctx;
     CHECK(pspawn_context_create(&ctx, sleep_path(), -1) == 0);
     pspawn_attr_t *attr;
@@ -330,11 +375,198 @@ static void pids_limit(void)
     pid_t pids[5];
     int errors[5];
     CHECK_EQ_INT(pspawn_nx(pids, errors, NULL, &ctx, 5, argv, NULL, attr), 3);
-    CHECK(errors[3] == EAGAIN && errors[4] == EAGAIN);
-    kill_all(&ctx, pids, 3);
+    check_limited(pids, errors, 5, 2, "limited");
+    kill_all(&ctx, pids, 5);
     pspawn_attr_destroy(attr);
     pspawn_context_destroy(&ctx);
     remove_cgroup("limited");
+    teardown();
+}
+
+/* The issue's case: a launcher that joins a pids-limited cgroup after creating its
+ * context has the limit applied to its new children (the proxies stay where they
+ * were); back home, the limit no longer applies. pids.max counts the launcher too. */
+static void launcher_joins_limited_cgroup(void)
+{
+    if (!setup_with("pids"))
+        return;
+    make_cgroup("limited");
+    CHECK(write_control("limited", "pids.max", "4")); /* us + 3 children */
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create(&ctx, sleep_path(), -1) == 0);
+    char *argv[] = {"sleep", "30", NULL};
+    move_self(sub("limited"));
+    pid_t pids[8];
+    int errors[8];
+    CHECK_EQ_INT(pspawn_ne(pids, errors, &ctx, 5, argv, NULL), 3);
+    check_limited(pids, errors, 5, 2, "limited");
+    move_home();
+    CHECK_EQ_INT(pspawn_ne(pids + 5, errors, &ctx, 3, argv, NULL), 3);
+    for (int i = 5; i < 8; i++)
+        check_home(pids[i]);
+    check_home(pspawn_context_proxy_pid(&ctx));
+    kill_all(&ctx, pids, 8);
+    pspawn_context_destroy(&ctx);
+    remove_cgroup("limited");
+    teardown();
+    CHECK_EQ_INT(count_zombie_children(), 0);
+}
+
+/* memory.max applies to children born in the cgroup: cow100m writes 100 MiB of
+ * copy-on-write pages, which a 16 MiB cgroup (no swap) cannot hold: the OOM killer
+ * ends it; the same program in our cgroup exits 0. */
+static void memory_limit(void)
+{
+    if (!setup_with("memory"))
+        return;
+    make_cgroup("small");
+    CHECK(write_control("small", "memory.max", "16M"));
+    (void)write_control("small", "memory.swap.max", "0"); /* absent without swap support */
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create(&ctx, fixture("cow100m"), -1) == 0);
+    pspawn_attr_t *attr;
+    CHECK(pspawn_attr_create(&attr) == 0);
+    CHECK(pspawn_attr_set_cgroup(attr, sub("small")) == 0);
+    char *argv[] = {"cow100m", NULL};
+    pid_t limited, free_one;
+    int error;
+    CHECK_EQ_INT(pspawn_nx(&limited, &error, NULL, &ctx, 1, argv, NULL, attr), 1);
+    CHECK_EQ_INT(pspawn_nx(&free_one, &error, NULL, &ctx, 1, argv, NULL, NULL), 1);
+    int status;
+    CHECK(pspawn_waitpid(&ctx, limited, &status, 0) == limited);
+    if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) {
+        fprintf(stderr, "child in a 16M cgroup: status 0x%x, expected SIGKILL (OOM)\n", status);
+        exit(1);
+    }
+    CHECK(pspawn_waitpid(&ctx, free_one, &status, 0) == free_one);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char events_path[4400];
+    snprintf(events_path, sizeof(events_path), "%s/memory.events", sub("small"));
+    char *events = read_file(events_path);
+    CHECK(events != NULL && strstr(events, "oom_kill 1") != NULL);
+    free(events);
+    pspawn_attr_destroy(attr);
+    pspawn_context_destroy(&ctx);
+    remove_cgroup("small");
+    teardown();
+}
+
+/* Instance i in paths[i % count]; NULL entries get the batch's cgroup (the attr's, else
+ * the default); several cgroups in one call; a bad path changes nothing. */
+static void per_instance_cgroups(void)
+{
+    if (!setup())
+        return;
+    make_cgroup("a");
+    make_cgroup("b");
+    make_cgroup("batch");
+    for (int relay = 0; relay < 2; relay++) {
+        pspawn_context_attr_t cattr;
+        pspawn_context_attr_init(&cattr);
+        cattr.flags = relay ? PSPAWN_CTX_RELAY : 0;
+        cattr.proxies = 2;
+        pspawn_context_t ctx;
+        CHECK(pspawn_context_create_ex(&ctx, sleep_path(), &cattr) == 0);
+        pspawn_attr_t *attr;
+        CHECK(pspawn_attr_create(&attr) == 0);
+        const char *paths[3] = {sub("a"), NULL, sub("b")};
+        CHECK(pspawn_attr_set_cgroup_per_instance(attr, paths, 3) == 0);
+        const char *bad[2] = {sub("b"), sub("absent")};
+        CHECK(pspawn_attr_set_cgroup_per_instance(attr, bad, 2) == -1 && errno == ENOENT);
+        CHECK(pspawn_attr_set_cgroup_per_instance(attr, NULL, 2) == -1 && errno == EINVAL);
+        char *argv[] = {"sleep", "30", NULL};
+        pid_t pids[12];
+        int errors[12];
+        CHECK_EQ_INT(pspawn_nx(pids, errors, NULL, &ctx, 6, argv, NULL, attr), 6);
+        CHECK(pspawn_attr_set_cgroup(attr, sub("batch")) == 0);
+        CHECK_EQ_INT(pspawn_nx(pids + 6, errors, NULL, &ctx, 3, argv, NULL, attr), 3);
+        CHECK(pspawn_attr_set_cgroup_per_instance(attr, NULL, 0) == 0);
+        CHECK_EQ_INT(pspawn_nx(pids + 9, errors, NULL, &ctx, 3, argv, NULL, attr), 3);
+        for (int i = 0; i < 6; i++) {
+            if (i % 3 == 1)
+                check_home(pids[i]);
+            else
+                check_in(pids[i], i % 3 == 0 ? "a" : "b");
+        }
+        check_in(pids[6], "a");
+        check_in(pids[7], "batch");
+        check_in(pids[8], "b");
+        for (int i = 9; i < 12; i++)
+            check_in(pids[i], "batch");
+        pspawn_attr_destroy(attr);
+        kill_all(&ctx, pids, 12);
+        pspawn_context_destroy(&ctx);
+    }
+    remove_cgroup("a");
+    remove_cgroup("b");
+    remove_cgroup("batch");
+    teardown();
+    CHECK_EQ_INT(count_zombie_children(), 0);
+}
+
+/* clone3 refused with ENOSYS (what container runtimes' seccomp profiles do), so the
+ * kernel cannot create children in a cgroup: they move themselves there before exec;
+ * a move the kernel refuses (the cgroup was removed) fails each instance. Runs in a
+ * child process, which keeps the filter. */
+static void no_clone3_body(void)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof(filter) / sizeof(filter[0]), .filter = filter};
+    CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0);
+    CHECK(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0);
+    CHECK(syscall(__NR_clone3, NULL, 0) == -1 && errno == ENOSYS);
+    for (int relay = 0; relay < 2; relay++) {
+        pspawn_context_attr_t cattr;
+        pspawn_context_attr_init(&cattr);
+        cattr.flags = relay ? PSPAWN_CTX_RELAY : 0;
+        pspawn_context_t ctx;
+        CHECK(pspawn_context_create_ex(&ctx, sleep_path(), &cattr) == 0);
+        pspawn_attr_t *attr;
+        CHECK(pspawn_attr_create(&attr) == 0);
+        CHECK(pspawn_attr_set_cgroup(attr, sub("moved")) == 0);
+        char *argv[] = {"sleep", "30", NULL};
+        pid_t pids[4];
+        int errors[4];
+        CHECK_EQ_INT(pspawn_nx(pids, errors, NULL, &ctx, 3, argv, NULL, attr), 3);
+        for (int i = 0; i < 3; i++)
+            check_in(pids[i], "moved");
+        CHECK_EQ_INT(pspawn_n(pids + 3, &ctx, 1, argv), 1);
+        check_home(pids[3]);
+        kill_all(&ctx, pids, 4);
+        make_cgroup("gone");
+        CHECK(pspawn_attr_set_cgroup(attr, sub("gone")) == 0);
+        remove_cgroup("gone");
+        CHECK_EQ_INT(pspawn_nx(pids, errors, NULL, &ctx, 2, argv, NULL, attr), -1);
+        CHECK(pids[0] == -1 && errors[0] != 0 && pids[1] == -1 && errors[1] != 0);
+        fprintf(stderr, "fallback, removed cgroup: errno %d (%s)\n", errors[0], strerror(errors[0]));
+        CHECK_EQ_INT(pspawn_context_ping(&ctx), 0);
+        pspawn_attr_destroy(attr);
+        pspawn_context_destroy(&ctx);
+    }
+    CHECK_EQ_INT(count_zombie_children(), 0);
+    exit(0);
+}
+
+static void fallback_without_clone3(void)
+{
+    if (!setup())
+        return;
+    make_cgroup("moved");
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0)
+        no_clone3_body();
+    int status = wait_child(child, 60000);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    remove_cgroup("moved");
     teardown();
 }
 
@@ -345,6 +577,10 @@ int main(int argc, char **argv)
         {"default_follows_caller", default_follows_caller},
         {"typed_errors", typed_errors},
         {"pids_limit", pids_limit},
+        {"launcher_joins_limited_cgroup", launcher_joins_limited_cgroup},
+        {"memory_limit", memory_limit},
+        {"per_instance_cgroups", per_instance_cgroups},
+        {"fallback_without_clone3", fallback_without_clone3},
     };
     return run_tests(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }

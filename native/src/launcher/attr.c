@@ -10,6 +10,8 @@
 
 #include "launcher/internal.h"
 
+static void free_instance_cgroups(pspawn_attr_t *attr);
+
 int pspawn_attr_create(pspawn_attr_t **attr)
 {
     if (attr == NULL) {
@@ -40,6 +42,7 @@ void pspawn_attr_destroy(pspawn_attr_t *attr)
     psp_attr_exact_release(attr);
     if (attr->has_cgroup)
         close(attr->cgroup_fd);
+    free_instance_cgroups(attr);
     free(attr);
 }
 
@@ -61,6 +64,61 @@ int pspawn_attr_set_cgroup(pspawn_attr_t *attr, const char *path)
         close(attr->cgroup_fd);
     attr->has_cgroup = fd >= 0;
     attr->cgroup_fd = fd;
+    return 0;
+}
+
+static void free_instance_cgroups(pspawn_attr_t *attr)
+{
+    psp_cgroup_close_all(attr->cgroup_dirs, attr->cgroup_dir_count);
+    free(attr->instance_cgroup);
+    attr->cgroup_dirs = NULL;
+    attr->instance_cgroup = NULL;
+    attr->cgroup_dir_count = attr->instance_cgroup_count = 0;
+}
+
+/* The index of `path` among the recently added distinct paths (names[]), opened and
+ * added if new; -1 with *err set on failure. */
+static int intern_cgroup(pspawn_attr_t *attr, const char **names, const char *path, int *err)
+{
+    int from = attr->cgroup_dir_count > 64 ? attr->cgroup_dir_count - 64 : 0;
+    for (int k = attr->cgroup_dir_count - 1; k >= from; k--)
+        if (strcmp(names[k], path) == 0)
+            return k;
+    if ((*err = psp_cgroup_open(path, &attr->cgroup_dirs[attr->cgroup_dir_count])) != 0)
+        return -1;
+    names[attr->cgroup_dir_count] = path;
+    return attr->cgroup_dir_count++;
+}
+
+int pspawn_attr_set_cgroup_per_instance(pspawn_attr_t *attr, const char *const *paths, int count)
+{
+    if (attr == NULL || count < 0 || (count > 0 && paths == NULL) || count > PSPAWN_MAX_SPAWNS) {
+        errno = EINVAL;
+        return -1;
+    }
+    pspawn_attr_t built = {.instance_cgroup_count = count};
+    const char **names = NULL;
+    int err = 0;
+    if (count > 0) {
+        built.instance_cgroup = malloc((size_t)count * sizeof(int));
+        built.cgroup_dirs = malloc((size_t)count * sizeof(int));
+        names = malloc((size_t)count * sizeof(char *));
+        if (built.instance_cgroup == NULL || built.cgroup_dirs == NULL || names == NULL)
+            err = ENOMEM;
+    }
+    for (int i = 0; i < count && err == 0; i++)
+        built.instance_cgroup[i] = paths[i] == NULL ? -1 : intern_cgroup(&built, names, paths[i], &err);
+    free(names);
+    if (err != 0) {
+        free_instance_cgroups(&built);
+        errno = err;
+        return -1;
+    }
+    free_instance_cgroups(attr);
+    attr->instance_cgroup_count = count;
+    attr->instance_cgroup = built.instance_cgroup;
+    attr->cgroup_dirs = built.cgroup_dirs;
+    attr->cgroup_dir_count = built.cgroup_dir_count;
     return 0;
 }
 
@@ -300,6 +358,9 @@ int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out)
     c->fdmap_count = 0;
     c->fdmap_targets = NULL;
     c->fdmap_sources = NULL;
+    c->instance_cgroup = NULL;
+    c->cgroup_dirs = NULL;
+    c->cgroup_dir_count = 0;
     for (int k = 0; k < 3; k++) {
         c->stdio[k].path = NULL;
         c->stdio[k].caller_fd = -1;
@@ -327,6 +388,20 @@ int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out)
             err = errno;
         else
             c->has_cgroup = true;
+    }
+    if (err == 0 && attr->instance_cgroup_count > 0) {
+        c->instance_cgroup = malloc((size_t)attr->instance_cgroup_count * sizeof(int));
+        c->cgroup_dirs = malloc((size_t)attr->cgroup_dir_count * sizeof(int) + 1);
+        if (c->instance_cgroup == NULL || c->cgroup_dirs == NULL)
+            err = ENOMEM;
+        else
+            memcpy(c->instance_cgroup, attr->instance_cgroup, (size_t)attr->instance_cgroup_count * sizeof(int));
+        for (int k = 0; err == 0 && k < attr->cgroup_dir_count; k++) {
+            if ((c->cgroup_dirs[k] = fcntl(attr->cgroup_dirs[k], F_DUPFD_CLOEXEC, 3)) < 0)
+                err = errno;
+            else
+                c->cgroup_dir_count = k + 1;
+        }
     }
     if (err != 0) {
         pspawn_attr_destroy(c);

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -35,6 +36,25 @@ int psp_cgroup_open(const char *path, int *out_fd)
     }
     *out_fd = fd;
     return 0;
+}
+
+void psp_cgroup_close_all(int *fds, int count)
+{
+    for (int i = 0; fds != NULL && i < count; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    free(fds);
+}
+
+int psp_plan_instance_cgroup(const struct psp_plan *plan, int i)
+{
+    const pspawn_attr_t *attr = plan->attr;
+    if (attr != NULL && attr->instance_cgroup_count > 0) {
+        int k = attr->instance_cgroup[i % attr->instance_cgroup_count];
+        if (k >= 0)
+            return attr->cgroup_dirs[k];
+    }
+    return plan->cgroup_fd;
 }
 
 bool psp_cgroup_current(int self_fd, char *buf, size_t size)

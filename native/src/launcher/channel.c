@@ -177,7 +177,8 @@ static int channel_submit(struct psp_backend *b, struct psp_plan *plan, const in
     part->count = ps.count;
     part->index = (int *)todo;
     *taken = ps.count;
-    bool cgroup = plan->cgroup_fd >= 0;
+    int cgroup_fd = psp_plan_instance_cgroup(plan, todo[0]);
+    bool cgroup = cgroup_fd >= 0;
     int fd_count = nshared + npipes * ps.count + (cgroup ? 1 : 0);
     int *fds = NULL;
     if (fd_count > 0) {
@@ -190,7 +191,7 @@ static int channel_submit(struct psp_backend *b, struct psp_plan *plan, const in
             if (npipes > 0)
                 err = psp_make_pipes(attr, todo, ps.count, plan->stdio_fds, fds + nshared);
             if (cgroup)
-                fds[fd_count - 1] = plan->cgroup_fd; /* last: the proxy clones into it */
+                fds[fd_count - 1] = cgroup_fd; /* last: the proxy clones into it */
         }
     }
     req.fd_count = (uint32_t)fd_count;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "launcher/internal.h"
+#include "launcher/replica.h"
 #include "launcher/topology.h"
 
 int pspawn_context_attr_init(pspawn_context_attr_t *attr)
@@ -134,6 +135,74 @@ static int start_kernel_only(struct pspawn_impl *impl, const pspawn_context_attr
     return 0;
 }
 
+/* PSPAWN_CTX_NUMA_REPLICAS: a probe proxy (the plain kind) shows what the target maps;
+ * those files are copied once per node of the layout. */
+static int make_replicas(struct pspawn_impl *impl, const pspawn_context_attr_t *attr, const struct psp_layout *numa)
+{
+    int nodes[PSP_MAX_NODES], count = 0;
+    for (int i = 0; i < numa->count; i++) {
+        bool seen = false;
+        for (int k = 0; k < count; k++)
+            seen |= nodes[k] == numa->proxy[i].node;
+        if (!seen && numa->proxy[i].node >= 0)
+            nodes[count++] = numa->proxy[i].node;
+    }
+    struct psp_proxy_config config;
+    int err = make_proxy_config(impl, attr, &config);
+    struct psp_channel *probe = err == 0 ? malloc(sizeof(*probe)) : NULL;
+    if (err == 0 && probe == NULL) {
+        psp_proxy_config_free(&config);
+        err = ENOMEM;
+    }
+    if (err == 0 && (err = psp_channel_start(probe, &config)) == 0) {
+        if ((impl->replicas = malloc(sizeof(*impl->replicas))) == NULL)
+            err = ENOMEM;
+        else if ((err = psp_replicas_make(impl->replicas, probe->proxy_pid, impl->path, nodes, count)) != 0) {
+            free(impl->replicas);
+            impl->replicas = NULL;
+        }
+        psp_channel_stop(probe);
+    }
+    free(probe);
+    return err;
+}
+
+/* A node-bound proxy's config pointed at its node's replicas (when there are). */
+static int use_replicas(const struct pspawn_impl *impl, struct psp_proxy_config *config)
+{
+    if (impl->replicas == NULL || config->node < 0)
+        return 0;
+    char *exe, *dir, *library, *library_dir;
+    int err = psp_replica_paths(impl->replicas, config->node, config->path, &exe, &dir);
+    if (err != 0 || dir == NULL || exe == NULL) {
+        free(dir);
+        return err;
+    }
+    if ((err = psp_replica_paths(impl->replicas, config->node, config->proxy_library, &library, &library_dir)) != 0) {
+        free(exe);
+        free(dir);
+        return err;
+    }
+    free(library_dir);
+    free(config->path);
+    config->path = exe;
+    if (library != NULL) {
+        free(config->proxy_library);
+        config->proxy_library = library;
+    }
+    config->library_path = dir;
+    return 0;
+}
+
+static void remove_replicas(struct pspawn_impl *impl)
+{
+    if (impl->replicas != NULL) {
+        psp_replicas_remove(impl->replicas);
+        free(impl->replicas);
+        impl->replicas = NULL;
+    }
+}
+
 static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
 {
     cpu_set_t usable, affinity;
@@ -168,6 +237,8 @@ static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
             free(numa);
             return ENOMEM;
         }
+        if (numa != NULL && (attr->flags & PSPAWN_CTX_NUMA_REPLICAS))
+            err = make_replicas(impl, attr, numa);
         /* Spawn every proxy, then await every handshake: they start in parallel. */
         int begun = 0;
         for (; begun < k && err == 0; begun++) {
@@ -189,6 +260,10 @@ static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
                 if (lp->bind_memory && attr->numa_memory != PSPAWN_NUMA_MEM_NONE)
                     config.mempolicy = attr->numa_memory == PSPAWN_NUMA_MEM_PREFERRED ? 1 /* MPOL_PREFERRED */
                                                                                     : 2 /* MPOL_BIND */;
+                if ((err = use_replicas(impl, &config)) != 0) {
+                    psp_proxy_config_free(&config);
+                    break;
+                }
             } else if (layout->pinned) {
                 config.cpus_set = true;
                 config.cpus = layout->group[begun];
@@ -215,6 +290,7 @@ static int start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr)
             return 0;
         }
         impl->domain_count = 0;
+        remove_replicas(impl);
         /* One failed: none is left behind. */
         for (int c = 0; c < begun; c++)
             if (ok[c])
@@ -254,7 +330,7 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
         attr->kernel < PSPAWN_KERNEL_AUTO || attr->kernel > PSPAWN_KERNEL_FORBID ||
         (attr->kernel == PSPAWN_KERNEL_REQUIRE && (attr->flags & PSPAWN_CTX_RELAY)) ||
         (attr->flags & ~(PSPAWN_CTX_FALLBACK | PSPAWN_CTX_RELAY | PSPAWN_CTX_NO_BIND_NOW | PSPAWN_CTX_PREFAULT |
-                         PSPAWN_CTX_EXEC | PSPAWN_CTX_DEFERRED)) != 0 ||
+                         PSPAWN_CTX_EXEC | PSPAWN_CTX_DEFERRED | PSPAWN_CTX_NUMA_REPLICAS)) != 0 ||
         ((attr->flags & PSPAWN_CTX_EXEC) && (attr->flags & PSPAWN_CTX_RELAY))) {
         if (ctx != NULL)
             ctx->impl = NULL;
@@ -341,6 +417,7 @@ void pspawn_context_destroy(pspawn_context_t *ctx)
         impl->channels[k].base.ops->destroy(&impl->channels[k].base);
     free(impl->channels);
     free(impl->pools);
+    remove_replicas(impl); /* the proxies are gone: nothing maps them any more */
     pthread_cond_destroy(&impl->sessions_done);
     pthread_mutex_destroy(&impl->sessions_lock);
     if (impl->cgroup_fd >= 0)
@@ -350,6 +427,15 @@ void pspawn_context_destroy(pspawn_context_t *ctx)
     free(impl->path);
     free(impl);
     ctx->impl = NULL;
+}
+
+long long pspawn_context_replica_bytes(const pspawn_context_t *ctx)
+{
+    if (ctx == NULL || ctx->impl == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    return ctx->impl->replicas != NULL ? ctx->impl->replicas->bytes : 0;
 }
 
 int pspawn_context_mode(const pspawn_context_t *ctx)

@@ -216,8 +216,9 @@ static int exec_submit(struct psp_backend *be, struct psp_plan *plan, const int 
     part->count = n;
     *taken = n;
     int err = unsupported(plan->attr);
-    if (err == 0 && plan->cgroup_fd >= 0)
-        err = ENOTSUP; /* explicit cgroups: zygote contexts only (children here are born
+    for (int j = 0; j < n && err == 0; j++)
+        if (psp_plan_instance_cgroup(plan, todo[j]) >= 0)
+            err = ENOTSUP; /* explicit cgroups: zygote contexts only (children here are born
                           in the caller's cgroup, as with fork+exec) */
     if (err != 0) {
         for (int j = 0; j < n; j++) {

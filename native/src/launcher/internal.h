@@ -61,6 +61,10 @@ struct pspawn_attr {
     int *fdmap_sources;  /* caller descriptors (duplicates, closed on destroy, if owns_fds) */
     uint64_t sigmask;    /* PSP_OPT_SIGMASK: bit s-1 = signal s */
     uint64_t sigignore;  /* PSP_OPT_SIGIGN */
+    int instance_cgroup_count; /* per-instance cgroups: instance i uses entry i % count */
+    int *instance_cgroup;      /* index into cgroup_dirs, -1: the batch's */
+    int *cgroup_dirs;          /* the distinct directories (owned) */
+    int cgroup_dir_count;
 };
 
 /* attr_exact.c: exact child state for the interceptor (not public API). The child's
@@ -91,6 +95,8 @@ int psp_cgroup_open(const char *path, int *out_fd);
 bool psp_cgroup_current(int self_fd, char *buf, size_t size);
 /* The cgroup2 mount point ("/sys/fs/cgroup" or "/sys/fs/cgroup/unified"), or NULL. */
 const char *psp_cgroup2_mount(void);
+/* Closes count descriptors (those >= 0) and frees the array. */
+void psp_cgroup_close_all(int *fds, int count);
 
 /* attr.c: the wire form of options (struct psp_wire_options + strings + CPU sets). */
 size_t psp_attr_wire_size(const pspawn_attr_t *attr);
@@ -123,6 +129,7 @@ struct psp_proxy_config {
     int domain_index;         /* index into impl->domain_node, -1: none */
     int pool;                 /* warm pool: parked children (0: none; never in relay mode) */
     int pool_idle_ms;
+    char *library_path;       /* prepended to LD_LIBRARY_PATH (library replicas), or NULL */
 };
 
 /* The credentials a proxy was started with, which its children get. */
@@ -196,6 +203,9 @@ struct psp_plan {
 int psp_plan_build(struct psp_plan *plan, const pspawn_instance_t *instances, int n, char *const argv[],
                    char *const envp[], const char *default_argv0, const pspawn_attr_t *attr);
 void psp_plan_free(struct psp_plan *plan);
+/* The cgroup directory instance i of the plan is created in (-1: where the proxy is):
+ * the attr's per-instance one, else the plan's. */
+int psp_plan_instance_cgroup(const struct psp_plan *plan, int i);
 
 /* ---- Backends: split-phase (submit a part, collect it), waitpid, ping, destroy ---- */
 
@@ -329,6 +339,7 @@ struct psp_kernel_backend {
     bool core_set;             /* pspawn_context_create's core: every child there */
     cpu_set_t core;
 };
+struct psp_replicas;
 
 struct pspawn_impl {
     char *path;
@@ -357,6 +368,7 @@ struct pspawn_impl {
     int self_cgroup_fd;                /* /proc/self/cgroup, kept open for the comparison */
     char proxy_cgroup[1024];
     bool proxy_cgroup_known;
+    struct psp_replicas *replicas;     /* PSPAWN_CTX_NUMA_REPLICAS: per-node copies, or NULL */
     /* Async sessions still launching: destroy waits for them. */
     pthread_mutex_t sessions_lock;
     pthread_cond_t sessions_done;

@@ -16,8 +16,11 @@ void psp_part_fit(struct psp_plan *plan, const int *todo, int n, uint64_t limit,
 {
     memset(ps, 0, sizeof(*ps));
     plan->stamp++;
+    int cgroup = n > 0 ? psp_plan_instance_cgroup(plan, todo[0]) : -1;
     for (int j = 0; j < n && ps->count < max_count; j++) {
         const struct psp_plan_instance *in = &plan->instances[todo[j]];
+        if (psp_plan_instance_cgroup(plan, todo[j]) != cgroup)
+            break; /* one cgroup per request: the next part starts with this one */
         struct part_size next = *ps;
         next.count++;
         bool new_set = plan->set_stamp[in->set] != plan->stamp;

@@ -52,21 +52,25 @@ int psp_find_proxy_library(const pspawn_context_attr_t *attr, char **out_path)
     return 0;
 }
 
+static void free_proxy_env(char **env, bool own_library_path);
+
 /* The proxy's environment: the caller's (or attr's), with our variables set. */
 static char **build_proxy_env(char *const *base, const char *proxy_library, const char *config,
-                              bool bind_now)
+                              bool bind_now, const char *library_path)
 {
     size_t n = 0;
     while (base[n] != NULL)
         n++;
-    char **env = calloc(n + 4, sizeof(char *));
+    char **env = calloc(n + 5, sizeof(char *));
     if (env == NULL)
         return NULL;
     size_t out = 0;
-    const char *user_preload = NULL;
+    const char *user_preload = NULL, *user_library_path = NULL;
     for (size_t i = 0; i < n; i++) {
         if (strncmp(base[i], "LD_PRELOAD=", 11) == 0)
             user_preload = base[i] + 11;
+        else if (library_path != NULL && strncmp(base[i], "LD_LIBRARY_PATH=", 16) == 0)
+            user_library_path = base[i] + 16;
         else if (strncmp(base[i], PSP_ENV_CONFIG "=", sizeof(PSP_ENV_CONFIG)) != 0 &&
                  !(bind_now && strncmp(base[i], "LD_BIND_NOW=", 12) == 0))
             env[out++] = base[i];
@@ -88,16 +92,25 @@ static char **build_proxy_env(char *const *base, const char *proxy_library, cons
     env[out++] = cfg;
     if (bind_now)
         env[out++] = "LD_BIND_NOW=1";
+    /* Replicas: their directory first, so the loader finds the copies. */
+    if (library_path != NULL &&
+        asprintf(&env[out++], "LD_LIBRARY_PATH=%s%s%s", library_path, user_library_path ? ":" : "",
+                 user_library_path ? user_library_path : "") < 0) {
+        env[--out] = NULL;
+        free_proxy_env(env, false);
+        return NULL;
+    }
     env[out] = NULL;
     return env;
 }
 
 /* Frees what build_proxy_env allocated: the array and our two strings (the caller's
  * LD_PRELOAD and configuration entries were left out of the copy, so these are ours). */
-static void free_proxy_env(char **env)
+static void free_proxy_env(char **env, bool own_library_path)
 {
     for (size_t i = 0; env[i] != NULL; i++) {
-        if (strncmp(env[i], "LD_PRELOAD=", 11) == 0 || strncmp(env[i], PSP_ENV_CONFIG "=", sizeof(PSP_ENV_CONFIG)) == 0)
+        if (strncmp(env[i], "LD_PRELOAD=", 11) == 0 || strncmp(env[i], PSP_ENV_CONFIG "=", sizeof(PSP_ENV_CONFIG)) == 0 ||
+            (own_library_path && strncmp(env[i], "LD_LIBRARY_PATH=", 16) == 0))
             free(env[i]);
     }
     free(env);
@@ -218,10 +231,10 @@ int psp_exec_proxy(struct psp_channel *ch, int proxy_socket)
                      (cfg->flags & PSPAWN_CTX_DEFERRED ? PSP_CONFIG_DEFERRED : 0);
     snprintf(config, sizeof(config), "%u:%d:%u", PSP_PROTOCOL_VERSION, (int)getpid(), flags);
     char **env = build_proxy_env(cfg->proxy_envp ? cfg->proxy_envp : environ, cfg->proxy_library, config,
-                                 !(cfg->flags & PSPAWN_CTX_NO_BIND_NOW));
+                                 !(cfg->flags & PSPAWN_CTX_NO_BIND_NOW), cfg->library_path);
     if (env == NULL)
         return ENOMEM;
     int err = spawn_proxy(ch, proxy_socket, env);
-    free_proxy_env(env);
+    free_proxy_env(env, cfg->library_path != NULL);
     return err;
 }

@@ -166,6 +166,7 @@ static void start_failed(struct psp_channel *ch)
 void psp_proxy_config_free(struct psp_proxy_config *config)
 {
     free(config->path);
+    free(config->library_path);
     free(config->proxy_library);
     if (config->proxy_envp != NULL) {
         for (size_t i = 0; config->proxy_envp[i] != NULL; i++)

@@ -68,9 +68,16 @@ struct psp_proxy {
     struct psp_image_base image;
     bool reset_cpus;        /* children without a CPU set get child_cpus (see psp_shared) */
     bool reset_mempolicy;   /* node-bound proxy: children reset their memory policy */
+    int cgroup_placement;   /* PSP_CGROUP_*: how children get into a request's cgroup */
     cpu_set_t child_cpus;
     struct psp_proxy_pool pool;
 };
+
+/* cgroup_placement: not probed yet, clone3(CLONE_INTO_CGROUP), or (a kernel before 5.7,
+ * or a seccomp profile refusing clone3) plain clone and the child moves itself. */
+#define PSP_CGROUP_UNKNOWN 0
+#define PSP_CGROUP_CLONE3 1
+#define PSP_CGROUP_MOVE 2
 
 /* entry.c: the one proxy of this process. */
 extern struct psp_proxy psp_the_proxy;

@@ -15,6 +15,7 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <linux/sched.h>
 
@@ -221,9 +222,50 @@ static int error_pipe_above_stdio(int pipe_fds[2])
  * with the proxy's exit signal (SIGCHLD, as posix_spawn started us). The kernel writes
  * the new pid into the shared results slot before clone returns (CLONE_PARENT_SETTID),
  * so a proxy killed right after a fork cannot hide a child from the launcher. */
+/* Whether this kernel creates children in a cgroup: clone3 with CLONE_INTO_CGROUP and a
+ * descriptor number that is not open fails with EBADF where it is supported (before any
+ * process exists); ENOSYS (no clone3, or a seccomp filter), EINVAL or E2BIG (a kernel
+ * before 5.7: unknown flag, larger struct) mean it is not. */
+static int probe_cgroup_placement(void)
+{
+    struct clone_args args;
+    memset(&args, 0, sizeof(args));
+    args.flags = CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = (uint64_t)INT32_MAX;
+    long r = syscall(SYS_clone3, &args, sizeof(args));
+    if (r == 0)
+        _exit(127); /* cannot happen (no such descriptor); never run our code twice */
+    if (r > 0) {
+        (void)waitpid((pid_t)r, NULL, 0);
+        return PSP_CGROUP_CLONE3;
+    }
+    return errno == ENOSYS || errno == EINVAL || errno == E2BIG ? PSP_CGROUP_MOVE : PSP_CGROUP_CLONE3;
+}
+
+/* The fallback's move, in the child before anything else: "0" is the writer itself. */
+static void move_into_cgroup(int cgroup_fd, uint32_t instance, int error_fd)
+{
+    int fd = openat(cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    int err = fd < 0 ? errno : 0;
+    if (fd >= 0) {
+        ssize_t w;
+        while ((w = write(fd, "0", 1)) < 0 && errno == EINTR) {
+        }
+        err = w == 1 ? 0 : (w < 0 ? errno : EIO);
+        close(fd);
+    }
+    if (err == 0)
+        return;
+    int32_t record[2] = {(int32_t)instance, err};
+    while (write(error_fd, record, sizeof(record)) < 0 && errno == EINTR) {
+    }
+    _exit(127);
+}
+
 pid_t psp_clone_child(struct psp_proxy *p, _Atomic int32_t *result_slot, int cgroup_fd)
 {
-    if (cgroup_fd >= 0) {
+    if (cgroup_fd >= 0 && p->cgroup_placement == PSP_CGROUP_CLONE3) {
         /* Born in the cgroup (no migration, no threadgroup lock; its limits apply to
          * this very fork). clone3 with CLONE_PARENT needs exit_signal 0: the child then
          * gets our own exit signal, SIGCHLD, as with clone above. */
@@ -303,7 +345,10 @@ static bool serve_request(struct psp_proxy *p, uint32_t slot_index, uint64_t seq
     int error_pipe[2] = {-1, -1};
     /* Children report failures before main through a pipe: with options, or when an
      * instance has a CPU set. */
-    bool report = !ping && err == 0 && (req->options != NULL || req->cpuset_count > 0);
+    if (!ping && err == 0 && req->cgroup && p->cgroup_placement == PSP_CGROUP_UNKNOWN)
+        p->cgroup_placement = probe_cgroup_placement();
+    bool move = !ping && err == 0 && req->cgroup && p->cgroup_placement == PSP_CGROUP_MOVE;
+    bool report = !ping && err == 0 && (req->options != NULL || req->cpuset_count > 0 || move);
     if (err == 0 && !ping && req->fd_count > 0) {
         fds = calloc(req->fd_count, sizeof(int));
         err = fds == NULL ? ENOMEM : psp_receive_fds(fds, req->fd_count);
@@ -326,6 +371,8 @@ static bool serve_request(struct psp_proxy *p, uint32_t slot_index, uint64_t seq
             } else {
                 pid = psp_clone_child(p, &results[i], req->cgroup ? fds[req->fd_count - 1] : -1);
                 if (pid == 0) {
+                    if (move)
+                        move_into_cgroup(fds[req->fd_count - 1], i, error_pipe[1]);
                     become_instance(p, req, i, error_pipe[1]);
                     psp_child_prepare(p, req, i, fds, error_pipe[1]);
                     return true;

@@ -140,6 +140,48 @@ internal sealed unsafe class NativeSpawnAttributes : IDisposable
     }
 
     /// <summary>
+    /// pspawn_attr_set_cgroup_per_instance for instances [start, start + count) of a batch (null: the batch's). Returns
+    /// 0 or the errno; <see cref="ExceptionForInstanceCgroups"/> names the cgroup that failed.
+    /// </summary>
+    public int SetInstanceCgroups(IReadOnlyList<string?> cgroups, int start, int count)
+    {
+        var paths = new IntPtr[count];
+        try
+        {
+            for (int i = 0; i < count; i++)
+            {
+                paths[i] = cgroups[start + i] is string path ? (IntPtr)NativeStringArray.AllocUtf8(path) : IntPtr.Zero;
+            }
+
+            fixed (IntPtr* pointer = paths)
+            {
+                return Interop.PSpawnCore.AttrSetCgroupPerInstance(_attr, (byte**)pointer, count) == 0 ? 0 : Marshal.GetLastPInvokeError();
+            }
+        }
+        finally
+        {
+            foreach (IntPtr path in paths)
+            {
+                if (path != IntPtr.Zero)
+                {
+                    NativeStringArray.FreeUtf8((byte*)path);
+                }
+            }
+        }
+    }
+
+    /// <summary>After <see cref="SetInstanceCgroups"/> failed: the typed exception of the first cgroup that cannot be opened.</summary>
+    public static Exception ExceptionForInstanceCgroups(IReadOnlyList<string?> cgroups, int errno, string executablePath)
+    {
+        foreach (string cgroup in cgroups.OfType<string>().Distinct(StringComparer.Ordinal))
+        {
+            ProbeCgroup(cgroup, executablePath);
+        }
+
+        return ErrorMapper.ForCgroup(ErrorMapper.ToErrno(errno), cgroups.OfType<string>().FirstOrDefault() ?? "", executablePath);
+    }
+
+    /// <summary>
     /// Opens <paramref name="cgroup"/> as pspawn_context_create_ex will, so that its errors are told apart from the
     /// executable's (both can be ENOENT or EACCES).
     /// </summary>

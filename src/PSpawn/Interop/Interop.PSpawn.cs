@@ -76,6 +76,12 @@ internal static partial class Interop
         [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_set_cgroup", SetLastError = true)]
         internal static partial int AttrSetCgroup(IntPtr attr, byte* path);
 
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_context_replica_bytes", SetLastError = true)]
+        internal static partial long ContextReplicaBytes(Context* ctx);
+
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_attr_set_cgroup_per_instance", SetLastError = true)]
+        internal static partial int AttrSetCgroupPerInstance(IntPtr attr, byte** paths, int count);
+
         [LibraryImport(LibraryName, EntryPoint = "pspawn_context_attr_init")]
         internal static partial int ContextAttrInit(ContextAttr* attr);
 
