@@ -30,20 +30,21 @@ namespace PSpawn;
 /// </remarks>
 public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
 {
-    private readonly ContextHandle _handle;
+    private readonly Lock _nativeGate = new();
+    private readonly KernelDetection? _kernel;
+    private NativeBackend? _native;
     private int _disposed;
     private int _runningRelayChildren;
     private int _restarts;
 
-    private PSpawnContext(ContextHandle handle, string path, int core, PSpawnContextOptions options, ILogger logger, PSpawnMode mode, Errno? fallbackReason)
+    private PSpawnContext(NativeBackend? native, KernelDetection? kernel, string path, int core, PSpawnContextOptions options, ILogger logger)
     {
-        _handle = handle;
+        _native = native;
+        _kernel = kernel;
         Path = path;
         Core = core;
         Options = options;
         Logger = logger;
-        Mode = mode;
-        FallbackReason = fallbackReason;
     }
 
     /// <summary>The full path of the executable this context spawns.</summary>
@@ -55,16 +56,21 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
     /// <summary>The options the context was created with.</summary>
     public PSpawnContextOptions Options { get; }
 
-    /// <summary>How this context spawns.</summary>
-    public PSpawnMode Mode { get; }
+    /// <summary>
+    /// How this context spawns: <see cref="PSpawnMode.Kernel"/> when the kernel's system calls serve it
+    /// (<see cref="PSpawnContextOptions.KernelPath"/>; the requests they cannot express go to a zygote created on first
+    /// need, and <see cref="SpawnBatchResult.Backend"/> says which served a batch), else the zygote's mode.
+    /// </summary>
+    public PSpawnMode Mode => _kernel is not null ? PSpawnMode.Kernel : _native!.Mode;
 
     /// <summary>
     /// In <see cref="PSpawnMode.Fallback"/> mode, the error that prevented a zygote (<c>ENOTSUP</c>: statically linked,
     /// <c>EPERM</c>: set-user-ID or set-group-ID, <c>EDEADLK</c>: threads started by constructors, <c>ENOSYS</c>: no
     /// <c>__libc_start_main</c> (its own entry point), <c>ETIMEDOUT</c> or
-    /// <c>EPIPE</c>: the proxy did not start); otherwise null.
+    /// <c>EPIPE</c>: the proxy did not start); in <see cref="PSpawnMode.Kernel"/> mode, that of the zygote created for
+    /// the requests the kernel could not serve, if it fell back; otherwise null.
     /// </summary>
-    public Errno? FallbackReason { get; }
+    public Errno? FallbackReason => Volatile.Read(ref _native)?.FallbackReason;
 
     /// <summary>The proxy's process ID; null in <see cref="PSpawnMode.Fallback"/> mode, once the proxy has failed, or after <see cref="Dispose"/>.</summary>
     public unsafe int? ProxyProcessId
@@ -76,11 +82,17 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
                 return null;
             }
 
+            ContextHandle? handle = Volatile.Read(ref _native)?.Handle;
+            if (handle is null)
+            {
+                return null;
+            }
+
             bool added = false;
             try
             {
-                _handle.DangerousAddRef(ref added);
-                int pid = Interop.PSpawnCore.ContextProxyPid(_handle.Pointer);
+                handle.DangerousAddRef(ref added);
+                int pid = Interop.PSpawnCore.ContextProxyPid(handle.Pointer);
                 return pid > 0 ? pid : null;
             }
             catch (ObjectDisposedException)
@@ -91,7 +103,7 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             {
                 if (added)
                 {
-                    _handle.DangerousRelease();
+                    handle.DangerousRelease();
                 }
             }
         }
@@ -106,11 +118,17 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
     {
         get
         {
+            ContextHandle? handle = Volatile.Read(ref _native)?.Handle;
+            if (handle is null)
+            {
+                return Volatile.Read(ref _restarts);
+            }
+
             bool added = false;
             try
             {
-                _handle.DangerousAddRef(ref added);
-                return Math.Max(Volatile.Read(ref _restarts), Interop.PSpawnCore.ContextRestarts(_handle.Pointer));
+                handle.DangerousAddRef(ref added);
+                return Math.Max(Volatile.Read(ref _restarts), Interop.PSpawnCore.ContextRestarts(handle.Pointer));
             }
             catch (ObjectDisposedException)
             {
@@ -120,7 +138,7 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             {
                 if (added)
                 {
-                    _handle.DangerousRelease();
+                    handle.DangerousRelease();
                 }
             }
         }
@@ -134,11 +152,17 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
     {
         get
         {
+            ContextHandle? handle = Volatile.Read(ref _native)?.Handle;
+            if (handle is null)
+            {
+                return 0;
+            }
+
             bool added = false;
             try
             {
-                _handle.DangerousAddRef(ref added);
-                return Interop.PSpawnCore.ContextProxyCount(_handle.Pointer);
+                handle.DangerousAddRef(ref added);
+                return Interop.PSpawnCore.ContextProxyCount(handle.Pointer);
             }
             catch (ObjectDisposedException)
             {
@@ -148,7 +172,7 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             {
                 if (added)
                 {
-                    _handle.DangerousRelease();
+                    handle.DangerousRelease();
                 }
             }
         }
@@ -163,11 +187,17 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
     {
         get
         {
+            ContextHandle? handle = Volatile.Read(ref _native)?.Handle;
+            if (handle is null)
+            {
+                return [];
+            }
+
             bool added = false;
             try
             {
-                _handle.DangerousAddRef(ref added);
-                int count = Interop.PSpawnCore.ContextProxyNodes(_handle.Pointer, null, 0);
+                handle.DangerousAddRef(ref added);
+                int count = Interop.PSpawnCore.ContextProxyNodes(handle.Pointer, null, 0);
                 if (count <= 0)
                 {
                     return [];
@@ -176,7 +206,7 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
                 int[] nodes = new int[count];
                 fixed (int* pointer = nodes)
                 {
-                    count = Interop.PSpawnCore.ContextProxyNodes(_handle.Pointer, pointer, nodes.Length);
+                    count = Interop.PSpawnCore.ContextProxyNodes(handle.Pointer, pointer, nodes.Length);
                 }
 
                 return count <= 0 ? [] : Array.AsReadOnly(nodes[..Math.Min(count, nodes.Length)]);
@@ -189,7 +219,7 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             {
                 if (added)
                 {
-                    _handle.DangerousRelease();
+                    handle.DangerousRelease();
                 }
             }
         }
@@ -207,7 +237,8 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
 
     internal ILogger Logger { get; }
 
-    internal ContextHandle Handle => _handle;
+    /// <summary>The native context, or null while none has been created (<see cref="PSpawnMode.Kernel"/> mode).</summary>
+    internal ContextHandle? Handle => Volatile.Read(ref _native)?.Handle;
 
     /// <summary>Starts a proxy for the executable at <paramref name="path"/>.</summary>
     /// <param name="path">The executable (a file path, not a command name: PATH is not searched). Relative paths
@@ -222,7 +253,10 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
     /// <see cref="FallbackPolicy.Throw"/> (or the file is not an ELF executable).</exception>
     /// <exception cref="PSpawnProxyException">The proxy died or timed out during start-up.</exception>
     /// <exception cref="PSpawnException">Another failure of the native core (every exception carries <see cref="IPSpawnError.Errno"/> and <see cref="IPSpawnError.Path"/>).</exception>
-    public static unsafe PSpawnContext Create(string path, int core = -1, PSpawnContextOptions? options = null)
+    /// <exception cref="PSpawnKernelPathException"><see cref="PSpawnContextOptions.KernelPath"/> is <see cref="KernelPath.Require"/> and
+    /// the kernel has no pspawn/ipspawn system calls (<c>ENOSYS</c>), or an option of the context needs a zygote
+    /// (<see cref="PSpawnContextOptions.Cgroup"/>, <see cref="PSpawnContextOptions.ForceRelayMode"/>; <c>EOPNOTSUPP</c>).</exception>
+    public static PSpawnContext Create(string path, int core = -1, PSpawnContextOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentOutOfRangeException.ThrowIfLessThan(core, -1);
@@ -230,6 +264,23 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
         options.Validate();
         ILogger logger = options.Logger ?? NullLogger.Instance;
         string fullPath = System.IO.Path.GetFullPath(path);
+
+        if (ChooseKernel(fullPath, options, logger) is KernelDetection kernel)
+        {
+            CheckExecutable(fullPath, logger);
+            ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(core, Interop.PSpawnCore.CpuSetSize);
+            Log.KernelPathUsed(logger, fullPath, kernel.AbiVersion, kernel.PSpawnNumber, kernel.IPSpawnNumber);
+            return new PSpawnContext(null, kernel, fullPath, core, options, logger);
+        }
+
+        var created = new PSpawnContext(CreateNative(fullPath, core, options, logger), null, fullPath, core, options, logger);
+        created.LogNativeStarted();
+        return created;
+    }
+
+    /// <summary>Creates the native context (starts the proxies), or throws what the native core reported.</summary>
+    private static unsafe NativeBackend CreateNative(string fullPath, int core, PSpawnContextOptions options, ILogger logger)
+    {
 
         NativeLibraryResolver.EnsureRegistered();
         if (options.Cgroup is string cgroup)
@@ -347,16 +398,21 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             fallbackReason = reason;
             Log.FallbackToPosixSpawn(logger, fullPath, DescribeFallbackReason(reason));
         }
-        var created = new PSpawnContext(handle, fullPath, core, options, logger, mode, fallbackReason);
-        if (mode != PSpawnMode.Fallback && logger.IsEnabled(LogLevel.Information))
-        {
-            int proxyPid = Interop.PSpawnCore.ContextProxyPid(context);
-            string nodes = string.Join(',', created.ProxyNodes);
-            string topology = DescribeTopology();
-            Log.ProxyStarted(logger, fullPath, proxyPid, mode, created.ProxyCount, nodes, topology);
-        }
 
-        return created;
+        return new NativeBackend(handle, mode, fallbackReason);
+    }
+
+    /// <summary>Logs the proxies of the native context just created.</summary>
+    private unsafe void LogNativeStarted()
+    {
+        NativeBackend native = _native!;
+        if (native.Mode != PSpawnMode.Fallback && Logger.IsEnabled(LogLevel.Information))
+        {
+            int proxyPid = Interop.PSpawnCore.ContextProxyPid(native.Handle.Pointer);
+            string nodes = string.Join(',', ProxyNodes);
+            string topology = DescribeTopology();
+            Log.ProxyStarted(Logger, Path, proxyPid, native.Mode, ProxyCount, nodes, topology);
+        }
     }
 
     /// <summary>The NUMA nodes this process may use, for the log ("node 0: 2 CPUs [0,1], ..."); never throws.</summary>
@@ -392,7 +448,7 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             int previous = Interlocked.CompareExchange(ref _restarts, restarts, seen);
             if (previous == seen)
             {
-                int proxyPid = Interop.PSpawnCore.ContextProxyPid(_handle.Pointer);
+                int proxyPid = Interop.PSpawnCore.ContextProxyPid(_native!.Handle.Pointer);
                 Log.ProxyRestarted(Logger, Path, proxyPid, restarts, Options.MaxRestarts);
                 return;
             }
@@ -417,16 +473,29 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             return;
         }
 
+        NativeBackend? native;
+        lock (_nativeGate)
+        {
+            native = _native; // none is created after this (EnsureNative checks _disposed under the lock)
+        }
+
+        if (native is null)
+        {
+            Log.KernelContextDisposed(Logger, Path);
+            return;
+        }
+
+        ContextHandle handle = native.Handle;
         int? proxyPid = null;
-        if (Mode != PSpawnMode.Fallback)
+        if (native.Mode != PSpawnMode.Fallback)
         {
             bool added = false;
             try
             {
-                _handle.DangerousAddRef(ref added);
+                handle.DangerousAddRef(ref added);
                 unsafe
                 {
-                    int pid = Interop.PSpawnCore.ContextProxyPid(_handle.Pointer);
+                    int pid = Interop.PSpawnCore.ContextProxyPid(handle.Pointer);
                     proxyPid = pid > 0 ? pid : null;
                 }
             }
@@ -434,17 +503,17 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             {
                 if (added)
                 {
-                    _handle.DangerousRelease();
+                    handle.DangerousRelease();
                 }
             }
         }
 
-        _handle.Dispose();
-        if (Mode == PSpawnMode.Fallback)
+        handle.Dispose();
+        if (native.Mode == PSpawnMode.Fallback)
         {
             Log.FallbackContextDisposed(Logger, Path);
         }
-        else if (_handle.Destroyed)
+        else if (handle.Destroyed)
         {
             Log.ProxyStopped(Logger, Path, proxyPid ?? -1);
         }

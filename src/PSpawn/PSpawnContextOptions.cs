@@ -118,6 +118,15 @@ public sealed record PSpawnContextOptions
     /// </summary>
     public string? Cgroup { get; init; }
 
+    /// <summary>
+    /// Whether the kernel's pspawn/ipspawn system calls serve the context (<see cref="PSpawnKernel"/>). Default
+    /// <see cref="PSpawn.KernelPath.Auto"/>: when they are available, every request they can express (arguments, environment,
+    /// CPUs) goes to them, without the native library, and the rest to a zygote created on first need; when they are not, the
+    /// context is exactly what it was without them. <see cref="PSpawn.KernelPath.Require"/> fails instead of using a zygote;
+    /// <see cref="PSpawn.KernelPath.Forbid"/> never uses them.
+    /// </summary>
+    public KernelPath KernelPath { get; init; } = KernelPath.Auto;
+
     internal int NativeNuma => Numa switch
     {
         NumaPlacement.Auto => Interop.PSpawnCore.NumaAuto,
@@ -146,6 +155,11 @@ public sealed record PSpawnContextOptions
         _ = NativeNuma;
         _ = NativeNumaMemory;
         _ = NativeNumaSpread;
+        if (KernelPath is not (KernelPath.Auto or KernelPath.Require or KernelPath.Forbid))
+        {
+            throw new ArgumentException($"Unknown kernel path {(int)KernelPath}.", nameof(KernelPath));
+        }
+
         SpawnOptions.ValidateCgroupPath(Cgroup, nameof(Cgroup));
 
         if (StartupTimeout <= TimeSpan.Zero || StartupTimeout.TotalMilliseconds > int.MaxValue)

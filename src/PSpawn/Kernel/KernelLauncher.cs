@@ -1,0 +1,114 @@
+using System.Runtime.InteropServices;
+
+namespace PSpawn;
+
+/// <summary>
+/// Launches the parts of a <see cref="KernelBatch"/> with ipspawn and reads each session's results (one pid or -errno per
+/// instance). ipspawn rather than pspawn: it starts the instances in parallel, pspawn waits for each exec in turn.
+/// </summary>
+internal static unsafe class KernelLauncher
+{
+    /// <summary>Starts instances [start, start + count) as one launch session; null with <paramref name="errno"/> when the call failed as a whole.</summary>
+    public static KernelSessionHandle? Start(KernelDetection kernel, KernelBatch batch, int start, int count, bool nonBlocking, out int errno)
+    {
+        KernelAbi.Args args;
+        batch.Fill(&args, start, count, nonBlocking ? KernelAbi.SessionNonblock : 0);
+        KernelSessionHandle session = Interop.Kernel.IPSpawn((nint)kernel.IPSpawnNumber, &args, sizeof(KernelAbi.Args));
+        errno = session.IsInvalid ? Marshal.GetLastPInvokeError() : 0;
+        if (session.IsInvalid)
+        {
+            session.Dispose();
+            return null;
+        }
+
+        return session;
+    }
+
+    /// <summary>
+    /// Reads every result of a session (waiting with poll until it is complete when the descriptor is non-blocking):
+    /// <paramref name="pids"/>[k] &gt; 0, or -1 with <paramref name="errors"/>[k] the errno. A read that fails (never
+    /// seen: the descriptor is ours) leaves the unread instances EIO.
+    /// </summary>
+    public static void ReadResults(KernelSessionHandle session, Span<int> pids, Span<int> errors)
+    {
+        int count = pids.Length;
+        int[] raw = new int[count];
+        int got = 0; // whole results
+        fixed (int* buffer = raw)
+        {
+            while (got < count)
+            {
+                nint n = Interop.Kernel.ReadSession(session, (byte*)(buffer + got), (nuint)((count - got) * KernelAbi.ResultSize));
+                if (n > 0)
+                {
+                    got += (int)(n / KernelAbi.ResultSize);
+                    continue;
+                }
+
+                int errno = n < 0 ? Marshal.GetLastPInvokeError() : 0;
+                if (errno == Interop.Sys.EINTR)
+                {
+                    continue;
+                }
+
+                if (errno == Interop.Sys.EAGAIN && HandlePoll.Wait(session, Interop.Sys.POLLIN, -1))
+                {
+                    continue;
+                }
+
+                break; // end of file early, or an error
+            }
+        }
+
+        for (int k = 0; k < count; k++)
+        {
+            int value = k < got ? raw[k] : -Interop.Sys.EIO;
+            pids[k] = value > 0 ? value : -1;
+            errors[k] = value > 0 ? 0 : -value;
+        }
+    }
+
+    /// <summary>Runs the whole batch, part after part, each launched in parallel and waited for; fills one result per instance.</summary>
+    public static void Run(KernelDetection kernel, KernelBatch batch, Span<int> pids, Span<int> errors)
+    {
+        int start = 0;
+        while (start < batch.Count)
+        {
+            int count = batch.NextPart(start, int.MaxValue);
+            using (KernelSessionHandle? session = Start(kernel, batch, start, count, nonBlocking: false, out int errno))
+            {
+                if (session is null)
+                {
+                    pids.Slice(start, count).Fill(-1);
+                    errors.Slice(start, count).Fill(errno != 0 ? errno : Interop.Sys.EIO);
+                }
+                else
+                {
+                    ReadResults(session, pids.Slice(start, count), errors.Slice(start, count));
+                }
+            }
+
+            start += count;
+        }
+    }
+}
+
+/// <summary>
+/// An ipspawn launch-session descriptor (an anon inode, close-on-exec). Closing it before reading the results leaves
+/// failed instances as zombies until this process exits, so every path reads the results first.
+/// </summary>
+internal sealed class KernelSessionHandle : SafeHandle
+{
+    /// <summary>For the interop marshaller (the descriptor is set by it).</summary>
+    public KernelSessionHandle()
+        : base(new IntPtr(-1), ownsHandle: true)
+    {
+    }
+
+    public override bool IsInvalid => handle.ToInt64() < 0;
+
+    /// <summary>The descriptor number (for epoll registration; the handle must stay open meanwhile).</summary>
+    public int Fd => (int)handle.ToInt64();
+
+    protected override bool ReleaseHandle() => Interop.Sys.Close((int)handle.ToInt64()) == 0;
+}
