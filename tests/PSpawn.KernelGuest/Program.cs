@@ -360,7 +360,8 @@ internal static class Bench
         SpawnBatchResult result = context.SpawnBatch(batch);
         if (!result.AllStarted || result.Backend != expected)
         {
-            throw new InvalidOperationException($"{result}, expected {expected}");
+            string errors = string.Join(", ", result.Failed.GroupBy(f => f.Errno).Select(g => $"{g.Count()} x {g.Key}"));
+            throw new InvalidOperationException($"{result} ({errors}), expected {expected}");
         }
 
         await Task.WhenAll(result.Started.Select(p => p.WaitForExitAsync()));
