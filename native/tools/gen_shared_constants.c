@@ -26,6 +26,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "pspawn.h"
 #include "gen_shared_constants.h"
@@ -153,6 +154,8 @@ static void emit_system(void)
     INT(SIGINT, SIGINT);
     INT(SIGKILL, SIGKILL);
     INT(SIGTERM, SIGTERM);
+    INT(SIGCHLD, SIGCHLD);
+    INT(X_OK, X_OK);
     INT(WNOHANG, WNOHANG);
     INT(WEXITED, WEXITED);
     INT(WNOWAIT, WNOWAIT);

@@ -32,7 +32,11 @@ public sealed partial class PSpawnContext
             throw new PSpawnKernelPathException($"KernelPath.Require cannot be honoured for {fullPath}: {declined}.", errno, fullPath);
         }
 
-        Log.KernelPathDeclined(logger, fullPath, declined);
+        if (kernel.Available)
+        {
+            Log.KernelPathDeclined(logger, fullPath, declined); // absent: silent, the context is what it always was
+        }
+
         return null;
     }
 
@@ -51,7 +55,7 @@ public sealed partial class PSpawnContext
                 if (line.StartsWith("SigIgn:", StringComparison.Ordinal))
                 {
                     ulong ignored = Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16);
-                    return (ignored & (1UL << (17 - 1))) != 0; // SIGCHLD is 17
+                    return (ignored & (1UL << (Interop.Sys.SIGCHLD - 1))) != 0;
                 }
             }
         }
@@ -66,7 +70,7 @@ public sealed partial class PSpawnContext
     private static void CheckExecutable(string fullPath, ILogger logger)
     {
         Errno? problem = !File.Exists(fullPath) && !Directory.Exists(fullPath) ? Errno.ENOENT
-            : Directory.Exists(fullPath) || Interop.Kernel.Access(fullPath, Interop.Kernel.X_OK) != 0 ? Errno.EACCES
+            : Directory.Exists(fullPath) || Interop.Kernel.Access(fullPath, Interop.Sys.X_OK) != 0 ? Errno.EACCES
             : null;
         if (problem is Errno e)
         {

@@ -12,15 +12,13 @@ internal static partial class Interop
     {
         private const string LibC = "libc";
 
-        internal const int X_OK = 1;
-
         /// <summary>Any system call with a pointer and a size (for the ENOSYS probe).</summary>
         internal static nint Call(long number, void* args, nuint size) =>
             Sys.Syscall2((nint)number, (nint)args, (nint)size);
 
         /// <summary>ipspawn(args, size): the launch session (invalid, with errno, when the call failed as a whole).</summary>
         [LibraryImport(LibC, EntryPoint = "syscall", SetLastError = true)]
-        internal static partial KernelSessionHandle IPSpawn(nint number, KernelAbi.Args* args, nint size);
+        internal static partial KernelSessionHandle IPSpawn(nint number, Interop.KernelAbi.Args* args, nint size);
 
         /// <summary>read(2) of a session's results.</summary>
         [LibraryImport(LibC, EntryPoint = "read", SetLastError = true)]

@@ -6,7 +6,7 @@ namespace PSpawn;
 /// A batch laid out for the ipspawn system call: the filename, one argv pointer and one envp pointer per instance (the
 /// vectors themselves are the <see cref="NativeInstanceTable"/>'s), and the CPU masks, all in native memory that does not
 /// move and is freed by <see cref="Dispose"/>. Cut into calls (<see cref="NextPart"/>) within the kernel's limits:
-/// <see cref="KernelDetection.MaxSpawns"/> instances and <see cref="KernelAbi.MaxTotalBytes"/> of strings and pointers.
+/// <see cref="KernelDetection.MaxSpawns"/> instances and <see cref="Interop.KernelAbi.MaxTotalBytes"/> of strings and pointers.
 /// </summary>
 internal sealed unsafe class KernelBatch : IDisposable
 {
@@ -108,7 +108,7 @@ internal sealed unsafe class KernelBatch : IDisposable
         for (int i = start; i < end; i++)
         {
             total += _bytes[i];
-            if (total > KernelAbi.MaxTotalBytes && i > start)
+            if (total > Interop.KernelAbi.MaxTotalBytes && i > start)
             {
                 return i - start; // the rest go in the next call (an instance too large alone fails with E2BIG)
             }
@@ -118,16 +118,16 @@ internal sealed unsafe class KernelBatch : IDisposable
     }
 
     /// <summary>Fills the argument block for instances [start, start + count).</summary>
-    public void Fill(KernelAbi.Args* args, int start, int count, ulong flags)
+    public void Fill(Interop.KernelAbi.Args* args, int start, int count, ulong flags)
     {
         *args = default;
         args->Filename = (ulong)_filename;
-        args->NSpawns = (uint)count;
+        args->Nspawns = (uint)count;
         args->Flags = flags;
         if (AllSame(_argv, start, count))
         {
             args->Argv = _argv[start];
-            args->Flags |= KernelAbi.SharedArgv;
+            args->Flags |= Interop.KernelAbi.SharedArgv;
         }
         else
         {
@@ -137,7 +137,7 @@ internal sealed unsafe class KernelBatch : IDisposable
         if (AllSame(_envp, start, count))
         {
             args->Envp = _envp[start];
-            args->Flags |= KernelAbi.SharedEnvp;
+            args->Flags |= Interop.KernelAbi.SharedEnvp;
         }
         else
         {
@@ -148,7 +148,7 @@ internal sealed unsafe class KernelBatch : IDisposable
         {
             args->CpumaskSize = MaskBytes;
             args->Cpumasks = (ulong)(_sharedMask ? _masks : _masks + ((long)start * MaskBytes));
-            args->Flags |= _sharedMask ? KernelAbi.SharedCpumask : 0;
+            args->Flags |= _sharedMask ? Interop.KernelAbi.SharedCpumask : 0;
         }
     }
 

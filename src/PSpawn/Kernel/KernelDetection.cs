@@ -5,7 +5,7 @@ namespace PSpawn;
 /// <summary>
 /// Whether the running kernel has the pspawn/ipspawn system calls, and their numbers: read from
 /// <c>$PSPAWN_SYSFS_ROOT/sys/kernel/pspawn/</c> (the variable is for tests, as in the native core), checked against
-/// <see cref="KernelAbi.AbiVersion"/>, then probed (a call with a block too short for any version must fail with
+/// <see cref="Interop.KernelAbi.AbiVersion"/>, then probed (a call with a block too short for any version must fail with
 /// <c>EINVAL</c>; <c>ENOSYS</c> means the numbers are not this kernel's). Never throws.
 /// </summary>
 internal sealed record KernelDetection(bool Available, long PSpawnNumber, long IPSpawnNumber, int AbiVersion, int MaxSpawns, string? Reason)
@@ -26,7 +26,7 @@ internal sealed record KernelDetection(bool Available, long PSpawnNumber, long I
     /// <summary>Detects the system calls under <paramref name="root"/> ("" for the real /sys).</summary>
     public static KernelDetection Detect(string root)
     {
-        string directory = root + KernelAbi.SysfsDirectory;
+        string directory = root + Interop.KernelAbi.SysfsDir;
         if (!Directory.Exists(directory))
         {
             return Absent($"{directory} does not exist: this kernel has no pspawn/ipspawn system calls (see native/kernel/README.md)");
@@ -39,9 +39,9 @@ internal sealed record KernelDetection(bool Available, long PSpawnNumber, long I
             return Absent(why!);
         }
 
-        if (abi < KernelAbi.AbiVersion)
+        if (abi < Interop.KernelAbi.AbiVersion)
         {
-            return Absent($"{directory}/abi_version is {abi}; this library needs ABI version {KernelAbi.AbiVersion} or later");
+            return Absent($"{directory}/abi_version is {abi}; this library needs ABI version {Interop.KernelAbi.AbiVersion} or later");
         }
 
         if (pspawn is < MinNumber or > MaxNumber || ipspawn is < MinNumber or > MaxNumber || pspawn == ipspawn)
@@ -49,7 +49,7 @@ internal sealed record KernelDetection(bool Available, long PSpawnNumber, long I
             return Absent($"{directory} names implausible system-call numbers (pspawn {pspawn}, ipspawn {ipspawn})");
         }
 
-        int maxSpawns = TryRead(directory, "max_spawns", out long max, out _) ? (int)Math.Clamp(max, 1, KernelAbi.MaxSpawns) : KernelAbi.MaxSpawns;
+        int maxSpawns = TryRead(directory, "max_spawns", out long max, out _) ? (int)Math.Clamp(max, 1, Interop.KernelAbi.MaxSpawns) : Interop.KernelAbi.MaxSpawns;
         if (Probe(pspawn) is string pspawnProblem)
         {
             return Absent($"system call {pspawn} (pspawn_nr) {pspawnProblem}");
@@ -71,8 +71,8 @@ internal sealed record KernelDetection(bool Available, long PSpawnNumber, long I
         nint result = Interop.Kernel.Call(number, null, 0);
         int errno = result < 0 ? System.Runtime.InteropServices.Marshal.GetLastPInvokeError() : 0;
         return result >= 0 ? $"accepted an empty argument block (returned {result}): it is not pspawn"
-            : errno == KernelErrno.ENOSYS ? "does not exist on this kernel (ENOSYS)"
-            : errno == KernelErrno.EINVAL ? null
+            : errno == Interop.Sys.ENOSYS ? "does not exist on this kernel (ENOSYS)"
+            : errno == Interop.Sys.EINVAL ? null
             : $"answered an empty argument block with errno {errno}, not EINVAL: it is not pspawn";
     }
 
@@ -100,12 +100,4 @@ internal sealed record KernelDetection(bool Available, long PSpawnNumber, long I
         why = null;
         return true;
     }
-}
-
-/// <summary>The errno values the kernel path tests for.</summary>
-internal static class KernelErrno
-{
-    public const int EINVAL = 22;
-    public const int ENOSYS = 38;
-    public const int EOPNOTSUPP = 95;
 }

@@ -11,9 +11,9 @@ internal static unsafe class KernelLauncher
     /// <summary>Starts instances [start, start + count) as one launch session; null with <paramref name="errno"/> when the call failed as a whole.</summary>
     public static KernelSessionHandle? Start(KernelDetection kernel, KernelBatch batch, int start, int count, bool nonBlocking, out int errno)
     {
-        KernelAbi.Args args;
-        batch.Fill(&args, start, count, nonBlocking ? KernelAbi.SessionNonblock : 0);
-        KernelSessionHandle session = Interop.Kernel.IPSpawn((nint)kernel.IPSpawnNumber, &args, sizeof(KernelAbi.Args));
+        Interop.KernelAbi.Args args;
+        batch.Fill(&args, start, count, nonBlocking ? Interop.KernelAbi.SessionNonblock : 0);
+        KernelSessionHandle session = Interop.Kernel.IPSpawn((nint)kernel.IPSpawnNumber, &args, sizeof(Interop.KernelAbi.Args));
         errno = session.IsInvalid ? Marshal.GetLastPInvokeError() : 0;
         if (session.IsInvalid)
         {
@@ -38,10 +38,10 @@ internal static unsafe class KernelLauncher
         {
             while (got < count)
             {
-                nint n = Interop.Kernel.ReadSession(session, (byte*)(buffer + got), (nuint)((count - got) * KernelAbi.ResultSize));
+                nint n = Interop.Kernel.ReadSession(session, (byte*)(buffer + got), (nuint)((count - got) * Interop.KernelAbi.ResultSize));
                 if (n > 0)
                 {
-                    got += (int)(n / KernelAbi.ResultSize);
+                    got += (int)(n / Interop.KernelAbi.ResultSize);
                     continue;
                 }
 
