@@ -72,7 +72,8 @@ public sealed class SpawnSession : IAsyncEnumerable<SpawnOutcome>
         else
         {
             // ipspawn starts a part's instances in parallel itself: a few large parts, for outcomes as they complete.
-            _partSize = Math.Clamp((count + PartsPerProxy - 1) / PartsPerProxy, MinPartSize, context.Kernel!.MaxSpawns);
+            int maxSpawns = context.Kernel!.MaxSpawns; // from sysfs: may be below MinPartSize
+            _partSize = Math.Clamp((count + PartsPerProxy - 1) / PartsPerProxy, Math.Min(MinPartSize, maxSpawns), maxSpawns);
             _maxInFlight = PartsInFlightPerProxy;
         }
 
@@ -297,6 +298,7 @@ public sealed class SpawnSession : IAsyncEnumerable<SpawnOutcome>
         {
             KernelLauncher.ReadResults(session, pids, errors); // reading reaps the failed instances
             session.Dispose();
+            KernelLauncher.RelaunchInterrupted(_context.Kernel!, _request.Kernel!, part.Start, pids, errors); // rare: blocks this pool thread briefly
             bool none = false;
             SpawnOutcome[] kernelOutcomes = _context.Adopt(pids, errors, part.Start, ref none, lease: null, SpawnBackend.Kernel);
             lock (_gate)

@@ -41,6 +41,7 @@ internal static class Checks
         await Check("per_instance_errors", PerInstanceErrors);
         await Check("async_session", AsyncSession);
         await Check("spawn_n", SpawnN);
+        await Check("sigchld_during_launch", SigchldDuringLaunch);
         if (withNative)
         {
             await Check("bad_files", BadFiles);
@@ -183,6 +184,22 @@ internal static class Checks
         foreach (SpawnOutcome outcome in second.Outcomes)
         {
             await CheckReport(outcome, "async", (outcome.Index + 1) % ncpus);
+        }
+    }
+
+    /// <summary>
+    /// 200 no-ops in one batch: the first exit while the others are launched, and their SIGCHLD (queued: the runtime
+    /// handles it) makes the kernel refuse clones with ERESTARTNOINTR; the library relaunches those, so all start.
+    /// </summary>
+    private static async Task SigchldDuringLaunch()
+    {
+        await using PSpawnContext context = Kernel(Path.Combine(Path.GetDirectoryName(s_report)!, "noop"));
+        SpawnBatchResult result = context.SpawnBatch(Enumerable.Repeat(new SpawnInstance(), 200).ToArray());
+        string errors = string.Join(", ", result.Failed.GroupBy(f => f.Errno).Select(g => $"{g.Count()} x {g.Key}"));
+        Expect(result.AllStarted && result.Backend == SpawnBackend.Kernel, $"{result}: {errors}");
+        foreach (SpawnedProcess child in result.Started)
+        {
+            Expect(await child.WaitForExitAsync(TimeSpan.FromSeconds(60)) && child.ExitCode == 0, $"{child}");
         }
     }
 

@@ -152,6 +152,38 @@ internal sealed unsafe class KernelBatch : IDisposable
         }
     }
 
+    /// <summary>Whether instances have masks of their own (a subset then needs <see cref="MaskBytes"/> per instance of scratch).</summary>
+    public bool HasPerInstanceMasks => _masks != null && !_sharedMask;
+
+    /// <summary>
+    /// Fills the argument block for the instances <paramref name="indices"/> (not contiguous), with their pointers and
+    /// masks copied into the caller's scratch arrays (<paramref name="masks"/> only when <see cref="HasPerInstanceMasks"/>).
+    /// </summary>
+    public void FillSubset(Interop.KernelAbi.Args* args, ReadOnlySpan<int> indices, ulong* argv, ulong* envp, byte* masks)
+    {
+        for (int j = 0; j < indices.Length; j++)
+        {
+            argv[j] = _argv[indices[j]];
+            envp[j] = _envp[indices[j]];
+            if (HasPerInstanceMasks)
+            {
+                Buffer.MemoryCopy(_masks + ((long)indices[j] * MaskBytes), masks + ((long)j * MaskBytes), MaskBytes, MaskBytes);
+            }
+        }
+
+        *args = default;
+        args->Filename = (ulong)_filename;
+        args->Nspawns = (uint)indices.Length;
+        args->Argv = (ulong)argv;
+        args->Envp = (ulong)envp;
+        if (_masks != null)
+        {
+            args->CpumaskSize = MaskBytes;
+            args->Cpumasks = (ulong)(_sharedMask ? _masks : masks);
+            args->Flags = _sharedMask ? Interop.KernelAbi.SharedCpumask : 0;
+        }
+    }
+
     private static bool AllSame(ulong* pointers, int start, int count)
     {
         for (int i = start + 1; i < start + count; i++)

@@ -8,6 +8,17 @@ namespace PSpawn;
 /// </summary>
 internal static unsafe class KernelLauncher
 {
+    /// <summary>
+    /// ERESTARTNOINTR, a kernel-internal errno that ipspawn reports for an instance whose clone found a signal pending for
+    /// the caller (copy_process refuses to fork then, and a plain fork would be restarted by the kernel). In a .NET
+    /// process that is SIGCHLD of an earlier instance (the runtime handles SIGCHLD, so it is queued, not discarded). The
+    /// instance never existed, so <see cref="RelaunchInterrupted"/> launches it again in a new call.
+    /// </summary>
+    internal const int ERESTARTNOINTR = 513;
+
+    /// <summary>How many times interrupted instances are relaunched before they are reported as EINTR.</summary>
+    private const int MaxRelaunches = 100;
+
     /// <summary>Starts instances [start, start + count) as one launch session; null with <paramref name="errno"/> when the call failed as a whole.</summary>
     public static KernelSessionHandle? Start(KernelDetection kernel, KernelBatch batch, int start, int count, bool nonBlocking, out int errno)
     {
@@ -68,6 +79,71 @@ internal static unsafe class KernelLauncher
         }
     }
 
+    /// <summary>
+    /// Launches again, with blocking calls, the instances of the part at <paramref name="start"/> that failed with
+    /// <see cref="ERESTARTNOINTR"/> (each new call returns to user space first, where the pending signal is handled),
+    /// until none is left; after <see cref="MaxRelaunches"/> calls the rest are EINTR, never the kernel-internal errno.
+    /// </summary>
+    public static void RelaunchInterrupted(KernelDetection kernel, KernelBatch batch, int start, Span<int> pids, Span<int> errors)
+    {
+        for (int attempt = 0; attempt < MaxRelaunches; attempt++)
+        {
+            var retry = new List<int>();
+            for (int k = 0; k < pids.Length; k++)
+            {
+                if (pids[k] <= 0 && errors[k] == ERESTARTNOINTR)
+                {
+                    retry.Add(k);
+                }
+            }
+
+            if (retry.Count == 0)
+            {
+                return;
+            }
+
+            int[] indices = retry.Select(k => start + k).ToArray();
+            int[] newPids = new int[indices.Length];
+            int[] newErrors = new int[indices.Length];
+            ulong* argv = (ulong*)NativeMemory.Alloc((nuint)indices.Length, sizeof(ulong));
+            ulong* envp = (ulong*)NativeMemory.Alloc((nuint)indices.Length, sizeof(ulong));
+            byte* masks = batch.HasPerInstanceMasks ? (byte*)NativeMemory.Alloc((nuint)indices.Length, Interop.PSpawnCore.CpuSetBytes) : null;
+            try
+            {
+                Interop.KernelAbi.Args args;
+                batch.FillSubset(&args, indices, argv, envp, masks);
+                using KernelSessionHandle session = Interop.Kernel.IPSpawn((nint)kernel.IPSpawnNumber, &args, sizeof(Interop.KernelAbi.Args));
+                if (session.IsInvalid)
+                {
+                    int errno = Marshal.GetLastPInvokeError();
+                    newPids.AsSpan().Fill(-1);
+                    newErrors.AsSpan().Fill(errno != 0 ? errno : Interop.Sys.EIO);
+                }
+                else
+                {
+                    ReadResults(session, newPids, newErrors);
+                }
+            }
+            finally
+            {
+                NativeMemory.Free(argv);
+                NativeMemory.Free(envp);
+                NativeMemory.Free(masks);
+            }
+
+            for (int j = 0; j < retry.Count; j++)
+            {
+                pids[retry[j]] = newPids[j];
+                errors[retry[j]] = newErrors[j];
+            }
+        }
+
+        for (int k = 0; k < pids.Length; k++)
+        {
+            errors[k] = pids[k] <= 0 && errors[k] == ERESTARTNOINTR ? Interop.Sys.EINTR : errors[k];
+        }
+    }
+
     /// <summary>Runs the whole batch, part after part, each launched in parallel and waited for; fills one result per instance.</summary>
     public static void Run(KernelDetection kernel, KernelBatch batch, Span<int> pids, Span<int> errors)
     {
@@ -85,6 +161,7 @@ internal static unsafe class KernelLauncher
                 else
                 {
                     ReadResults(session, pids.Slice(start, count), errors.Slice(start, count));
+                    RelaunchInterrupted(kernel, batch, start, pids.Slice(start, count), errors.Slice(start, count));
                 }
             }
 
