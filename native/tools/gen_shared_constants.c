@@ -27,6 +27,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "pspawn.h"
 #include "gen_shared_constants.h"
@@ -164,6 +165,8 @@ static void emit_system(void)
     INT(SIGINT, SIGINT);
     INT(SIGKILL, SIGKILL);
     INT(SIGTERM, SIGTERM);
+    INT(SIGCHLD, SIGCHLD);
+    INT(X_OK, X_OK);
     INT(WNOHANG, WNOHANG);
     INT(WEXITED, WEXITED);
     INT(WNOWAIT, WNOWAIT);

@@ -24,28 +24,40 @@ public sealed partial class PSpawnContext
     /// <see cref="SpawnOptions.OnOutputLine"/>, <see cref="SpawnOptions.OnErrorLine"/>), which a batch cannot create: use
     /// <see cref="SpawnN"/> for piped children.</exception>
     /// <exception cref="ObjectDisposedException">The context has been disposed.</exception>
+    /// <exception cref="PSpawnKernelPathException">The context requires the kernel path (<see cref="KernelPath.Require"/>) and the
+    /// options need more than the system calls can express (a working directory, redirection, limits, ...).</exception>
     public unsafe SpawnBatchResult SpawnBatch(IReadOnlyList<SpawnInstance> instances, SpawnOptions? options = null)
     {
         using BatchRequest request = PrepareBatch(instances, options);
         int count = request.Count;
         if (count == 0)
         {
-            return new SpawnBatchResult([], Path, request.WithOptions);
+            return new SpawnBatchResult([], Path, request.WithOptions, request.Backend);
         }
 
         int[] pids = new int[count];
         int[] errors = new int[count];
+        DescriptorBudget.Refresh();
+        if (request.Kernel is KernelBatch kernel)
+        {
+            KernelLauncher.Run(_kernel!, kernel, pids, errors);
+            bool none = false;
+            var kernelResult = new SpawnBatchResult(Adopt(pids, errors, 0, ref none, lease: null, SpawnBackend.Kernel), Path, request.WithOptions, SpawnBackend.Kernel);
+            LogBatch(kernelResult);
+            return kernelResult;
+        }
+
+        ContextHandle handle = request.Native!.Handle;
         int started;
         int errno = 0;
         bool added = false;
-        DescriptorBudget.Refresh();
         try
         {
-            _handle.DangerousAddRef(ref added);
+            handle.DangerousAddRef(ref added);
             fixed (int* pidsPointer = pids)
             fixed (int* errorsPointer = errors)
             {
-                started = Interop.PSpawnCore.Vector(pidsPointer, errorsPointer, _handle.Pointer, request.Table.Pointer, count, request.AttributesPointer);
+                started = Interop.PSpawnCore.Vector(pidsPointer, errorsPointer, handle.Pointer, request.Table.Pointer, count, request.AttributesPointer);
                 if (started < 0)
                 {
                     errno = Marshal.GetLastPInvokeError();
@@ -59,8 +71,8 @@ public sealed partial class PSpawnContext
                 errors.AsSpan().Fill(errno);
             }
 
-            SpawnOutcome[] outcomes = Adopt(pids, errors, 0, ref added, lease: null);
-            var result = new SpawnBatchResult(outcomes, Path, request.WithOptions);
+            SpawnOutcome[] outcomes = Adopt(pids, errors, 0, ref added, lease: null, request.Backend);
+            var result = new SpawnBatchResult(outcomes, Path, request.WithOptions, request.Backend);
             LogBatch(result);
             return result;
         }
@@ -68,7 +80,7 @@ public sealed partial class PSpawnContext
         {
             if (added)
             {
-                _handle.DangerousRelease();
+                handle.DangerousRelease();
             }
         }
     }
@@ -134,16 +146,24 @@ public sealed partial class PSpawnContext
                 "A batch cannot create pipes (StdioTarget.Pipe, OnOutputLine, OnErrorLine): use SpawnN for piped children, or redirect to a file or a descriptor.", nameof(options));
         }
 
+        // Instances with their own cgroups need a zygote: the system calls place no child in a cgroup.
+        string?[]? cgroups = InstanceCgroups(instances);
+        bool kernel = cgroups is null && UseKernel(options, piped: false);
         Dictionary<string, string> environment = BuildEnvironmentVariables(options);
         NativeInstanceTable table = NativeInstanceTable.Create(instances, options.Argv0 ?? Path, environment, options, nameof(instances));
         try
         {
+            if (kernel)
+            {
+                return new BatchRequest(table, KernelBatch.Create(table, Path, Core, _kernel!.MaxSpawns), table.Count > 0);
+            }
+
             // CPU sets travel per instance (the table resolved the batch's sets by index), so a batch split into several
             // native sessions still puts instance i on CpuSetsPerInstance[i % count].
+            NativeBackend native = EnsureNative();
             SpawnOptions rest = options with { Cpus = null, CpuSetsPerInstance = null };
-            string?[]? cgroups = InstanceCgroups(instances);
             NativeSpawnAttributes? attributes = rest.HasNativeOptions || cgroups is not null ? NativeSpawnAttributes.Create(rest, Path) : null;
-            var request = new BatchRequest(table, attributes, options.HasNativeOptions || table.Count > 0 || cgroups is not null, cgroups);
+            var request = new BatchRequest(table, attributes, options.HasNativeOptions || table.Count > 0 || cgroups is not null, cgroups, native, BackendOf(native, attributes));
             if (request.ApplyCgroups(0, request.Count) is int errno and not 0)
             {
                 attributes?.Dispose(); // the table goes below
@@ -182,11 +202,11 @@ public sealed partial class PSpawnContext
     /// In relay mode the children need a reference on the context: <paramref name="lease"/> (a session's) counts them,
     /// else the caller's reference (<paramref name="added"/>) becomes their lease.
     /// </summary>
-    internal unsafe SpawnOutcome[] Adopt(ReadOnlySpan<int> pids, ReadOnlySpan<int> errors, int firstIndex, ref bool added, ContextLease? lease)
+    internal unsafe SpawnOutcome[] Adopt(ReadOnlySpan<int> pids, ReadOnlySpan<int> errors, int firstIndex, ref bool added, ContextLease? lease, SpawnBackend backend)
     {
-        if (Mode != PSpawnMode.Fallback && added)
+        if (backend is SpawnBackend.Zygote or SpawnBackend.Relay && added)
         {
-            NoteRestarts(Interop.PSpawnCore.ContextRestarts(_handle.Pointer));
+            NoteRestarts(Interop.PSpawnCore.ContextRestarts(_native!.Handle.Pointer));
         }
 
         int startedCount = 0;
@@ -195,7 +215,7 @@ public sealed partial class PSpawnContext
             startedCount += pid > 0 ? 1 : 0;
         }
 
-        if (Mode == PSpawnMode.Relay && startedCount > 0)
+        if (backend == SpawnBackend.Relay && startedCount > 0)
         {
             if (lease is not null)
             {
@@ -203,7 +223,7 @@ public sealed partial class PSpawnContext
             }
             else if (added)
             {
-                lease = new ContextLease(this, _handle, startedCount);
+                lease = new ContextLease(this, _native!.Handle, startedCount);
                 RelayChildrenStarted(startedCount);
                 added = false; // the lease owns the caller's reference now
             }
@@ -251,12 +271,12 @@ public sealed partial class PSpawnContext
     }
 
     /// <summary>Takes a reference on the native context for a launch session (false once disposed).</summary>
-    internal bool TryAddSessionReference(out ContextLease? lease)
+    internal bool TryAddSessionReference(NativeBackend native, out ContextLease? lease)
     {
         bool added = false;
         try
         {
-            _handle.DangerousAddRef(ref added);
+            native.Handle.DangerousAddRef(ref added);
         }
         catch (ObjectDisposedException)
         {
@@ -265,11 +285,11 @@ public sealed partial class PSpawnContext
         }
 
         // In relay mode the session's reference is the lease its children share (released after the last of them and the session).
-        lease = Mode == PSpawnMode.Relay ? new ContextLease(this, _handle, 1) : null;
+        lease = native.Mode == PSpawnMode.Relay ? new ContextLease(this, native.Handle, 1) : null;
         return true;
     }
 
-    internal void ReleaseSessionReference(ContextLease? lease)
+    internal static void ReleaseSessionReference(NativeBackend native, ContextLease? lease)
     {
         if (lease is not null)
         {
@@ -277,9 +297,12 @@ public sealed partial class PSpawnContext
         }
         else
         {
-            _handle.DangerousRelease();
+            native.Handle.DangerousRelease();
         }
     }
+
+    /// <summary>The kernel's system calls, for a session of a kernel-served batch.</summary>
+    internal KernelDetection? Kernel => _kernel;
 
     internal void LogBatch(SpawnBatchResult result)
     {
@@ -297,15 +320,25 @@ public sealed partial class PSpawnContext
     }
 }
 
-/// <summary>A validated batch: its native instance table and attributes, freed together.</summary>
+/// <summary>A validated batch: its native instance table and attributes (or its layout for the kernel), freed together.</summary>
 internal sealed class BatchRequest : IDisposable
 {
-    public BatchRequest(NativeInstanceTable table, NativeSpawnAttributes? attributes, bool withOptions, string?[]? cgroups)
+    public BatchRequest(NativeInstanceTable table, NativeSpawnAttributes? attributes, bool withOptions, string?[]? cgroups, NativeBackend native, SpawnBackend backend)
     {
         Table = table;
         Attributes = attributes;
         WithOptions = withOptions;
         Cgroups = cgroups;
+        Native = native;
+        Backend = backend;
+    }
+
+    public BatchRequest(NativeInstanceTable table, KernelBatch kernel, bool withOptions)
+    {
+        Table = table;
+        Kernel = kernel;
+        WithOptions = withOptions;
+        Backend = SpawnBackend.Kernel;
     }
 
     /// <summary>Each instance's own cgroup (null entries: the batch's), or null when none has one.</summary>
@@ -320,6 +353,14 @@ internal sealed class BatchRequest : IDisposable
 
     public NativeInstanceTable Table { get; }
 
+    /// <summary>The native context that serves the batch, or null when the kernel does.</summary>
+    public NativeBackend? Native { get; }
+
+    /// <summary>The batch laid out for ipspawn, or null when a native context serves it.</summary>
+    public KernelBatch? Kernel { get; }
+
+    public SpawnBackend Backend { get; }
+
     public NativeSpawnAttributes? Attributes { get; }
 
     public IntPtr AttributesPointer => Attributes?.Pointer ?? IntPtr.Zero;
@@ -332,6 +373,7 @@ internal sealed class BatchRequest : IDisposable
     public void Dispose()
     {
         Attributes?.Dispose();
+        Kernel?.Dispose();
         Table.Dispose();
     }
 }

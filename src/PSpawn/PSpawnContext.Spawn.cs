@@ -55,6 +55,14 @@ public sealed partial class PSpawnContext
             return [];
         }
 
+        bool[] piped = PipedStreams(options);
+        if (UseKernel(options, piped[0] || piped[1] || piped[2]))
+        {
+            return SpawnThroughKernel(count, arguments, options);
+        }
+
+        NativeBackend native = EnsureNative();
+        ContextHandle handle = native.Handle;
         var argv = new string[arguments.Count + 1];
         argv[0] = options.Argv0 ?? Path;
         for (int i = 0; i < arguments.Count; i++)
@@ -78,7 +86,6 @@ public sealed partial class PSpawnContext
         int[] errors = new int[count];
         // Pipe ends come back only for the streams that asked for one; every other slot must read -1 (the
         // native core leaves the array untouched when no stream is piped), so never trust an unwritten slot.
-        bool[] piped = PipedStreams(options);
         int[]? stdioFds = piped[0] || piped[1] || piped[2] ? new int[3 * count] : null;
         stdioFds?.AsSpan().Fill(-1);
         int started = 0;
@@ -101,7 +108,7 @@ public sealed partial class PSpawnContext
 
         try
         {
-            _handle.DangerousAddRef(ref added);
+            handle.DangerousAddRef(ref added);
             if (fitting > 0)
             {
                 fixed (int* pidsPointer = pids)
@@ -109,8 +116,8 @@ public sealed partial class PSpawnContext
                 fixed (int* stdioPointer = stdioFds)
                 {
                     started = attributes is null
-                        ? Interop.PSpawnCore.SpawnNE(pidsPointer, errorsPointer, _handle.Pointer, fitting, nativeArgv.Pointer, nativeEnvp.Pointer)
-                        : Interop.PSpawnCore.SpawnNX(pidsPointer, errorsPointer, stdioPointer, _handle.Pointer, fitting, nativeArgv.Pointer, nativeEnvp.Pointer, attributes.Pointer);
+                        ? Interop.PSpawnCore.SpawnNE(pidsPointer, errorsPointer, handle.Pointer, fitting, nativeArgv.Pointer, nativeEnvp.Pointer)
+                        : Interop.PSpawnCore.SpawnNX(pidsPointer, errorsPointer, stdioPointer, handle.Pointer, fitting, nativeArgv.Pointer, nativeEnvp.Pointer, attributes.Pointer);
                     errno = started < fitting ? Marshal.GetLastPInvokeError() : 0;
                 }
             }
@@ -120,9 +127,9 @@ public sealed partial class PSpawnContext
                 errno = Interop.Sys.EMFILE;
             }
 
-            if (Mode != PSpawnMode.Fallback)
+            if (native.Mode != PSpawnMode.Fallback)
             {
-                NoteRestarts(Interop.PSpawnCore.ContextRestarts(_handle.Pointer));
+                NoteRestarts(Interop.PSpawnCore.ContextRestarts(handle.Pointer));
             }
 
             int startedCount = 0;
@@ -137,9 +144,9 @@ public sealed partial class PSpawnContext
             // In relay mode the children's exit statuses live in the proxy: they keep the context alive (one
             // reference for the whole batch) until the last of them has been reaped.
             ContextLease? lease = null;
-            if (Mode == PSpawnMode.Relay && startedCount > 0)
+            if (native.Mode == PSpawnMode.Relay && startedCount > 0)
             {
-                lease = new ContextLease(this, _handle, startedCount);
+                lease = new ContextLease(this, handle, startedCount);
                 Interlocked.Add(ref _runningRelayChildren, startedCount);
                 leased = true;
             }
@@ -173,7 +180,7 @@ public sealed partial class PSpawnContext
             attributes?.Dispose();
             if (added && !leased)
             {
-                _handle.DangerousRelease();
+                handle.DangerousRelease();
             }
 
             if (polled is not null)
@@ -224,6 +231,35 @@ public sealed partial class PSpawnContext
         }
 
         Log.SpawnFailed(Logger, Path, created, count, what, exception);
+        throw exception;
+    }
+
+    /// <summary>Spawn and SpawnN through the kernel: a batch of identical instances (one shared argv and envp), errors as SpawnN's.</summary>
+    private SpawnedProcess[] SpawnThroughKernel(int count, IReadOnlyList<string> arguments, SpawnOptions options)
+    {
+        var instances = new SpawnInstance[count];
+        Array.Fill(instances, new SpawnInstance(arguments));
+        SpawnBatchResult result = SpawnBatch(instances, options);
+        var processes = new SpawnedProcess[result.Started.Count];
+        for (int i = 0; i < processes.Length; i++)
+        {
+            processes[i] = result.Started[i];
+        }
+
+        if (result.AllStarted)
+        {
+            return processes;
+        }
+
+        var failed = new Dictionary<int, Errno>(result.Failed.Count);
+        foreach (SpawnOutcome outcome in result.Failed)
+        {
+            failed[outcome.Index] = outcome.Errno!.Value;
+        }
+
+        Errno e = result.Failed[0].Errno!.Value;
+        Exception exception = ErrorMapper.ForSpawn(e, Path, count, Array.AsReadOnly(processes), withOptions: false, failed);
+        Log.SpawnFailed(Logger, Path, processes.Length, count, ErrorMapper.Describe(e), exception);
         throw exception;
     }
 

@@ -30,20 +30,21 @@ namespace PSpawn;
 /// </remarks>
 public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
 {
-    private readonly ContextHandle _handle;
+    private readonly Lock _nativeGate = new();
+    private readonly KernelDetection? _kernel;
+    private NativeBackend? _native;
     private int _disposed;
     private int _runningRelayChildren;
     private int _restarts;
 
-    private PSpawnContext(ContextHandle handle, string path, int core, PSpawnContextOptions options, ILogger logger, PSpawnMode mode, Errno? fallbackReason)
+    private PSpawnContext(NativeBackend? native, KernelDetection? kernel, string path, int core, PSpawnContextOptions options, ILogger logger)
     {
-        _handle = handle;
+        _native = native;
+        _kernel = kernel;
         Path = path;
         Core = core;
         Options = options;
         Logger = logger;
-        Mode = mode;
-        FallbackReason = fallbackReason;
     }
 
     /// <summary>The full path of the executable this context spawns.</summary>
@@ -55,16 +56,21 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
     /// <summary>The options the context was created with.</summary>
     public PSpawnContextOptions Options { get; }
 
-    /// <summary>How this context spawns.</summary>
-    public PSpawnMode Mode { get; }
+    /// <summary>
+    /// How this context spawns: <see cref="PSpawnMode.Kernel"/> when the kernel's system calls serve it
+    /// (<see cref="PSpawnContextOptions.KernelPath"/>; the requests they cannot express go to a zygote created on first
+    /// need, and <see cref="SpawnBatchResult.Backend"/> says which served a batch), else the zygote's mode.
+    /// </summary>
+    public PSpawnMode Mode => _kernel is not null ? PSpawnMode.Kernel : _native!.Mode;
 
     /// <summary>
     /// In <see cref="PSpawnMode.Fallback"/> mode, the error that prevented a zygote (<c>ENOTSUP</c>: statically linked,
     /// <c>EPERM</c>: set-user-ID or set-group-ID, <c>EDEADLK</c>: threads started by constructors, <c>ENOSYS</c>: no
     /// <c>__libc_start_main</c> (its own entry point), <c>ETIMEDOUT</c> or
-    /// <c>EPIPE</c>: the proxy did not start); otherwise null.
+    /// <c>EPIPE</c>: the proxy did not start); in <see cref="PSpawnMode.Kernel"/> mode, that of the zygote created for
+    /// the requests the kernel could not serve, if it fell back; otherwise null.
     /// </summary>
-    public Errno? FallbackReason { get; }
+    public Errno? FallbackReason => Volatile.Read(ref _native)?.FallbackReason;
 
     /// <summary>The proxy's process ID; null in <see cref="PSpawnMode.Fallback"/> mode, once the proxy has failed, or after <see cref="Dispose"/>.</summary>
     public unsafe int? ProxyProcessId
@@ -76,11 +82,17 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
                 return null;
             }
 
+            ContextHandle? handle = Volatile.Read(ref _native)?.Handle;
+            if (handle is null)
+            {
+                return null;
+            }
+
             bool added = false;
             try
             {
-                _handle.DangerousAddRef(ref added);
-                int pid = Interop.PSpawnCore.ContextProxyPid(_handle.Pointer);
+                handle.DangerousAddRef(ref added);
+                int pid = Interop.PSpawnCore.ContextProxyPid(handle.Pointer);
                 return pid > 0 ? pid : null;
             }
             catch (ObjectDisposedException)
@@ -91,7 +103,7 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             {
                 if (added)
                 {
-                    _handle.DangerousRelease();
+                    handle.DangerousRelease();
                 }
             }
         }
@@ -106,11 +118,17 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
     {
         get
         {
+            ContextHandle? handle = Volatile.Read(ref _native)?.Handle;
+            if (handle is null)
+            {
+                return Volatile.Read(ref _restarts);
+            }
+
             bool added = false;
             try
             {
-                _handle.DangerousAddRef(ref added);
-                return Math.Max(Volatile.Read(ref _restarts), Interop.PSpawnCore.ContextRestarts(_handle.Pointer));
+                handle.DangerousAddRef(ref added);
+                return Math.Max(Volatile.Read(ref _restarts), Interop.PSpawnCore.ContextRestarts(handle.Pointer));
             }
             catch (ObjectDisposedException)
             {
@@ -120,7 +138,7 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             {
                 if (added)
                 {
-                    _handle.DangerousRelease();
+                    handle.DangerousRelease();
                 }
             }
         }
@@ -134,11 +152,17 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
     {
         get
         {
+            ContextHandle? handle = Volatile.Read(ref _native)?.Handle;
+            if (handle is null)
+            {
+                return 0;
+            }
+
             bool added = false;
             try
             {
-                _handle.DangerousAddRef(ref added);
-                return Interop.PSpawnCore.ContextProxyCount(_handle.Pointer);
+                handle.DangerousAddRef(ref added);
+                return Interop.PSpawnCore.ContextProxyCount(handle.Pointer);
             }
             catch (ObjectDisposedException)
             {
@@ -148,99 +172,40 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             {
                 if (added)
                 {
-                    _handle.DangerousRelease();
+                    handle.DangerousRelease();
                 }
             }
         }
     }
 
     /// <summary>How many instances the warm pool's parked children have served so far (the rest were forked); 0 without a pool and after <see cref="Dispose"/>.</summary>
-    public unsafe long PoolClaimCount
-    {
-        get
-        {
-            bool added = false;
-            try
-            {
-                _handle.DangerousAddRef(ref added);
-                return Math.Max(0, (long)Interop.PSpawnCore.ContextPoolClaims(_handle.Pointer));
-            }
-            catch (ObjectDisposedException)
-            {
-                return 0;
-            }
-            finally
-            {
-                if (added)
-                {
-                    _handle.DangerousRelease();
-                }
-            }
-        }
-    }
+    public unsafe long PoolClaimCount =>
+        ReadNative(handle => Math.Max(0, (long)Interop.PSpawnCore.ContextPoolClaims(handle.Pointer)), 0L);
 
     /// <summary>
     /// The process ids of the warm pool's children parked right now, over all proxies (<see cref="PSpawnContextOptions.WarmPool"/>):
     /// children of this process that have not reached <c>main</c> and are never reported as spawned until a spawn claims them.
     /// Parked children that died are reaped by this call, as by every spawn. Empty without a pool and after <see cref="Dispose"/>.
     /// </summary>
-    public unsafe IReadOnlyList<int> ParkedProcessIds
-    {
-        get
+    public unsafe IReadOnlyList<int> ParkedProcessIds => ReadNative<IReadOnlyList<int>>(
+        handle =>
         {
-            bool added = false;
-            try
+            int[] pids = new int[Interop.PSpawnCore.PoolMax * Math.Max(1, Interop.PSpawnCore.ContextProxyCount(handle.Pointer))];
+            fixed (int* p = pids)
             {
-                _handle.DangerousAddRef(ref added);
-                int[] pids = new int[Interop.PSpawnCore.PoolMax * Math.Max(1, Interop.PSpawnCore.ContextProxyCount(_handle.Pointer))];
-                fixed (int* p = pids)
-                {
-                    int n = Interop.PSpawnCore.ContextPoolPids(_handle.Pointer, p, pids.Length);
-                    return n <= 0 ? Array.Empty<int>() : pids.AsSpan(0, Math.Min(n, pids.Length)).ToArray();
-                }
+                int n = Interop.PSpawnCore.ContextPoolPids(handle.Pointer, p, pids.Length);
+                return n <= 0 ? Array.Empty<int>() : pids.AsSpan(0, Math.Min(n, pids.Length)).ToArray();
             }
-            catch (ObjectDisposedException)
-            {
-                return Array.Empty<int>();
-            }
-            finally
-            {
-                if (added)
-                {
-                    _handle.DangerousRelease();
-                }
-            }
-        }
-    }
+        },
+        Array.Empty<int>());
 
     /// <summary>
     /// Bytes of library replicas written for this context (<see cref="PSpawnContextOptions.NumaReplicas"/>), over every node: their
     /// disk use under <c>$TMPDIR</c> (memory, where that is a tmpfs) and at most their page cache. 0 without replicas or after
     /// <see cref="Dispose"/>.
     /// </summary>
-    public unsafe long ReplicaBytes
-    {
-        get
-        {
-            bool added = false;
-            try
-            {
-                _handle.DangerousAddRef(ref added);
-                return Math.Max(0, Interop.PSpawnCore.ContextReplicaBytes(_handle.Pointer));
-            }
-            catch (ObjectDisposedException)
-            {
-                return 0;
-            }
-            finally
-            {
-                if (added)
-                {
-                    _handle.DangerousRelease();
-                }
-            }
-        }
-    }
+    public unsafe long ReplicaBytes =>
+        ReadNative(handle => Math.Max(0, Interop.PSpawnCore.ContextReplicaBytes(handle.Pointer)), 0L);
 
     /// <summary>
     /// The NUMA node each proxy is bound to, in creation order (see <see cref="PSpawnContextOptions.Numa"/>); -1 for a proxy bound
@@ -251,11 +216,17 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
     {
         get
         {
+            ContextHandle? handle = Volatile.Read(ref _native)?.Handle;
+            if (handle is null)
+            {
+                return [];
+            }
+
             bool added = false;
             try
             {
-                _handle.DangerousAddRef(ref added);
-                int count = Interop.PSpawnCore.ContextProxyNodes(_handle.Pointer, null, 0);
+                handle.DangerousAddRef(ref added);
+                int count = Interop.PSpawnCore.ContextProxyNodes(handle.Pointer, null, 0);
                 if (count <= 0)
                 {
                     return [];
@@ -264,7 +235,7 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
                 int[] nodes = new int[count];
                 fixed (int* pointer = nodes)
                 {
-                    count = Interop.PSpawnCore.ContextProxyNodes(_handle.Pointer, pointer, nodes.Length);
+                    count = Interop.PSpawnCore.ContextProxyNodes(handle.Pointer, pointer, nodes.Length);
                 }
 
                 return count <= 0 ? [] : Array.AsReadOnly(nodes[..Math.Min(count, nodes.Length)]);
@@ -277,7 +248,7 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             {
                 if (added)
                 {
-                    _handle.DangerousRelease();
+                    handle.DangerousRelease();
                 }
             }
         }
@@ -295,7 +266,8 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
 
     internal ILogger Logger { get; }
 
-    internal ContextHandle Handle => _handle;
+    /// <summary>The native context, or null while none has been created (<see cref="PSpawnMode.Kernel"/> mode).</summary>
+    internal ContextHandle? Handle => Volatile.Read(ref _native)?.Handle;
 
     /// <summary>Starts a proxy for the executable at <paramref name="path"/>.</summary>
     /// <param name="path">The executable (a file path, not a command name: PATH is not searched). Relative paths
@@ -310,7 +282,10 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
     /// <see cref="FallbackPolicy.Throw"/> (or the file is not an ELF executable).</exception>
     /// <exception cref="PSpawnProxyException">The proxy died or timed out during start-up.</exception>
     /// <exception cref="PSpawnException">Another failure of the native core (every exception carries <see cref="IPSpawnError.Errno"/> and <see cref="IPSpawnError.Path"/>).</exception>
-    public static unsafe PSpawnContext Create(string path, int core = -1, PSpawnContextOptions? options = null)
+    /// <exception cref="PSpawnKernelPathException"><see cref="PSpawnContextOptions.KernelPath"/> is <see cref="KernelPath.Require"/> and
+    /// the kernel has no pspawn/ipspawn system calls (<c>ENOSYS</c>), or an option of the context needs a zygote
+    /// (<see cref="PSpawnContextOptions.Cgroup"/>, <see cref="PSpawnContextOptions.ForceRelayMode"/>; <c>EOPNOTSUPP</c>).</exception>
+    public static PSpawnContext Create(string path, int core = -1, PSpawnContextOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentOutOfRangeException.ThrowIfLessThan(core, -1);
@@ -318,6 +293,23 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
         options.Validate();
         ILogger logger = options.Logger ?? NullLogger.Instance;
         string fullPath = System.IO.Path.GetFullPath(path);
+
+        if (ChooseKernel(fullPath, options, logger) is KernelDetection kernel)
+        {
+            CheckExecutable(fullPath, logger);
+            ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(core, Interop.PSpawnCore.CpuSetSize);
+            Log.KernelPathUsed(logger, fullPath, kernel.AbiVersion, kernel.PSpawnNumber, kernel.IPSpawnNumber);
+            return new PSpawnContext(null, kernel, fullPath, core, options, logger);
+        }
+
+        var created = new PSpawnContext(CreateNative(fullPath, core, options, logger), null, fullPath, core, options, logger);
+        created.LogNativeStarted();
+        return created;
+    }
+
+    /// <summary>Creates the native context (starts the proxies), or throws what the native core reported.</summary>
+    private static unsafe NativeBackend CreateNative(string fullPath, int core, PSpawnContextOptions options, ILogger logger)
+    {
 
         NativeLibraryResolver.EnsureRegistered();
         if (options.Cgroup is string cgroup)
@@ -356,6 +348,9 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             attr.Cgroup = nativeCgroup;
             attr.Pool = options.WarmPool?.Size ?? 0;
             attr.PoolIdleMs = options.WarmPool?.NativeIdleMs ?? 0;
+            // The native core's own kernel backend (AUTO: it replaces the exec backend in fallback mode). Require is decided
+            // here, never passed down (a native context always has its zygote or exec backend).
+            attr.Kernel = options.KernelPath == KernelPath.Forbid ? Interop.PSpawnCore.KernelForbid : Interop.PSpawnCore.KernelAuto;
             if (options.SharedBufferSize is int bufferSize)
             {
                 attr.BufferSize = (nuint)bufferSize;
@@ -447,16 +442,21 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             fallbackReason = reason;
             Log.FallbackToPosixSpawn(logger, fullPath, DescribeFallbackReason(reason));
         }
-        var created = new PSpawnContext(handle, fullPath, core, options, logger, mode, fallbackReason);
-        if (mode != PSpawnMode.Fallback && logger.IsEnabled(LogLevel.Information))
-        {
-            int proxyPid = Interop.PSpawnCore.ContextProxyPid(context);
-            string nodes = string.Join(',', created.ProxyNodes);
-            string topology = DescribeTopology();
-            Log.ProxyStarted(logger, fullPath, proxyPid, mode, created.ProxyCount, nodes, topology);
-        }
 
-        return created;
+        return new NativeBackend(handle, mode, fallbackReason);
+    }
+
+    /// <summary>Logs the proxies of the native context just created.</summary>
+    private unsafe void LogNativeStarted()
+    {
+        NativeBackend native = _native!;
+        if (native.Mode != PSpawnMode.Fallback && Logger.IsEnabled(LogLevel.Information))
+        {
+            int proxyPid = Interop.PSpawnCore.ContextProxyPid(native.Handle.Pointer);
+            string nodes = string.Join(',', ProxyNodes);
+            string topology = DescribeTopology();
+            Log.ProxyStarted(Logger, Path, proxyPid, native.Mode, ProxyCount, nodes, topology);
+        }
     }
 
     /// <summary>The NUMA nodes this process may use, for the log ("node 0: 2 CPUs [0,1], ..."); never throws.</summary>
@@ -492,7 +492,7 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             int previous = Interlocked.CompareExchange(ref _restarts, restarts, seen);
             if (previous == seen)
             {
-                int proxyPid = Interop.PSpawnCore.ContextProxyPid(_handle.Pointer);
+                int proxyPid = Interop.PSpawnCore.ContextProxyPid(_native!.Handle.Pointer);
                 Log.ProxyRestarted(Logger, Path, proxyPid, restarts, Options.MaxRestarts);
                 return;
             }
@@ -517,16 +517,29 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             return;
         }
 
+        NativeBackend? native;
+        lock (_nativeGate)
+        {
+            native = _native; // none is created after this (EnsureNative checks _disposed under the lock)
+        }
+
+        if (native is null)
+        {
+            Log.KernelContextDisposed(Logger, Path);
+            return;
+        }
+
+        ContextHandle handle = native.Handle;
         int? proxyPid = null;
-        if (Mode != PSpawnMode.Fallback)
+        if (native.Mode != PSpawnMode.Fallback)
         {
             bool added = false;
             try
             {
-                _handle.DangerousAddRef(ref added);
+                handle.DangerousAddRef(ref added);
                 unsafe
                 {
-                    int pid = Interop.PSpawnCore.ContextProxyPid(_handle.Pointer);
+                    int pid = Interop.PSpawnCore.ContextProxyPid(handle.Pointer);
                     proxyPid = pid > 0 ? pid : null;
                 }
             }
@@ -534,17 +547,17 @@ public sealed partial class PSpawnContext : IDisposable, IAsyncDisposable
             {
                 if (added)
                 {
-                    _handle.DangerousRelease();
+                    handle.DangerousRelease();
                 }
             }
         }
 
-        _handle.Dispose();
-        if (Mode == PSpawnMode.Fallback)
+        handle.Dispose();
+        if (native.Mode == PSpawnMode.Fallback)
         {
             Log.FallbackContextDisposed(Logger, Path);
         }
-        else if (_handle.Destroyed)
+        else if (handle.Destroyed)
         {
             Log.ProxyStopped(Logger, Path, proxyPid ?? -1);
         }

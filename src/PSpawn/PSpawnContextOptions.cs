@@ -144,6 +144,16 @@ public sealed record PSpawnContextOptions
     /// </summary>
     public bool DeferredForkPoint { get; init; }
 
+    /// <summary>
+    /// Whether the kernel's pspawn/ipspawn system calls serve the context (<see cref="PSpawnKernel"/>). Default
+    /// <see cref="PSpawn.KernelPath.Auto"/>: a zygote wherever one can serve (it skips the exec every kernel child does, and is
+    /// faster); the calls when they are available and a zygote is not: without the native library (every request they can
+    /// express goes to them, the rest to a zygote, which then fails to load), or in fallback mode (the native core sends what
+    /// they can express to them instead of its exec backend). <see cref="PSpawn.KernelPath.Require"/>: only the calls, no
+    /// zygote (requests they cannot express throw); <see cref="PSpawn.KernelPath.Forbid"/>: never the calls.
+    /// </summary>
+    public KernelPath KernelPath { get; init; } = KernelPath.Auto;
+
     internal int NativeNuma => Numa switch
     {
         NumaPlacement.Auto => Interop.PSpawnCore.NumaAuto,
@@ -172,6 +182,11 @@ public sealed record PSpawnContextOptions
         _ = NativeNuma;
         _ = NativeNumaMemory;
         _ = NativeNumaSpread;
+        if (KernelPath is not (KernelPath.Auto or KernelPath.Require or KernelPath.Forbid))
+        {
+            throw new ArgumentException($"Unknown kernel path {(int)KernelPath}.", nameof(KernelPath));
+        }
+
         SpawnOptions.ValidateCgroupPath(Cgroup, nameof(Cgroup));
         WarmPool?.Validate();
 

@@ -15,4 +15,10 @@ public enum PSpawnMode
 
     /// <summary>No zygote: each child is started with posix_spawn (see <see cref="FallbackPolicy.PosixSpawn"/>).</summary>
     Fallback = 3,
+
+    /// <summary>
+    /// The kernel's pspawn/ipspawn system calls serve every request they can express (<see cref="PSpawnContextOptions.KernelPath"/>);
+    /// no proxy runs until a request needs one (then <see cref="SpawnBatchResult.Backend"/> names the zygote's mode).
+    /// </summary>
+    Kernel = 4,
 }

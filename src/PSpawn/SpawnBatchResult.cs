@@ -12,9 +12,10 @@ public sealed class SpawnBatchResult
     private readonly string _path;
     private readonly bool _withOptions;
 
-    internal SpawnBatchResult(SpawnOutcome[] outcomes, string path, bool withOptions)
+    internal SpawnBatchResult(SpawnOutcome[] outcomes, string path, bool withOptions, SpawnBackend backend)
     {
         _path = path;
+        Backend = backend;
         _withOptions = withOptions;
         Outcomes = Array.AsReadOnly(outcomes);
         var started = new List<SpawnedProcess>(outcomes.Length);
@@ -35,6 +36,13 @@ public sealed class SpawnBatchResult
         Started = started.AsReadOnly();
         Failed = failed.AsReadOnly();
     }
+
+    /// <summary>
+    /// Which backend served the batch: <see cref="SpawnBackend.Kernel"/> (the ipspawn system call, see
+    /// <see cref="PSpawnContextOptions.KernelPath"/>), else the zygote's mode (<see cref="SpawnBackend.Zygote"/>,
+    /// <see cref="SpawnBackend.Relay"/>, or <see cref="SpawnBackend.Exec"/> in <see cref="PSpawnMode.Fallback"/> mode).
+    /// </summary>
+    public SpawnBackend Backend { get; }
 
     /// <summary>How many instances the batch had.</summary>
     public int Count => Outcomes.Count;
@@ -76,8 +84,8 @@ public sealed class SpawnBatchResult
         throw ErrorMapper.ForSpawn(Failed[0].Errno!.Value, _path, Count, Started, _withOptions, failures);
     }
 
-    /// <summary>"Started 998 of 1000 instances, 2 failed (0 canceled)".</summary>
+    /// <summary>"Started 998 of 1000 instances, 2 failed (0 canceled), by Zygote".</summary>
     /// <returns>A summary.</returns>
     public override string ToString() =>
-        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"Started {Started.Count} of {Count} instances, {Failed.Count} failed ({CanceledCount} canceled)");
+        string.Create(System.Globalization.CultureInfo.InvariantCulture, $"Started {Started.Count} of {Count} instances, {Failed.Count} failed ({CanceledCount} canceled), by {Backend}");
 }

@@ -62,10 +62,20 @@ public sealed class SpawnSession : IAsyncEnumerable<SpawnOutcome>
         Count = count;
         _byIndex = new SpawnOutcome[count];
         _inOrder = new List<SpawnOutcome>(count);
-        int proxies = Math.Max(1, context.ProxyCount);
-        _partSize = Math.Clamp((count + (PartsPerProxy * proxies) - 1) / (PartsPerProxy * proxies), MinPartSize, MaxPartSize);
-        _maxInFlight = PartsInFlightPerProxy * proxies;
-        ObjectDisposedException.ThrowIf(!context.TryAddSessionReference(out _lease), context);
+        if (request.Native is NativeBackend native)
+        {
+            int proxies = Math.Max(1, context.ProxyCount);
+            _partSize = Math.Clamp((count + (PartsPerProxy * proxies) - 1) / (PartsPerProxy * proxies), MinPartSize, MaxPartSize);
+            _maxInFlight = PartsInFlightPerProxy * proxies;
+            ObjectDisposedException.ThrowIf(!context.TryAddSessionReference(native, out _lease), context);
+        }
+        else
+        {
+            // ipspawn starts a part's instances in parallel itself: a few large parts, for outcomes as they complete.
+            int maxSpawns = context.Kernel!.MaxSpawns; // from sysfs: may be below MinPartSize
+            _partSize = Math.Clamp((count + PartsPerProxy - 1) / PartsPerProxy, Math.Min(MinPartSize, maxSpawns), maxSpawns);
+            _maxInFlight = PartsInFlightPerProxy;
+        }
 
         DescriptorBudget.Refresh();
         if (cancellationToken.CanBeCanceled)
@@ -185,8 +195,7 @@ public sealed class SpawnSession : IAsyncEnumerable<SpawnOutcome>
             }
 
             int count = Math.Min(_partSize, Count - _next);
-            Submit(_next, count);
-            _next += count;
+            _next += Submit(_next, count);
         }
 
         if (_next == Count && _inFlight.Count == 0 && !_finished)
@@ -195,24 +204,42 @@ public sealed class SpawnSession : IAsyncEnumerable<SpawnOutcome>
         }
     }
 
-    private unsafe void Submit(int start, int count)
+    /// <summary>Launches up to <paramref name="count"/> instances from <paramref name="start"/> as one part; how many it took.</summary>
+    private unsafe int Submit(int start, int count)
     {
-        // The session's reference keeps the native context alive (even once the context is disposed).
-        IntPtr native = IntPtr.Zero;
-        int cgroupError = _request.ApplyCgroups(start, count); // a cgroup removed since the batch was prepared
-        int result = cgroupError != 0 ? -1 : Interop.PSpawnCore.VectorAsync(&native, _context.Handle.Pointer, _request.Table.Pointer + start, count, _request.AttributesPointer);
-        int errno = cgroupError != 0 ? cgroupError : result != 0 ? Marshal.GetLastPInvokeError() : 0;
-        if (result != 0)
+        Part part;
+        if (_request.Kernel is KernelBatch kernel)
         {
-            FailRange(start, count, errno != 0 ? errno : Interop.Sys.EIO); // EAGAIN (no thread), ENOMEM
-            return;
-        }
+            count = kernel.NextPart(start, count);
+            KernelSessionHandle? session = KernelLauncher.Start(_context.Kernel!, kernel, start, count, nonBlocking: true, out int kernelErrno);
+            if (session is null)
+            {
+                FailRange(start, count, kernelErrno != 0 ? kernelErrno : Interop.Sys.EIO); // ENOMEM, EMFILE
+                return count;
+            }
 
-        var part = new Part(this, start, count, native, Interop.PSpawnCore.SessionFd(native));
-        _inFlight.Add(part);
-        if (_canceled)
+            part = new Part(this, start, count, IntPtr.Zero, session.Fd) { KernelSession = session };
+            _inFlight.Add(part);
+        }
+        else
         {
-            Interop.PSpawnCore.SessionCancel(native);
+            // The session's reference keeps the native context alive (even once the context is disposed).
+            IntPtr native = IntPtr.Zero;
+            int cgroupError = _request.ApplyCgroups(start, count); // a cgroup removed since the batch was prepared
+            int result = cgroupError != 0 ? -1 : Interop.PSpawnCore.VectorAsync(&native, _request.Native!.Handle.Pointer, _request.Table.Pointer + start, count, _request.AttributesPointer);
+            int errno = cgroupError != 0 ? cgroupError : result != 0 ? Marshal.GetLastPInvokeError() : 0;
+            if (result != 0)
+            {
+                FailRange(start, count, errno != 0 ? errno : Interop.Sys.EIO); // EAGAIN (no thread), ENOMEM
+                return count;
+            }
+
+            part = new Part(this, start, count, native, Interop.PSpawnCore.SessionFd(native));
+            _inFlight.Add(part);
+            if (_canceled)
+            {
+                Interop.PSpawnCore.SessionCancel(native);
+            }
         }
 
         ExitWatcher? watcher = ExitWatcher.Instance;
@@ -221,7 +248,7 @@ public sealed class SpawnSession : IAsyncEnumerable<SpawnOutcome>
             part.Key = watcher.NextKey();
             if (watcher.TryWatchReadable(part, part.Fd, part.Key, out _))
             {
-                return;
+                return count;
             }
 
             part.Key = 0;
@@ -232,13 +259,23 @@ public sealed class SpawnSession : IAsyncEnumerable<SpawnOutcome>
             static state =>
             {
                 var p = (Part)state!;
-                _ = Interop.PSpawnCore.SessionWait(p.Native, -1);
+                if (p.KernelSession is KernelSessionHandle session)
+                {
+                    _ = HandlePoll.Wait(session, Interop.Sys.POLLIN, -1);
+                }
+                else
+                {
+                    _ = Interop.PSpawnCore.SessionWait(p.Native, -1);
+                }
+
                 p.Session.Complete(p);
             },
             part,
             CancellationToken.None,
             TaskCreationOptions.LongRunning,
             TaskScheduler.Default);
+
+        return count;
     }
 
     /// <summary>Collects a finished part (on a thread-pool thread), adopts its children and launches the next part.</summary>
@@ -258,6 +295,23 @@ public sealed class SpawnSession : IAsyncEnumerable<SpawnOutcome>
 
         int[] pids = new int[part.Count];
         int[] errors = new int[part.Count];
+        if (part.KernelSession is KernelSessionHandle session)
+        {
+            KernelLauncher.ReadResults(session, pids, errors); // reading reaps the failed instances
+            session.Dispose();
+            KernelLauncher.RelaunchInterrupted(_context.Kernel!, _request.Kernel!, part.Start, pids, errors); // rare: blocks this pool thread briefly
+            bool none = false;
+            SpawnOutcome[] kernelOutcomes = _context.Adopt(pids, errors, part.Start, ref none, lease: null, SpawnBackend.Kernel);
+            lock (_gate)
+            {
+                _inFlight.Remove(part);
+                Append(kernelOutcomes);
+                Pump();
+            }
+
+            return;
+        }
+
         fixed (int* pidsPointer = pids)
         fixed (int* errorsPointer = errors)
         {
@@ -271,7 +325,7 @@ public sealed class SpawnSession : IAsyncEnumerable<SpawnOutcome>
 
         Interop.PSpawnCore.SessionFree(native);
         bool held = true; // the session's reference
-        SpawnOutcome[] outcomes = _context.Adopt(pids, errors, part.Start, ref held, _lease);
+        SpawnOutcome[] outcomes = _context.Adopt(pids, errors, part.Start, ref held, _lease, _request.Backend);
         lock (_gate)
         {
             _inFlight.Remove(part);
@@ -309,8 +363,12 @@ public sealed class SpawnSession : IAsyncEnumerable<SpawnOutcome>
         _finished = true;
         _registration.Unregister(); // not Dispose: a Cancel running on another thread may be waiting for our lock
         _request.Dispose();
-        _context.ReleaseSessionReference(_lease);
-        var result = new SpawnBatchResult(_byIndex, _context.Path, _request.WithOptions);
+        if (_request.Native is NativeBackend native)
+        {
+            PSpawnContext.ReleaseSessionReference(native, _lease);
+        }
+
+        var result = new SpawnBatchResult(_byIndex, _context.Path, _request.WithOptions, _request.Backend);
         _context.LogBatch(result);
         _progress.TrySetResult();
         _completion.TrySetResult(result);
@@ -334,8 +392,11 @@ public sealed class SpawnSession : IAsyncEnumerable<SpawnOutcome>
 
         public int Count { get; }
 
-        /// <summary>The pspawn_session_t*, until it is collected (then zero).</summary>
+        /// <summary>The pspawn_session_t*, until it is collected (then zero); zero for a kernel part.</summary>
         public IntPtr Native { get; set; }
+
+        /// <summary>A kernel part's ipspawn session, or null.</summary>
+        public KernelSessionHandle? KernelSession { get; init; }
 
         public int Fd { get; }
 

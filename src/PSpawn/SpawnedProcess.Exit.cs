@@ -259,20 +259,20 @@ public sealed partial class SpawnedProcess
             return result;
         }
 
-        ContextHandle handle = _context.Handle;
+        ContextHandle? handle = _context.Handle; // null: no native context (a kernel-path child)
         bool added = false;
         try
         {
             try
             {
-                handle.DangerousAddRef(ref added);
+                handle?.DangerousAddRef(ref added);
             }
             catch (ObjectDisposedException)
             {
             }
 
             result = added
-                ? Interop.PSpawnCore.WaitPid(handle.Pointer, Id, status, options)
+                ? Interop.PSpawnCore.WaitPid(handle!.Pointer, Id, status, options)
                 : Interop.Sys.WaitPid(Id, status, options);
             errno = result < 0 ? Marshal.GetLastPInvokeError() : 0;
             return result;
@@ -281,7 +281,7 @@ public sealed partial class SpawnedProcess
         {
             if (added)
             {
-                handle.DangerousRelease();
+                handle!.DangerousRelease();
             }
         }
     }

@@ -24,6 +24,10 @@ public sealed class StructLayoutTests
     }
 
     [Fact]
+    public void Kernel_argument_block_mirror_matches_the_uapi_header() =>
+        AssertLayout(typeof(Interop.KernelAbi.Args), typeof(Interop.KernelAbi), "Args");
+
+    [Fact]
     public void Every_generated_layout_has_a_tested_mirror()
     {
         string[] structs = typeof(Interop.NativeLayout)

@@ -60,4 +60,16 @@ internal static partial class Log
     [LoggerMessage(EventId = 14, EventName = "BatchSpawned", Level = LogLevel.Debug,
         Message = "Batch of {Path}: started {Started} of {Requested} instance(s), {Failed} failed ({Canceled} canceled)")]
     public static partial void BatchSpawned(ILogger logger, string path, int started, int requested, int failed, int canceled);
+
+    [LoggerMessage(EventId = 15, EventName = "KernelPathUsed", Level = LogLevel.Information,
+        Message = "The kernel's pspawn/ipspawn system calls serve {Path} (ABI {AbiVersion}, numbers {PSpawnNumber}/{IPSpawnNumber}); no proxy is started until a request needs one")]
+    public static partial void KernelPathUsed(ILogger logger, string path, int abiVersion, long pspawnNumber, long ipspawnNumber);
+
+    [LoggerMessage(EventId = 16, EventName = "KernelPathDeclined", Level = LogLevel.Debug,
+        Message = "The kernel path does not serve {Path}: {Reason}")]
+    public static partial void KernelPathDeclined(ILogger logger, string path, string reason);
+
+    [LoggerMessage(EventId = 17, EventName = "KernelContextDisposed", Level = LogLevel.Information,
+        Message = "Disposed the kernel-path context for {Path} (no proxy had been started)")]
+    public static partial void KernelContextDisposed(ILogger logger, string path);
 }

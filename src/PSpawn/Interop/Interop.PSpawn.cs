@@ -91,6 +91,10 @@ internal static partial class Interop
         [LibraryImport(LibraryName, EntryPoint = "pspawn_context_destroy")]
         internal static partial void ContextDestroy(Context* ctx);
 
+        /// <summary>pspawn_request_mode: the mode that serves a request with these attributes (PSPAWN_MODE_KERNEL when the kernel backend takes it).</summary>
+        [LibraryImport(LibraryName, EntryPoint = "pspawn_request_mode", SetLastError = true)]
+        internal static partial int RequestMode(Context* ctx, IntPtr attr);
+
         [LibraryImport(LibraryName, EntryPoint = "pspawn_context_mode", SetLastError = true)]
         internal static partial int ContextMode(Context* ctx);
 

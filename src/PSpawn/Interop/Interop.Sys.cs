@@ -16,7 +16,7 @@ internal static partial class Interop
         // so the library also runs on older distributions. syscall() is implemented in assembly and
         // reads its arguments from registers, so declaring a fixed argument list is safe.
         [LibraryImport(LibC, EntryPoint = "syscall", SetLastError = true)]
-        private static partial nint Syscall2(nint number, nint arg1, nint arg2);
+        internal static partial nint Syscall2(nint number, nint arg1, nint arg2);
 
         [LibraryImport(LibC, EntryPoint = "syscall", SetLastError = true)]
         private static partial nint Syscall4(nint number, nint arg1, nint arg2, nint arg3, nint arg4);

@@ -32,6 +32,22 @@ internal static class NativeLibraryResolver
         }
     }
 
+    /// <summary>Whether libpspawn.so was found (and <see cref="DirectoryVariable"/>, when set, names a directory holding it).</summary>
+    internal static bool LauncherLibraryFound
+    {
+        get
+        {
+            try
+            {
+                return NativeDirectory is not null;
+            }
+            catch (DllNotFoundException)
+            {
+                return false;
+            }
+        }
+    }
+
     /// <summary>The directory holding libpspawn.so, or null to leave it to the runtime's default probing.</summary>
     internal static string? NativeDirectory => s_directory.Value;
 
