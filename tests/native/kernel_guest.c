@@ -6,6 +6,7 @@
  * calls cannot express, waiting through the API, and nothing left over. */
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -170,6 +171,59 @@ static void pspawn_n_200(void)
     check_no_children();
 }
 
+/* A caller that handles SIGCHLD: an earlier instance's SIGCHLD is pending while the
+ * kernel launches the next ones, which it refuses (-ERESTARTNOINTR); the backend
+ * relaunches exactly those, so every instance starts, synchronously and in a session. */
+static volatile sig_atomic_t sigchld_seen;
+
+static void on_sigchld(int sig)
+{
+    (void)sig;
+    sigchld_seen = 1;
+}
+
+static void sigchld_handled_one(bool async)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigchld;
+    sa.sa_flags = SA_RESTART; /* the test's own waitpid calls are not the point */
+    CHECK(sigaction(SIGCHLD, &sa, NULL) == 0);
+    pspawn_context_t ctx;
+    create_with(&ctx, fixture("noop"), PSPAWN_KERNEL_REQUIRE);
+    enum { M = 200 };
+    static char *argv[] = {(char *)"noop", NULL};
+    static pspawn_instance_t in[M];
+    static pid_t pids[M];
+    static int errors[M];
+    for (int i = 0; i < M; i++)
+        in[i] = (pspawn_instance_t){.argv = argv};
+    int started;
+    if (async) {
+        pspawn_session_t *session = NULL;
+        CHECK(pspawn_vector_async(&session, &ctx, in, M, NULL) == 0);
+        CHECK(pspawn_session_wait(session, -1) == 0);
+        started = pspawn_session_results(session, pids, errors);
+        pspawn_session_free(session);
+    } else {
+        started = pspawn_vector(pids, errors, &ctx, in, M, NULL);
+    }
+    for (int i = 0; i < M; i++)
+        if (errors[i] != 0)
+            fprintf(stderr, "instance %d: errno %d\n", i, errors[i]);
+    CHECK_EQ_INT(started, M);
+    for (int i = 0; i < M; i++) {
+        int status;
+        CHECK(waitpid(pids[i], &status, 0) == pids[i] && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    }
+    CHECK(sigchld_seen);
+    pspawn_context_destroy(&ctx);
+    check_no_children();
+}
+
+static void sigchld_handled_sync(void) { sigchld_handled_one(false); }
+static void sigchld_handled_async(void) { sigchld_handled_one(true); }
+
 /* Per-instance failures fail their instance alone: E2BIG (a string longer than
  * MAX_ARG_STRLEN), a CPU that is offline; started instances are reported. */
 static void errors_one(bool async)
@@ -290,6 +344,8 @@ int main(int argc, char **argv)
         {"vector_auto_sync", vector_auto_sync},
         {"vector_auto_async", vector_auto_async},
         {"pspawn_n_200", pspawn_n_200},
+        {"sigchld_handled_sync", sigchld_handled_sync},
+        {"sigchld_handled_async", sigchld_handled_async},
         {"errors_sync", errors_sync},
         {"errors_async", errors_async},
         {"file_errors", file_errors},

@@ -108,6 +108,72 @@ static cpu_set_t *instance_masks(const struct psp_kernel_backend *b, const struc
     return masks;
 }
 
+/* One system call for instances index[0..n): pspawn (results filled), or ipspawn (*session
+ * set). Returns 0 or the errno of the call as a whole. */
+static int launch(const struct psp_kernel_backend *b, const struct psp_plan *plan, const int *index, int n,
+                  bool async, int32_t *results, int *session)
+{
+    char *const **argv = malloc((size_t)n * sizeof(*argv));
+    char *const **envp = malloc((size_t)n * sizeof(*envp));
+    int err = argv == NULL || envp == NULL ? ENOMEM : 0;
+    cpu_set_t *masks = err == 0 ? instance_masks(b, plan, index, n, &err) : NULL;
+    for (int j = 0; err == 0 && j < n; j++) {
+        const struct psp_plan_set *set = &plan->sets[plan->instances[index[j]].set];
+        argv[j] = set->argv;
+        envp[j] = set->envp;
+    }
+    if (err == 0)
+        err = psp_kernel_launch(&b->sys, async, b->path, (char *const *const *)argv, (char *const *const *)envp,
+                                masks, n, results, session);
+    free(argv), free(envp), free(masks);
+    return err;
+}
+
+/* The patched kernel does not launch while a signal is pending for the caller: ipspawn
+ * reports such an instance as -ERESTARTNOINTR (a fork would be restarted transparently),
+ * pspawn stops and reports the rest as -EINTR. Typically that is SIGCHLD of an earlier
+ * instance, pending when the caller handles SIGCHLD. Such instances never existed; they
+ * are launched again (synchronously: the signal is delivered on the way back to user
+ * space between calls), a bounded number of times, then reported as EINTR. */
+#define PSP_ERESTARTNOINTR 513
+#define PSP_RELAUNCH_ROUNDS 100 /* without progress */
+
+static bool interrupted(int err)
+{
+    return err == PSP_ERESTARTNOINTR || err == EINTR;
+}
+
+static void relaunch_interrupted(const struct psp_kernel_backend *b, struct psp_plan *plan, const int *index, int n)
+{
+    int *again = malloc((size_t)n * sizeof(*again));
+    int32_t *results = malloc((size_t)n * sizeof(*results));
+    int stalled = 0; /* rounds in a row that launched nothing */
+    while (again != NULL && results != NULL && stalled < PSP_RELAUNCH_ROUNDS) {
+        int m = 0;
+        for (int j = 0; j < n; j++)
+            if (interrupted(plan->errors[index[j]]))
+                again[m++] = index[j];
+        if (m == 0)
+            break;
+        int err = launch(b, plan, again, m, false, results, NULL);
+        if (err != 0 && !interrupted(err)) {
+            fail_all(plan, again, m, err);
+            break;
+        }
+        int before = m;
+        if (err == 0) {
+            store_results(plan, again, m, results);
+            for (int j = 0; j < m; j++)
+                before -= !interrupted(plan->errors[again[j]]);
+        }
+        stalled = before == m ? stalled + 1 : 0;
+    }
+    for (int j = 0; j < n; j++) /* out of memory, or no progress for that many rounds */
+        if (interrupted(plan->errors[index[j]]))
+            plan->errors[index[j]] = EINTR;
+    free(again), free(results);
+}
+
 static int kernel_submit(struct psp_backend *be, struct psp_plan *plan, const int *todo, int n, bool block,
                          struct psp_part *part, int *taken)
 {
@@ -117,24 +183,15 @@ static int kernel_submit(struct psp_backend *be, struct psp_plan *plan, const in
         n = b->sys.max_spawns;
     *taken = n;
     part->reply_fd = -1;
-    char *const **argv = malloc((size_t)n * sizeof(*argv));
-    char *const **envp = malloc((size_t)n * sizeof(*envp));
     int32_t *results = plan->async ? NULL : malloc((size_t)n * sizeof(*results));
-    int err = argv == NULL || envp == NULL || (!plan->async && results == NULL) ? ENOMEM : 0;
-    cpu_set_t *masks = err == 0 ? instance_masks(b, plan, todo, n, &err) : NULL;
-    for (int j = 0; err == 0 && j < n; j++) {
-        const struct psp_plan_set *set = &plan->sets[plan->instances[todo[j]].set];
-        argv[j] = set->argv;
-        envp[j] = set->envp;
-    }
-    if (err == 0)
-        err = psp_kernel_launch(&b->sys, plan->async, b->path, (char *const *const *)argv,
-                                (char *const *const *)envp, masks, n, results, &part->reply_fd);
+    int err = !plan->async && results == NULL ? ENOMEM : launch(b, plan, todo, n, plan->async, results, &part->reply_fd);
     if (err != 0)
         fail_all(plan, todo, n, err);
     else if (!plan->async)
         store_results(plan, todo, n, results);
-    free(argv), free(envp), free(masks), free(results);
+    if (!plan->async && (err == 0 || interrupted(err)))
+        relaunch_interrupted(b, plan, todo, n);
+    free(results);
     return 0;
 }
 
@@ -149,9 +206,9 @@ static int kernel_pollfds(struct psp_backend *b, struct psp_part *part, struct p
 
 /* A session part is complete once its descriptor reads: then it is closed (which also
  * lets the kernel reap what it has not reaped on the read). */
-static bool kernel_collect(struct psp_backend *b, struct psp_plan *plan, struct psp_part *part)
+static bool kernel_collect(struct psp_backend *be, struct psp_plan *plan, struct psp_part *part)
 {
-    (void)b;
+    const struct psp_kernel_backend *b = (const struct psp_kernel_backend *)be;
     if (part->reply_fd < 0)
         return true;
     int32_t *results = malloc((size_t)part->count * sizeof(*results));
@@ -162,12 +219,14 @@ static bool kernel_collect(struct psp_backend *b, struct psp_plan *plan, struct 
         free(results);
         return false;
     }
-    if (err == 0)
-        store_results(plan, part->index, part->count, results);
-    else
-        fail_all(plan, part->index, part->count, err);
-    free(results);
     psp_close_fd(&part->reply_fd);
+    if (err == 0) {
+        store_results(plan, part->index, part->count, results);
+        relaunch_interrupted(b, plan, part->index, part->count);
+    } else {
+        fail_all(plan, part->index, part->count, err);
+    }
+    free(results);
     return true;
 }
 

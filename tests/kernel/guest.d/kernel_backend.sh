@@ -5,6 +5,7 @@
 set -uo pipefail
 bin=${PSPAWN_BIN_DIR:-artifacts/native/bin}
 cases=(detected vector_require_sync vector_require_async vector_auto_sync vector_auto_async pspawn_n_200
+    sigchld_handled_sync sigchld_handled_async
     errors_sync errors_async file_errors unexpressible_options)
 failed=0
 for c in "${cases[@]}"; do
