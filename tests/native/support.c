@@ -97,16 +97,22 @@ const char *make_file(const char *name, const char *content, unsigned mode)
     return p;
 }
 
-const char *copy_fixture(const char *fixture_name, const char *name, unsigned mode)
+void copy_file(const char *from, const char *to, mode_t mode)
 {
-    const char *path = make_file(name, "", mode);
-    int in_fd = open(fixture(fixture_name), O_RDONLY | O_CLOEXEC), out_fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    int in_fd = open(from, O_RDONLY | O_CLOEXEC);
+    int out_fd = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     CHECK(in_fd >= 0 && out_fd >= 0);
     char buf[65536];
     ssize_t r;
     while ((r = read(in_fd, buf, sizeof(buf))) > 0)
         CHECK(write(out_fd, buf, (size_t)r) == r);
     CHECK(r == 0 && close(in_fd) == 0 && close(out_fd) == 0);
+}
+
+const char *copy_fixture(const char *fixture_name, const char *name, unsigned mode)
+{
+    const char *path = make_file(name, "", mode);
+    copy_file(fixture(fixture_name), path, (mode_t)mode);
     return path;
 }
 

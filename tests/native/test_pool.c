@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -373,8 +374,21 @@ static void exhausted_nproc(void)
     pid_t child = fork();
     CHECK(child >= 0);
     if (child == 0) {
+        /* The build tree may sit under a directory only root can enter (a clone in a
+         * mktemp -d folder, 0700): nobody runs copies in a temp folder it can reach. */
+        CHECK(chmod(temp_dir(), 0755) == 0);
+        const char *target = copy_fixture("noop", "noop", 0755);
+        char library[4096];
+        snprintf(library, sizeof(library), "%s/libpspawn_proxy.so", temp_dir());
+        copy_file(fixture("../lib/libpspawn_proxy.so"), library, 0644);
         CHECK(setgroups(0, NULL) == 0 && setresgid(65534, 65534, 65534) == 0 && setresuid(65534, 65534, 65534) == 0);
-        pspawn_context_t ctx = open_pool("noop", 3, 0);
+        pspawn_context_attr_t attr;
+        pspawn_context_attr_init(&attr);
+        attr.proxies = 1;
+        attr.pool = 3;
+        attr.proxy_library = library;
+        pspawn_context_t ctx;
+        CHECK(pspawn_context_create_ex(&ctx, target, &attr) == 0);
         pid_t parked[3];
         await_parked(&ctx, parked, 3);
         pid_t proxy = pspawn_context_proxy_pid(&ctx);
