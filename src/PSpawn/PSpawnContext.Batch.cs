@@ -185,7 +185,7 @@ public sealed partial class PSpawnContext
         string?[]? cgroups = null;
         for (int i = 0; i < instances.Count; i++)
         {
-            if (instances[i].Cgroup is string cgroup)
+            if (instances[i]?.Cgroup is string cgroup) // a null instance is NativeInstanceTable.Create's error
             {
                 SpawnOptions.ValidateCgroupPath(cgroup, nameof(instances));
                 cgroups ??= new string?[instances.Count];

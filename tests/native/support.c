@@ -101,7 +101,7 @@ void copy_file(const char *from, const char *to, mode_t mode)
 {
     int in_fd = open(from, O_RDONLY | O_CLOEXEC);
     int out_fd = open(to, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-    CHECK(in_fd >= 0 && out_fd >= 0);
+    CHECK(in_fd >= 0 && out_fd >= 0 && fchmod(out_fd, mode) == 0);
     char buf[65536];
     ssize_t r;
     while ((r = read(in_fd, buf, sizeof(buf))) > 0)

@@ -48,7 +48,7 @@ const char *temp_dir(void);
 void write_tree_file(const char *root, const char *rel, const char *content);
 /* Creates a file in temp_dir() with the content and mode; returns its path. */
 const char *make_file(const char *name, const char *content, unsigned mode);
-/* Copies a file byte for byte (created with `mode` if absent). */
+/* Copies a file byte for byte; the copy gets `mode`. */
 void copy_file(const char *from, const char *to, mode_t mode);
 /* A byte-exact copy of a fixture in temp_dir() under `name`, with `mode`; returns its
  * path (the same rotating buffers as make_file). */

@@ -108,29 +108,12 @@ static void own_entry_point(void)
     CHECK(unsetenv("PSPAWN_NOSTART_MARKER") == 0);
 }
 
-static void copy_file(const char *from, const char *to)
-{
-    char *data = NULL;
-    FILE *in = fopen(from, "rb");
-    CHECK(in != NULL);
-    CHECK(fseek(in, 0, SEEK_END) == 0);
-    long size = ftell(in);
-    CHECK(size > 0 && fseek(in, 0, SEEK_SET) == 0);
-    CHECK((data = malloc((size_t)size)) != NULL);
-    CHECK(fread(data, 1, (size_t)size, in) == (size_t)size);
-    fclose(in);
-    FILE *out = fopen(to, "wb");
-    CHECK(out != NULL && fwrite(data, 1, (size_t)size, out) == (size_t)size && fclose(out) == 0);
-    CHECK(chmod(to, 0755) == 0);
-    free(data);
-}
-
 /* A copy of a fixture without section headers (the loader never reads them). */
 static const char *without_sections(const char *name)
 {
     static char path[4096];
     snprintf(path, sizeof(path), "%s/%s.nosections", temp_dir(), name);
-    copy_file(fixture(name), path);
+    copy_file(fixture(name), path, 0755);
     int fd = open(path, O_RDWR);
     CHECK(fd >= 0);
     Elf64_Ehdr eh;
@@ -250,7 +233,7 @@ static void hostile_elf_never_crashes_or_hangs(void)
         free(original);
     }
     /* A sparse 1 TiB file whose tables claim the whole of it: capped, not read. */
-    copy_file(fixture("noop"), path);
+    copy_file(fixture("noop"), path, 0755);
     int fd = open(path, O_RDWR);
     CHECK(fd >= 0);
     Elf64_Ehdr eh;

@@ -58,21 +58,13 @@ static void proxy_killed_mid_batch(void)
     CHECK_EQ_INT(count_zombie_children(), 0);
 }
 
-static void copy_file(const char *from, const char *to)
-{
-    char *cmd = NULL;
-    CHECK(asprintf(&cmd, "cp '%s' '%s'", from, to) > 0);
-    CHECK(system(cmd) == 0);
-    free(cmd);
-}
-
 /* The proxy runs the image it loaded: deleting or replacing the file does not change
  * what children run until the context is re-created. */
 static void executable_replaced(void)
 {
     char path[4200];
     snprintf(path, sizeof(path), "%s/target", temp_dir());
-    copy_file(fixture("report"), path);
+    copy_file(fixture("report"), path, 0755);
     pspawn_context_t ctx;
     CHECK(pspawn_context_create(&ctx, path, -1) == 0);
     CHECK(unlink(path) == 0);
@@ -81,7 +73,7 @@ static void executable_replaced(void)
     CHECK(pid > 0);
     int st = wait_child(pid, 10000);
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 5); /* report still ran */
-    copy_file(fixture("noop"), path);
+    copy_file(fixture("noop"), path, 0755);
     pid = pspawn(&ctx, argv);
     CHECK(pid > 0);
     st = wait_child(pid, 10000);
