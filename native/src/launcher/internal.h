@@ -481,4 +481,15 @@ struct psp_layout;
 struct psp_layout *psp_per_node_layout(struct pspawn_impl *impl, const pspawn_context_attr_t *attr,
                                        const cpu_set_t *affinity);
 
+/* context_config.c: the checks of create's attributes; what a channel keeps to start its
+ * proxy again after a death (0 or an errno). */
+bool psp_context_attr_valid(const pspawn_context_attr_t *attr);
+int psp_make_proxy_config(const struct pspawn_impl *impl, const pspawn_context_attr_t *attr,
+                          struct psp_proxy_config *out);
+
+/* context_start.c: starts a new context's backends (its mode, proxies, replicas, or
+ * fallback); 0 or an errno. Removing the replicas is also destroy's. */
+int psp_context_start(struct pspawn_impl *impl, const pspawn_context_attr_t *attr);
+void psp_remove_replicas(struct pspawn_impl *impl);
+
 #endif

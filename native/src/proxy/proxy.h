@@ -97,9 +97,15 @@ void psp_prefault_mappings(void);
  * argv/envp it must run main with. Never returns in the proxy. */
 void psp_serve(struct psp_proxy *p, struct psp_decoded *child_request);
 
-/* serve.c: one child, a sibling of the proxy in zygote mode; the kernel writes its pid
+/* clone.c: one child, a sibling of the proxy in zygote mode; the kernel writes its pid
  * into *result_slot. cgroup_fd >= 0: born in that cgroup. Returns as fork does. */
 pid_t psp_clone_child(struct psp_proxy *p, _Atomic int32_t *result_slot, int cgroup_fd);
+/* clone.c: how this kernel puts children into a cgroup (PSP_CGROUP_CLONE3 or _MOVE); the
+ * move in a child (on failure {instance, errno} to error_fd, then _exit); the child
+ * becoming instance `i` of the request (its argv/envp, its CPU set). */
+int psp_probe_cgroup_placement(void);
+void psp_move_into_cgroup(int cgroup_fd, uint32_t instance, int error_fd);
+void psp_become_instance(const struct psp_proxy *p, struct psp_decoded *req, uint32_t i, int error_fd);
 
 /* pool.c: the warm pool. */
 /* At start-up, after the ring's eventfds: the header's pool, its claim eventfds (the
