@@ -45,69 +45,15 @@ public sealed partial class PSpawnContext
     /// <see cref="PSpawnContextOptions.MaxRestarts"/>). Always 0 in <see cref="PSpawnMode.Fallback"/> mode; after
     /// <see cref="Dispose"/>, the last count seen.
     /// </summary>
-    public unsafe int RestartCount
-    {
-        get
-        {
-            ContextHandle? handle = Volatile.Read(ref _native)?.Handle;
-            if (handle is null)
-            {
-                return Volatile.Read(ref _restarts);
-            }
-
-            bool added = false;
-            try
-            {
-                handle.DangerousAddRef(ref added);
-                return Math.Max(Volatile.Read(ref _restarts), Interop.PSpawnCore.ContextRestarts(handle.Pointer));
-            }
-            catch (ObjectDisposedException)
-            {
-                return Volatile.Read(ref _restarts);
-            }
-            finally
-            {
-                if (added)
-                {
-                    handle.DangerousRelease();
-                }
-            }
-        }
-    }
+    public unsafe int RestartCount =>
+        ReadNative(handle => Math.Max(Volatile.Read(ref _restarts), Interop.PSpawnCore.ContextRestarts(handle.Pointer)), Volatile.Read(ref _restarts));
 
     /// <summary>
     /// How many proxies serve this context (<see cref="PSpawnContextOptions.ProxyCount"/>, or the native default); a batch is
     /// fanned out to all of them. 0 in <see cref="PSpawnMode.Fallback"/> mode and after <see cref="Dispose"/>.
     /// </summary>
-    public unsafe int ProxyCount
-    {
-        get
-        {
-            ContextHandle? handle = Volatile.Read(ref _native)?.Handle;
-            if (handle is null)
-            {
-                return 0;
-            }
-
-            bool added = false;
-            try
-            {
-                handle.DangerousAddRef(ref added);
-                return Interop.PSpawnCore.ContextProxyCount(handle.Pointer);
-            }
-            catch (ObjectDisposedException)
-            {
-                return 0;
-            }
-            finally
-            {
-                if (added)
-                {
-                    handle.DangerousRelease();
-                }
-            }
-        }
-    }
+    public unsafe int ProxyCount =>
+        ReadNative(handle => Interop.PSpawnCore.ContextProxyCount(handle.Pointer), 0);
 
     /// <summary>How many instances the warm pool's parked children have served so far (the rest were forked); 0 without a pool and after <see cref="Dispose"/>.</summary>
     public unsafe long PoolClaimCount =>
