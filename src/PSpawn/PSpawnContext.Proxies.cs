@@ -4,41 +4,13 @@ namespace PSpawn;
 public sealed partial class PSpawnContext
 {
     /// <summary>The proxy's process ID; null in <see cref="PSpawnMode.Fallback"/> mode, once the proxy has failed, or after <see cref="Dispose"/>.</summary>
-    public unsafe int? ProxyProcessId
-    {
-        get
+    public unsafe int? ProxyProcessId => Volatile.Read(ref _disposed) != 0 ? null : ReadNative<int?>(
+        handle =>
         {
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                return null;
-            }
-
-            ContextHandle? handle = Volatile.Read(ref _native)?.Handle;
-            if (handle is null)
-            {
-                return null;
-            }
-
-            bool added = false;
-            try
-            {
-                handle.DangerousAddRef(ref added);
-                int pid = Interop.PSpawnCore.ContextProxyPid(handle.Pointer);
-                return pid > 0 ? pid : null;
-            }
-            catch (ObjectDisposedException)
-            {
-                return null;
-            }
-            finally
-            {
-                if (added)
-                {
-                    handle.DangerousRelease();
-                }
-            }
-        }
-    }
+            int pid = Interop.PSpawnCore.ContextProxyPid(handle.Pointer);
+            return pid > 0 ? pid : null;
+        },
+        null);
 
     /// <summary>
     /// How many times a dead proxy has been restarted (by the spawn after its death; at most
@@ -89,45 +61,22 @@ public sealed partial class PSpawnContext
     /// to no node (<see cref="NumaPlacement.Off"/>, or a single-node machine under <see cref="NumaPlacement.Auto"/>). Empty in
     /// <see cref="PSpawnMode.Fallback"/> mode and after <see cref="Dispose"/>.
     /// </summary>
-    public unsafe IReadOnlyList<int> ProxyNodes
-    {
-        get
+    public unsafe IReadOnlyList<int> ProxyNodes => ReadNative<IReadOnlyList<int>>(
+        handle =>
         {
-            ContextHandle? handle = Volatile.Read(ref _native)?.Handle;
-            if (handle is null)
+            int count = Interop.PSpawnCore.ContextProxyNodes(handle.Pointer, null, 0);
+            if (count <= 0)
             {
                 return [];
             }
 
-            bool added = false;
-            try
+            int[] nodes = new int[count];
+            fixed (int* pointer = nodes)
             {
-                handle.DangerousAddRef(ref added);
-                int count = Interop.PSpawnCore.ContextProxyNodes(handle.Pointer, null, 0);
-                if (count <= 0)
-                {
-                    return [];
-                }
+                count = Interop.PSpawnCore.ContextProxyNodes(handle.Pointer, pointer, nodes.Length);
+            }
 
-                int[] nodes = new int[count];
-                fixed (int* pointer = nodes)
-                {
-                    count = Interop.PSpawnCore.ContextProxyNodes(handle.Pointer, pointer, nodes.Length);
-                }
-
-                return count <= 0 ? [] : Array.AsReadOnly(nodes[..Math.Min(count, nodes.Length)]);
-            }
-            catch (ObjectDisposedException)
-            {
-                return [];
-            }
-            finally
-            {
-                if (added)
-                {
-                    handle.DangerousRelease();
-                }
-            }
-        }
-    }
+            return count <= 0 ? [] : Array.AsReadOnly(nodes[..Math.Min(count, nodes.Length)]);
+        },
+        []);
 }
