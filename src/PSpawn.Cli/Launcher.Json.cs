@@ -28,6 +28,7 @@ internal sealed partial class Launcher
             json.WriteNumber("proxies", context.ProxyCount);
             json.WriteNumber("pool", _settings.Pool ?? 0);
             json.WriteNumber("pool_claims", context.PoolClaimCount);
+            json.WriteBoolean("deferred", _settings.Deferred);
             json.WriteNumber("exit_code", status);
             json.WriteBoolean("timed_out", _timedOut);
             if (_interruptedBy != 0)

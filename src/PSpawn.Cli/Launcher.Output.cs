@@ -80,6 +80,6 @@ internal sealed partial class Launcher
                 ? $"; first failure: rank {first.Rank.ToString(CultureInfo.InvariantCulture)} killed by signal {signal.ToString(CultureInfo.InvariantCulture)}"
                 : $"; first failure: rank {first.Rank.ToString(CultureInfo.InvariantCulture)} exited with {first.ExitCode?.ToString(CultureInfo.InvariantCulture)}";
         _stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"pspawn: {started} of {_records.Length} instances started ({context.Mode}, {context.ProxyCount} proxies), {failed} failed{firstFailure}; {elapsed.TotalSeconds:0.000} s; exit status {status}"));
+            $"pspawn: {started} of {_records.Length} instances started ({context.Mode}{(_settings.Deferred ? " from pspawn_ready()" : string.Empty)}, {context.ProxyCount} proxies), {failed} failed{firstFailure}; {elapsed.TotalSeconds:0.000} s; exit status {status}"));
     }
 }

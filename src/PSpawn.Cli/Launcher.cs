@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
+using Mono.Unix.Native;
 using Spectre.Console;
 
 namespace PSpawn.Cli;
@@ -50,7 +51,11 @@ internal sealed partial class Launcher : IDisposable
         {
             context = PSpawnContext.Create(_path, -1, new PSpawnContextOptions
             {
-                FallbackPolicy = FallbackPolicy.PosixSpawn,
+                // With --deferred the program's main already ran in the proxies: an exec fallback would run it again
+                // per instance, so a program that cannot be frozen at pspawn_ready() is an error instead.
+                FallbackPolicy = _settings.Deferred ? FallbackPolicy.Throw : FallbackPolicy.PosixSpawn,
+                DeferredForkPoint = _settings.Deferred,
+                StartupTimeout = _settings.StartupTimeout ?? PSpawnContextOptions.DefaultStartupTimeout,
                 ProxyCount = _settings.Proxies,
                 WarmPool = _settings.Pool is int size ? new WarmPoolOptions { Size = size } : null,
             });
@@ -63,7 +68,7 @@ internal sealed partial class Launcher : IDisposable
                 PSpawnAccessDeniedException or PSpawnUnsupportedExecutableException => ExitCodes.CannotExecute,
                 _ => ExitCodes.SpawnFailed,
             };
-            await _stderr.WriteLineAsync($"pspawn: {_path}: {ex.Message}");
+            await _stderr.WriteLineAsync($"pspawn: {_path}: {ex.Message}{DeferredHint(ex)}");
             return code;
         }
 
@@ -104,6 +109,15 @@ internal sealed partial class Launcher : IDisposable
             return status;
         }
     }
+
+    /// <summary>What a failed --deferred start-up most likely means, for the error line.</summary>
+    private string DeferredHint(Exception ex) => !_settings.Deferred || ex is not IPSpawnError error ? string.Empty : error.Errno switch
+    {
+        Errno.EPIPE => " (--deferred: the program must call pspawn_ready() from native/include/pspawn_ready.h; it returned or exited without it)",
+        Errno.EDEADLK => " (--deferred: a thread was running when the program called pspawn_ready(); it must be single-threaded there)",
+        Errno.ETIMEDOUT => " (--deferred: the program did not reach pspawn_ready() within the start-up timeout)",
+        _ => " (--deferred: no exec fallback)",
+    };
 
     private async Task RunInstancesAsync(PSpawnContext context)
     {

@@ -32,6 +32,8 @@ internal static class PSpawnCommand
         var cpus = new Option<string>("--cpus") { Description = "Placement: 'auto' (instance i on usable CPU i mod their number) or a list such as 0,2-3 (instance i on its i mod length'th CPU)." };
         var proxies = new Option<int?>("--proxies") { Description = "Zygote proxies (default: the library's, one per usable CPU up to 8)." };
         var pool = new Option<int?>("--pool") { Description = "Warm pool: children each proxy keeps forked ahead of time, parked before main (1 to 64; default none). Instances claim them instead of forking." };
+        var deferred = new Option<bool>("--deferred") { Description = "Deferred fork point: PROGRAM runs its own start-up once per proxy, up to its pspawn_ready() call (native/include/pspawn_ready.h), and every instance is forked from there with its own arguments and environment. PROGRAM must call pspawn_ready(); one that does not makes pspawn exit 125 (no exec fallback)." };
+        var startupTimeout = new Option<string>("--startup-timeout") { Description = "How long each proxy may take to start (with --deferred: to reach pspawn_ready()); default 10s, at most 24 days. E.g. 30, 1.5s, 2m." };
         var env = new Option<string[]>("--env", "-e") { Description = "NAME=VALUE for every instance ({rank}, {size}, {local_rank} are substituted). Repeatable." };
         var output = new Option<string[]>("--output") { Description = "prefix (lines as '[rank] line'; default on a terminal), inherit (unprefixed; default otherwise), files DIR (DIR/RANK.out, DIR/RANK.err), none.", Arity = new ArgumentArity(1, 2), AllowMultipleArgumentsPerToken = true };
         var timeout = new Option<string>("--timeout") { Description = "Stop the instances still running after this long (SIGTERM, SIGKILL after --grace); exit status 124. E.g. 30, 1.5s, 500ms, 2m." };
@@ -43,13 +45,13 @@ internal static class PSpawnCommand
 
         run = new Command("run", "Start N instances of PROGRAM through PSpawn's zygotes and wait for them. Exit status: 0 if every instance exited with 0, else the lowest failing rank's status (a signal n: 128+n); 2 usage, 124 timeout, 125 an instance did not start, 126 PROGRAM not executable, 127 PROGRAM not found, 130/143 interrupted.")
         {
-            count, cpus, proxies, pool, env, output, timeout, grace, json, quiet, noSlurm, command,
+            count, cpus, proxies, pool, deferred, startupTimeout, env, output, timeout, grace, json, quiet, noSlurm, command,
         };
         run.SetAction(async (parse, _) =>
         {
             try
             {
-                return await RunAsync(parse, count, cpus, proxies, pool, env, output, timeout, grace, json, quiet, noSlurm, command);
+                return await RunAsync(parse, count, cpus, proxies, pool, deferred, startupTimeout, env, output, timeout, grace, json, quiet, noSlurm, command);
             }
             catch (UsageException ex)
             {
@@ -90,7 +92,7 @@ internal static class PSpawnCommand
     }
 
     private static async Task<int> RunAsync(
-        ParseResult parse, Option<int> count, Option<string> cpus, Option<int?> proxies, Option<int?> pool, Option<string[]> env, Option<string[]> output,
+        ParseResult parse, Option<int> count, Option<string> cpus, Option<int?> proxies, Option<int?> pool, Option<bool> deferred, Option<string> startupTimeout, Option<string[]> env, Option<string[]> output,
         Option<string> timeout, Option<string> grace, Option<string> json, Option<bool> quiet, Option<bool> noSlurm, Argument<string[]> command)
     {
         int n = parse.GetValue(count);
@@ -141,6 +143,8 @@ internal static class PSpawnCommand
             Cpus = parse.GetValue(cpus) is string c ? RunSettings.ParseCpus(c, Affinity.UsableCpus) : null,
             Proxies = k,
             Pool = parked,
+            Deferred = parse.GetValue(deferred),
+            StartupTimeout = parse.GetValue(startupTimeout) is string st ? RunSettings.ParseStartupTimeout(st) : null,
             Environment = (parse.GetValue(env) ?? []).Select(RunSettings.ParseVariable).ToList(),
             Output = mode,
             OutputDirectory = directory,

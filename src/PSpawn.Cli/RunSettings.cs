@@ -32,6 +32,12 @@ internal sealed partial record RunSettings
     /// <summary>--pool: parked children per proxy (the context's warm pool), or null for none.</summary>
     public int? Pool { get; init; }
 
+    /// <summary>--deferred: the context's deferred fork point (PROGRAM calls pspawn_ready() after its start-up).</summary>
+    public bool Deferred { get; init; }
+
+    /// <summary>--startup-timeout: the proxies' start-up limit; null: the library's default.</summary>
+    public TimeSpan? StartupTimeout { get; init; }
+
     public IReadOnlyList<KeyValuePair<string, string>> Environment { get; init; } = [];
 
     public OutputMode Output { get; init; }
@@ -107,6 +113,18 @@ internal sealed partial record RunSettings
         }
 
         return TimeSpan.FromSeconds(seconds);
+    }
+
+    /// <summary>Parses --startup-timeout: a duration the native core can take (whole milliseconds in an int).</summary>
+    public static TimeSpan ParseStartupTimeout(string text)
+    {
+        TimeSpan limit = ParseDuration("--startup-timeout", text);
+        if (limit.TotalMilliseconds is < 1 or > int.MaxValue)
+        {
+            throw new UsageException($"--startup-timeout: '{text}' must be at least 1ms and at most 24 days.");
+        }
+
+        return limit;
     }
 
     /// <summary>Parses --output: prefix, inherit, none, or files DIR.</summary>
