@@ -77,6 +77,9 @@ internal sealed class RunResults
     public List<Measurement> Scaling { get; } = [];
     public List<ContextStart> Contexts { get; } = [];
     public string? ScalingTarget { get; set; }
+
+    /// <summary>The transparent-mode section (null: not run, --transparent-rounds 0).</summary>
+    public TransparentResults? Transparent { get; set; }
     public TimeSpan Elapsed { get; set; }
 
     public static string ViaOf(string method) => Options.DotNetMethods.Contains(method) ? ".NET" : "C";

@@ -30,6 +30,14 @@ internal sealed class Options
     public string? NativeDir { get; set; }
     public bool Quiet { get; set; }
 
+    /// <summary>Rounds of the transparent-mode section (make -j2, xargs -P2; plain and LD_PRELOAD); 0 skips it.</summary>
+    public int TransparentRounds { get; set; } = 3;
+
+    /// <summary>Launches of the target per transparent-mode workload.</summary>
+    public int TransparentN { get; set; } = 200;
+
+    public const string TransparentTarget = "pynamic100";
+
     public static string Usage => """
         PSpawn.Compare - spawn throughput and latency: PSpawn against posix_spawn, vfork, fork+exec and Process.Start.
 
@@ -61,6 +69,12 @@ internal sealed class Options
           --plot FILE.png     plot throughput against target for each method, and against N
           --native-dir DIR    the CMake build holding bin/spawnbench and the fixtures (default artifacts/native;
                               also $PSPAWN_BENCH_NATIVE_DIR)
+          --transparent-rounds R
+                              rounds of the transparent-mode section: `make -j2` and `xargs -P2 -n1` running
+                              pynamic100 --transparent-n times, plainly and with libpspawn_intercept.so in the
+                              launcher's LD_PRELOAD, alternating (default 3; 0 skips the section; a launcher
+                              missing from PATH is skipped with a message)
+          --transparent-n N   launches per transparent-mode workload (default 200)
           --quiet             no progress on standard error
           -h, --help          this text
         """;
@@ -159,6 +173,12 @@ internal sealed class Options
                     break;
                 case "--native-dir":
                     o.NativeDir = Value();
+                    break;
+                case "--transparent-rounds":
+                    o.TransparentRounds = PositiveInt(arg, Value(), 0);
+                    break;
+                case "--transparent-n":
+                    o.TransparentN = PositiveInt(arg, Value());
                     break;
                 case "--quiet":
                     o.Quiet = true;

@@ -49,6 +49,12 @@ try
         Console.WriteLine($"wrote {written}");
     }
 
+    if (results.Transparent is { Failed.Count: > 0 } transparent)
+    {
+        transparent.Failed.ForEach(f => Console.Error.WriteLine($"PSpawn.Compare: transparent mode: {f}"));
+        return 1;
+    }
+
     return 0;
 }
 catch (UsageException e)
@@ -85,6 +91,11 @@ namespace PSpawn.Compare
                 allTargets.Add(scalingTarget);
             }
 
+            if (o.TransparentRounds > 0 && !allTargets.Contains(Options.TransparentTarget))
+            {
+                allTargets.Add(Options.TransparentTarget);
+            }
+
             native.EnsureBuilt(allTargets, Log);
             var results = new RunResults
             {
@@ -107,6 +118,12 @@ namespace PSpawn.Compare
                 {
                     RunTarget(o, native, scalingTarget, n, Math.Min(o.RoundsFor(scalingTarget), 3), 0, results.Scaling, null, Log);
                 }
+            }
+
+            if (o.TransparentRounds > 0)
+            {
+                results.Transparent = TransparentBench.Run(native, Options.TransparentTarget, o.TransparentN, o.TransparentRounds, Log);
+                results.Transparent.Skipped.ForEach(s => Console.Error.WriteLine($"PSpawn.Compare: {s}"));
             }
 
             results.Elapsed = total.Elapsed;

@@ -5,7 +5,7 @@ using System.Text.Json;
 namespace PSpawn.Compare;
 
 /// <summary>The console table, Markdown, CSV and JSON renderings of a run.</summary>
-internal static class Report
+internal static partial class Report
 {
     private static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
 
@@ -166,6 +166,7 @@ internal static class Report
             TextTable(w, ["target", "N", "method", "via", "spawns/s (min–max)"], ScalingRows(r));
         }
 
+        PrintTransparent(r, w);
         w.WriteLine();
     }
 
@@ -203,6 +204,7 @@ internal static class Report
             MdTable(sb, ["target", "N", "method", "via", "spawns/s (min–max)"], ScalingRows(r));
         }
 
+        MarkdownTransparent(r, sb);
         return sb.ToString();
     }
 
@@ -243,7 +245,30 @@ internal static class Report
 
         Section("main", r.Main);
         Section("scaling", r.Scaling);
+        CsvTransparent(r, sb);
         return sb.ToString();
+    }
+
+    private static void WriteNumberOrNull(Utf8JsonWriter w, string name, double v)
+    {
+        if (double.IsNaN(v) || double.IsInfinity(v))
+        {
+            w.WriteNull(name);
+        }
+        else
+        {
+            w.WriteNumber(name, v);
+        }
+    }
+
+    private static void WriteStat(Utf8JsonWriter w, string name, Stat s)
+    {
+        w.WriteStartObject(name);
+        WriteNumberOrNull(w, "median", s.Median);
+        WriteNumberOrNull(w, "min", s.Min);
+        WriteNumberOrNull(w, "max", s.Max);
+        w.WriteNumber("rounds", s.Count);
+        w.WriteEndObject();
     }
 
     public static string Json(RunResults r)
@@ -251,27 +276,9 @@ internal static class Report
         using var stream = new MemoryStream();
         using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
         {
-            void Num(string name, double v)
-            {
-                if (double.IsNaN(v) || double.IsInfinity(v))
-                {
-                    w.WriteNull(name);
-                }
-                else
-                {
-                    w.WriteNumber(name, v);
-                }
-            }
+            void Num(string name, double v) => WriteNumberOrNull(w, name, v);
 
-            void StatObj(string name, Stat s)
-            {
-                w.WriteStartObject(name);
-                Num("median", s.Median);
-                Num("min", s.Min);
-                Num("max", s.Max);
-                w.WriteNumber("rounds", s.Count);
-                w.WriteEndObject();
-            }
+            void StatObj(string name, Stat s) => WriteStat(w, name, s);
 
             w.WriteStartObject();
             w.WriteStartObject("machine");
@@ -365,6 +372,7 @@ internal static class Report
             }
 
             w.WriteEndArray();
+            JsonTransparent(r, w);
             w.WriteEndObject();
         }
 
