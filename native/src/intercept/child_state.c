@@ -287,7 +287,7 @@ static int inherited_state(pspawn_attr_t *attr, const struct psi_state *st, cons
     return 0;
 }
 
-static int descriptor_map(pspawn_attr_t *attr, const struct model *m, const char **why)
+static int descriptor_map(pspawn_attr_t *attr, const struct model *m, const struct psi_state *st, const char **why)
 {
     int targets[PSP_MAX_FDMAP], sources[PSP_MAX_FDMAP];
     int n = 0, highest = 2;
@@ -303,8 +303,7 @@ static int descriptor_map(pspawn_attr_t *attr, const struct model *m, const char
         if (m->slots[i].target > highest)
             highest = m->slots[i].target;
     }
-    struct rlimit files;
-    if (getrlimit(RLIMIT_NOFILE, &files) != 0 || (rlim_t)(highest + n + 8) > files.rlim_cur) {
+    if ((rlim_t)(highest + n + 8) > st->limits[RLIMIT_NOFILE].rlim_cur) {
         *why = "RLIMIT_NOFILE too low to place the descriptors";
         return -1;
     }
@@ -345,7 +344,7 @@ int psi_child_build(struct psi_child *c, const struct psi_snapshot *snap, const 
         rc = -1;
     if (rc == 0 &&
         (signal_state(c->attr, st, sa, flags, why) != 0 || group_and_session(c->attr, st, sa, flags, snap, why) != 0 ||
-         inherited_state(c->attr, st, snap, why) != 0 || descriptor_map(c->attr, m, why) != 0)) {
+         inherited_state(c->attr, st, snap, why) != 0 || descriptor_map(c->attr, m, st, why) != 0)) {
         if (*why == NULL)
             *why = "option refused";
         rc = -1;
