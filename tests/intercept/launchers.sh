@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, make, make_k, python, xargs, bash, dotnet, options.
+# cannot pass). CASE: probe, fork, jobcontrol, make, make_k, python, xargs, bash, dotnet, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -118,6 +118,12 @@ print(f"served: {sorted(c for c in served if served[c])}")
 if wrong: print("wrong:", wrong); sys.exit(1)
 PY
     grep -q 'did not exec within' "$tmp/intercepted.log" && fail "a timeout disabled the handoff"
+    ;;
+jobcontrol)
+    python3 "$here/jobcontrol.py" "$lib" "$tmp/intercepted.log" || fail "a job did not get the terminal"
+    grep -q 'leads the terminal' "$tmp/intercepted.log" || fail "the log does not say why the jobs exec'd by themselves"
+    grep -q 'served by zygote' "$tmp/intercepted.log" && fail "a job-control child was served"
+    grep -q 'did not exec within' "$tmp/intercepted.log" && fail "fork waited out its time for children that wait for it"
     ;;
 make)
     makefile 300

@@ -21,6 +21,8 @@
 
 /* Children that took longer than the wait: after this many, fork is only fork. */
 #define MAX_TIMEOUTS 16
+/* How often a waiting fork looks whether its child sleeps. */
+#define CHECK_MS 2
 
 static int timeouts;
 
@@ -116,6 +118,25 @@ static void reap_unseen(pid_t child)
         kill(getpid(), SIGCHLD);
 }
 
+/* True if `child` sleeps (state S) or is stopped: it waits for something — often for
+ * this parent, which waits for it (bash with job control makes each job's first child
+ * wait until the parent has forked the whole pipeline). */
+static bool waits_for_something(pid_t child)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)child);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    const char *end = strrchr(buf, ')');
+    return end != NULL && end[1] == ' ' && (end[2] == 'S' || end[2] == 'T' || end[2] == 't');
+}
+
 /* The pid fork() returns for `child`. */
 static pid_t await_exec(pid_t child, int sock)
 {
@@ -123,9 +144,16 @@ static pid_t await_exec(pid_t child, int sock)
     for (;;) {
         int64_t left = deadline - now_us();
         struct pollfd p = {.fd = sock, .events = POLLIN};
-        int n = left > 0 ? poll(&p, 1, (int)((left + 999) / 1000)) : 0;
+        int slice = left > 0 ? (int)((left + 999) / 1000) : 0;
+        int n = slice > 0 ? poll(&p, 1, slice < CHECK_MS ? slice : CHECK_MS) : 0;
         if (n < 0 && errno == EINTR)
             continue;
+        if (n == 0 && slice > CHECK_MS) {
+            if (!waits_for_something(child))
+                continue;
+            psi_log("fork: child %d sleeps before exec (waiting for its parent?): it execs by itself", (int)child);
+            return child;
+        }
         if (n <= 0) {
             if (n == 0 && ++timeouts == MAX_TIMEOUTS)
                 psi_log("fork: %d children did not exec within %d ms: fork is no longer intercepted", timeouts,

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "common/protocol.h"
@@ -23,19 +24,26 @@ void psi_handoff_arm(int fd)
     armed_pid = getpid();
 }
 
-/* Pending signals and armed interval timers survive exec: only the real one keeps them. */
-static bool has_pending_or_timers(void)
+/* Why this child must make the real exec whatever the launcher has, or NULL. */
+static const char *must_exec_itself(void)
 {
     sigset_t pending;
     if (sigpending(&pending) != 0 || !sigisemptyset(&pending))
-        return true;
+        return "pending signals (they survive exec)";
     static const int timers[] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
     for (size_t i = 0; i < sizeof(timers) / sizeof(timers[0]); i++) {
         struct itimerval t;
         if (getitimer(timers[i], &t) != 0 || t.it_value.tv_sec != 0 || t.it_value.tv_usec != 0)
-            return true;
+            return "an armed interval timer (it survives exec)";
     }
-    return false;
+    /* Job control: the terminal's foreground group is one this child leads; the zygote
+     * child's new group would not be it. */
+    pid_t self = getpid();
+    if (getpgrp() == self)
+        for (int fd = 0; fd <= 2; fd++)
+            if (isatty(fd) && tcgetpgrp(fd) == self)
+                return "it leads the terminal's foreground group";
+    return NULL;
 }
 
 static size_t strings_size(char *const list[], uint32_t *count)
@@ -148,12 +156,23 @@ void psi_handoff_exec(const char *file, char *const argv[], char *const envp[], 
     struct psi_handoff_request *req = NULL;
     int fds[PSP_MAX_FDS_PER_MESSAGE], nfds = 0;
     size_t size = 0;
-    if (argv != NULL && argv[0] != NULL && envp != NULL && !has_pending_or_timers() &&
-        (exe = psi_resolve(file, search, &relative)) != NULL && psi_config_allows(exe) &&
-        (fds[0] = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-        if ((req = build_request(exe, argv, envp, &size, fds, &nfds)) == NULL)
-            close(fds[0]);
+    const char *why = NULL;
+    if (argv == NULL || argv[0] == NULL || envp == NULL)
+        why = "argv or envp NULL or empty";
+    else if ((why = must_exec_itself()) != NULL)
+        ;
+    else if ((exe = psi_resolve(file, search, &relative)) == NULL)
+        why = "no executable file found (the real exec reports the error)";
+    else if (!psi_config_allows(exe))
+        why = "not allowed (PSPAWN_INTERCEPT_ALLOW / _DENY)";
+    else if ((fds[0] = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+        why = "working directory unreadable";
+    else if ((req = build_request(exe, argv, envp, &size, fds, &nfds)) == NULL) {
+        why = "state unreadable, or too large for one message";
+        close(fds[0]);
     }
+    if (why != NULL)
+        psi_log("fork+exec %s: real exec: %s", exe != NULL ? exe : file, why);
     if (req != NULL) {
         sigset_t all, old;
         sigfillset(&all);
