@@ -4,7 +4,6 @@
  * actions run here, in the caller, in order, on a model of the child's descriptor table:
  * opens really open (in the caller: the same credentials, umask and working directory the
  * child would have), the rest only edit the model. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -56,31 +55,6 @@ static int put_slot(struct model *m, int target, int source, bool cloexec)
         return -1;
     m->slots[m->count++] = (struct slot){.target = target, .source = source, .cloexec = cloexec};
     return 0;
-}
-
-/* Every open descriptor of the caller (the child's table at clone time). */
-static int load_caller_fds(struct model *m)
-{
-    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir < 0)
-        return -1;
-    char buf[8192];
-    long n;
-    int rc = 0;
-    while (rc == 0 && (n = syscall(SYS_getdents64, dir, buf, sizeof(buf))) > 0) {
-        for (long off = 0; off < n;) {
-            struct dirent64 *d = (struct dirent64 *)(buf + off);
-            off += d->d_reclen;
-            if (d->d_name[0] < '0' || d->d_name[0] > '9')
-                continue;
-            int fd = atoi(d->d_name);
-            int flags = fd == dir ? -1 : fcntl(fd, F_GETFD);
-            if (flags >= 0 && put_slot(m, fd, fd, (flags & FD_CLOEXEC) != 0) != 0)
-                rc = -1;
-        }
-    }
-    close(dir);
-    return n < 0 ? -1 : rc;
 }
 
 static int keep_temp(struct psi_child *c, int fd)
@@ -216,30 +190,28 @@ int psi_child_precheck(const struct psi_actions *fa, const posix_spawnattr_t *sa
 }
 
 /* The child's working directory when it differs from the proxy's, as a path. */
-static int working_directory(const struct model *m, const struct psi_snapshot *snap, char *buf, size_t size,
-                             bool *set, const char **why)
+static int working_directory(const struct model *m, const struct psi_snapshot *snap, const struct psi_state *st,
+                             char *buf, size_t size, bool *set, const char **why)
 {
     *set = false;
-    if (m->cwd_fd >= 0) {
-        char link[64];
-        snprintf(link, sizeof(link), "/proc/self/fd/%d", m->cwd_fd);
-        ssize_t n = readlink(link, buf, size - 1);
-        if (n <= 0 || (size_t)n >= size - 1 || buf[0] != '/' || strstr(buf, " (deleted)") != NULL) {
-            *why = "the chdir action's directory has no path";
-            return -1;
-        }
-        buf[n] = '\0';
-        *set = true;
-        return 0;
-    }
-    struct stat st;
-    if (stat(".", &st) != 0) {
+    int dir = m->cwd_fd >= 0 ? m->cwd_fd : st->cwd_fd;
+    struct stat now;
+    if (dir >= 0 ? fstat(dir, &now) != 0 : stat(".", &now) != 0) {
         *why = "working directory unreadable";
         return -1;
     }
-    if (st.st_dev == snap->cwd_dev && st.st_ino == snap->cwd_ino)
+    if (m->cwd_fd < 0 && now.st_dev == snap->cwd_dev && now.st_ino == snap->cwd_ino)
         return 0;
-    if (getcwd(buf, size) == NULL) {
+    if (dir >= 0) {
+        char link[64];
+        snprintf(link, sizeof(link), "/proc/self/fd/%d", dir);
+        ssize_t n = readlink(link, buf, size - 1);
+        if (n <= 0 || (size_t)n >= size - 1 || buf[0] != '/' || strstr(buf, " (deleted)") != NULL) {
+            *why = "the child's working directory has no path";
+            return -1;
+        }
+        buf[n] = '\0';
+    } else if (getcwd(buf, size) == NULL) {
         *why = "working directory has no path";
         return -1;
     }
@@ -247,36 +219,30 @@ static int working_directory(const struct model *m, const struct psi_snapshot *s
     return 0;
 }
 
-static int signal_state(pspawn_attr_t *attr, const posix_spawnattr_t *sa, short flags, const char **why)
+static int signal_state(pspawn_attr_t *attr, const struct psi_state *st, const posix_spawnattr_t *sa, short flags,
+                        const char **why)
 {
-    sigset_t mask, ignored, defaults;
-    sigemptyset(&ignored);
+    if (st->sigchld_ignored) {
+        *why = "SIGCHLD ignored or SA_NOCLDWAIT (children are auto-reaped)";
+        return -1;
+    }
+    sigset_t mask = st->mask, ignored = st->ignored, defaults;
     sigemptyset(&defaults);
     if (flags & POSIX_SPAWN_SETSIGMASK)
         posix_spawnattr_getsigmask(sa, &mask);
-    else
-        pthread_sigmask(SIG_BLOCK, NULL, &mask);
     if (flags & POSIX_SPAWN_SETSIGDEF)
         posix_spawnattr_getsigdefault(sa, &defaults);
-    for (int s = 1; s < NSIG; s++) {
-        struct sigaction act;
-        if (sigaction(s, NULL, &act) != 0)
-            continue;
-        if (s == SIGCHLD && (act.sa_handler == SIG_IGN || (act.sa_flags & SA_NOCLDWAIT))) {
-            *why = "SIGCHLD ignored or SA_NOCLDWAIT (children are auto-reaped)";
-            return -1;
-        }
-        if (act.sa_handler == SIG_IGN && sigismember(&defaults, s) != 1)
-            sigaddset(&ignored, s);
-    }
+    for (int s = 1; s < NSIG; s++)
+        if (sigismember(&defaults, s) == 1)
+            sigdelset(&ignored, s);
     return psp_attr_set_signals(attr, &mask, &ignored);
 }
 
 /* Process group and session: the proxy's are the caller's at context creation. */
-static int group_and_session(pspawn_attr_t *attr, const posix_spawnattr_t *sa, short flags,
-                             const struct psi_snapshot *snap, const char **why)
+static int group_and_session(pspawn_attr_t *attr, const struct psi_state *st, const posix_spawnattr_t *sa,
+                             short flags, const struct psi_snapshot *snap, const char **why)
 {
-    if (getsid(0) != snap->sid && !(flags & POSIX_SPAWN_SETSID)) {
+    if (st->sid != snap->sid && !(flags & POSIX_SPAWN_SETSID)) {
         *why = "the caller changed session since the proxy started";
         return -1;
     }
@@ -287,47 +253,41 @@ static int group_and_session(pspawn_attr_t *attr, const posix_spawnattr_t *sa, s
         posix_spawnattr_getpgroup(sa, &pgroup);
         return pspawn_attr_set_process_group(attr, pgroup);
     }
-    pid_t now = getpgrp();
-    return now == snap->pgrp ? 0 : pspawn_attr_set_process_group(attr, now);
+    if (st->own_group_is_new && st->pgrp == st->pid)
+        return pspawn_attr_set_process_group(attr, 0);
+    return st->pgrp == snap->pgrp ? 0 : pspawn_attr_set_process_group(attr, st->pgrp);
 }
 
 /* Limits, umask, CPUs, priority: options where they changed since the proxy started. */
-static int inherited_state(pspawn_attr_t *attr, const struct psi_snapshot *snap, const char **why)
+static int inherited_state(pspawn_attr_t *attr, const struct psi_state *st, const struct psi_snapshot *snap,
+                           const char **why)
 {
     for (int r = 0; r < RLIM_NLIMITS; r++) {
-        struct rlimit now;
-        if (getrlimit((__rlimit_resource_t)r, &now) != 0)
-            continue;
-        if ((now.rlim_cur != snap->limits[r].rlim_cur || now.rlim_max != snap->limits[r].rlim_max) &&
-            pspawn_attr_add_rlimit(attr, r, now.rlim_cur, now.rlim_max) != 0) {
+        const struct rlimit *now = &st->limits[r];
+        if ((now->rlim_cur != snap->limits[r].rlim_cur || now->rlim_max != snap->limits[r].rlim_max) &&
+            pspawn_attr_add_rlimit(attr, r, now->rlim_cur, now->rlim_max) != 0) {
             *why = "resource limits";
             return -1;
         }
     }
-    int mask = psi_current_umask();
-    if (mask < 0) {
+    if (st->umask < 0) {
         *why = "umask unknown";
         return -1;
     }
-    if (mask != snap->umask && pspawn_attr_set_umask(attr, (mode_t)mask) != 0)
+    if (st->umask != snap->umask && pspawn_attr_set_umask(attr, (mode_t)st->umask) != 0)
         return -1;
-    cpu_set_t cpus;
-    if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && !CPU_EQUAL(&cpus, &snap->affinity) &&
-        pspawn_attr_set_cpus(attr, &cpus) != 0)
+    if (CPU_COUNT(&st->affinity) > 0 && !CPU_EQUAL(&st->affinity, &snap->affinity) &&
+        pspawn_attr_set_cpus(attr, &st->affinity) != 0)
         return -1;
-    struct sched_param param;
-    errno = 0;
-    int nice = getpriority(PRIO_PROCESS, 0);
-    if (sched_getscheduler(0) != snap->policy || sched_getparam(0, &param) != 0 ||
-        param.sched_priority != snap->sched_priority || nice != snap->nice ||
-        prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) != snap->no_new_privs) {
+    if (st->policy != snap->policy || st->sched_priority != snap->sched_priority || st->nice != snap->nice ||
+        st->no_new_privs != snap->no_new_privs) {
         *why = "scheduling policy, priority, nice value or no_new_privs changed since the proxy started";
         return -1;
     }
     return 0;
 }
 
-static int descriptor_map(pspawn_attr_t *attr, const struct model *m, const char **why)
+static int descriptor_map(pspawn_attr_t *attr, const struct model *m, const struct psi_state *st, const char **why)
 {
     int targets[PSP_MAX_FDMAP], sources[PSP_MAX_FDMAP];
     int n = 0, highest = 2;
@@ -343,16 +303,15 @@ static int descriptor_map(pspawn_attr_t *attr, const struct model *m, const char
         if (m->slots[i].target > highest)
             highest = m->slots[i].target;
     }
-    struct rlimit files;
-    if (getrlimit(RLIMIT_NOFILE, &files) != 0 || (rlim_t)(highest + n + 8) > files.rlim_cur) {
+    if ((rlim_t)(highest + n + 8) > st->limits[RLIMIT_NOFILE].rlim_cur) {
         *why = "RLIMIT_NOFILE too low to place the descriptors";
         return -1;
     }
     return psp_attr_set_fd_map(attr, targets, sources, n);
 }
 
-int psi_child_build(struct psi_child *c, const struct psi_snapshot *snap, const struct psi_actions *fa,
-                    const posix_spawnattr_t *sa, const char **why)
+int psi_child_build(struct psi_child *c, const struct psi_snapshot *snap, const struct psi_state *st,
+                    const struct psi_actions *fa, const posix_spawnattr_t *sa, const char **why)
 {
     c->attr = NULL;
     c->temp_count = 0;
@@ -367,9 +326,12 @@ int psi_child_build(struct psi_child *c, const struct psi_snapshot *snap, const 
     }
     m->count = 0;
     m->cwd_fd = -1;
-    int rc = load_caller_fds(m) == 0 ? 0 : -1;
-    if (rc != 0)
-        *why = "/proc/self/fd unreadable or too many descriptors";
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < st->fd_count; i++)
+        if (put_slot(m, st->fds[i].target, st->fds[i].source, st->fds[i].cloexec) != 0) {
+            *why = "too many descriptors for the model";
+            rc = -1;
+        }
     for (int i = 0; rc == 0 && i < fa->count; i++) {
         rc = apply_action(c, m, &fa->items[i]);
         if (rc < 0)
@@ -377,11 +339,12 @@ int psi_child_build(struct psi_child *c, const struct psi_snapshot *snap, const 
     }
     char cwd[PATH_MAX];
     bool cwd_set = false;
-    if (rc == 0 && (working_directory(m, snap, cwd, sizeof(cwd), &cwd_set, why) != 0 ||
+    if (rc == 0 && (working_directory(m, snap, st, cwd, sizeof(cwd), &cwd_set, why) != 0 ||
                     (cwd_set && pspawn_attr_set_cwd(c->attr, cwd) != 0)))
         rc = -1;
-    if (rc == 0 && (signal_state(c->attr, sa, flags, why) != 0 || group_and_session(c->attr, sa, flags, snap, why) != 0 ||
-                    inherited_state(c->attr, snap, why) != 0 || descriptor_map(c->attr, m, why) != 0)) {
+    if (rc == 0 &&
+        (signal_state(c->attr, st, sa, flags, why) != 0 || group_and_session(c->attr, st, sa, flags, snap, why) != 0 ||
+         inherited_state(c->attr, st, snap, why) != 0 || descriptor_map(c->attr, m, st, why) != 0)) {
         if (*why == NULL)
             *why = "option refused";
         rc = -1;
@@ -421,5 +384,6 @@ int psi_snapshot_take(struct psi_snapshot *s, const char *path)
     s->nice = getpriority(PRIO_PROCESS, 0);
     s->no_new_privs = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
     s->umask = psi_current_umask();
+    psi_identity_take(&s->identity);
     return 0;
 }

@@ -9,7 +9,7 @@
 
 #include "intercept/intercept.h"
 
-struct psi_config psi_config = {.after = 2};
+struct psi_config psi_config = {.after = 2, .fork = true, .fork_wait_ms = 50};
 struct psi_real psi_real;
 static int tracked_umask = -1;
 
@@ -66,14 +66,22 @@ static int read_umask(void)
     return line != NULL ? (int)strtol(line + 7, NULL, 8) : -1;
 }
 
+/* A whole number in [0, 1000000) from `name`, or `fallback`. */
+static int number(const char *name, int fallback)
+{
+    const char *value = getenv(name);
+    if (value == NULL || value[0] == '\0')
+        return fallback;
+    char *end = NULL;
+    long v = strtol(value, &end, 10);
+    return (*end == '\0' && v >= 0 && v < 1000000) ? (int)v : fallback;
+}
+
 void psi_config_load(void)
 {
-    const char *after = getenv("PSPAWN_INTERCEPT_AFTER");
-    if (after != NULL && after[0] != '\0') {
-        char *end = NULL;
-        long v = strtol(after, &end, 10);
-        psi_config.after = (*end == '\0' && v >= 0 && v < 1000000) ? (int)v : 2;
-    }
+    psi_config.after = number("PSPAWN_INTERCEPT_AFTER", 2);
+    psi_config.fork = number("PSPAWN_INTERCEPT_FORK", 1) != 0;
+    psi_config.fork_wait_ms = number("PSPAWN_INTERCEPT_FORK_WAIT_MS", 50);
     psi_config.allow = split_list(getenv("PSPAWN_INTERCEPT_ALLOW"));
     psi_config.deny = split_list(getenv("PSPAWN_INTERCEPT_DENY"));
     const char *inherit = getenv("PSPAWN_INTERCEPT_INHERIT");
@@ -93,6 +101,7 @@ void psi_real_load(void)
     psi_real.umask = (__typeof__(psi_real.umask))dlsym(RTLD_NEXT, "umask");
     psi_real.execve = (__typeof__(psi_real.execve))dlsym(RTLD_NEXT, "execve");
     psi_real.execvpe = (__typeof__(psi_real.execvpe))dlsym(RTLD_NEXT, "execvpe");
+    psi_real.fork = (__typeof__(psi_real.fork))dlsym(RTLD_NEXT, "fork");
 }
 
 int psi_current_umask(void)

@@ -1,8 +1,9 @@
-/* The exec family, interposed only so that children do not inherit the interceptor
- * (unless PSPAWN_INTERCEPT_INHERIT=1): fork/vfork + exec launchers (bash, xargs, Python's
- * subprocess, .NET's Process.Start) are not served by a zygote, but their children must
- * not load us. These may run in a vfork child, which shares the parent's memory: no
- * malloc, no lock, no logging; the edited environment lives on this stack. */
+/* The exec family: a child armed by the fork handoff (fork.c) is offered to its launcher
+ * first (handoff.c); otherwise, and when that is refused, the real call, with this
+ * library removed from LD_PRELOAD (unless PSPAWN_INTERCEPT_INHERIT=1) so that children
+ * do not load us. These may also run in a vfork child (never armed), which shares the
+ * parent's memory: on that path no malloc, no lock, no logging; the edited environment
+ * lives on this stack. */
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
@@ -49,6 +50,7 @@ static char *const *strip(char *const envp[], struct stripped *s)
 
 API int execve(const char *path, char *const argv[], char *const envp[])
 {
+    psi_handoff_exec(path, argv, envp, false);
     struct stripped s;
     return psi_real.execve(path, argv, strip(envp, &s));
 }
@@ -60,6 +62,7 @@ API int execv(const char *path, char *const argv[])
 
 API int execvpe(const char *file, char *const argv[], char *const envp[])
 {
+    psi_handoff_exec(file, argv, envp, true);
     struct stripped s;
     return psi_real.execvpe(file, argv, strip(envp, &s));
 }

@@ -11,6 +11,11 @@
 __thread int psi_busy;
 static bool loaded;
 
+bool psi_loaded(void)
+{
+    return loaded;
+}
+
 static const char *kind_name(bool search)
 {
     return search ? "posix_spawnp" : "posix_spawn";
@@ -41,7 +46,13 @@ static int serve(pid_t *pid, const char *exe, bool relative, const posix_spawn_f
         return -1;
     }
     struct psi_child child;
-    int rc = psi_child_build(&child, psi_zygote_snapshot(z), &actions, sa, why);
+    struct psi_state *st = malloc(sizeof(*st));
+    int rc = -1;
+    if (st == NULL)
+        *why = "out of memory";
+    else if (psi_state_take(st, why) == 0)
+        rc = psi_child_build(&child, psi_zygote_snapshot(z), st, &actions, sa, why);
+    free(st);
     psi_actions_free(&actions);
     if (rc == 0) {
         pid_t p = pspawn_x(psi_zygote_context(z), argv, envp, child.attr, NULL);

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -26,6 +27,8 @@ struct psi_config {
     char **deny;        /* PSPAWN_INTERCEPT_DENY: the same, never served */
     bool inherit;       /* PSPAWN_INTERCEPT_INHERIT=1: children keep the interceptor in LD_PRELOAD */
     bool disabled;      /* PSPAWN_INTERCEPT=0: every call is the real one */
+    bool fork;          /* PSPAWN_INTERCEPT_FORK (default 1): the fork handoff (fork.c) */
+    int fork_wait_ms;   /* PSPAWN_INTERCEPT_FORK_WAIT_MS (default 50): how long fork waits for exec */
     char *self_path;    /* this library's path (as the loader found it) */
 };
 PSI_HIDDEN extern struct psi_config psi_config;
@@ -46,6 +49,7 @@ struct psi_real {
     mode_t (*umask)(mode_t);
     int (*execve)(const char *, char *const[], char *const[]);
     int (*execvpe)(const char *, char *const[], char *const[]);
+    pid_t (*fork)(void);
 };
 PSI_HIDDEN extern struct psi_real psi_real;
 PSI_HIDDEN void psi_real_load(void);
@@ -75,6 +79,23 @@ PSI_HIDDEN void psi_actions_lock(void);
 PSI_HIDDEN void psi_actions_unlock(void);
 PSI_HIDDEN void psi_actions_after_fork(void);
 
+/* identity.c: what survives exec but cannot be given to a zygote child. */
+#define PSI_MAX_GROUPS 64
+#define PSI_NAMESPACES 10
+struct psi_identity {
+    uid_t uid[3];
+    gid_t gid[3];
+    int groups; /* -1: more than PSI_MAX_GROUPS */
+    gid_t group[PSI_MAX_GROUPS];
+    uint32_t caps[6];
+    int securebits, seccomp, pdeathsig, personality, timerslack, ioprio, mempolicy;
+    uint64_t ns[PSI_NAMESPACES];
+    uint64_t cgroup, oom_score_adj; /* hashes of the /proc files */
+};
+PSI_HIDDEN void psi_identity_take(struct psi_identity *id);
+/* NULL if the same, else what differs. */
+PSI_HIDDEN const char *psi_identity_differs(const struct psi_identity *a, const struct psi_identity *b);
+
 /* The caller's state a context's proxy was created with (its children inherit it). */
 struct psi_snapshot {
     struct stat exe;            /* identity of the executable */
@@ -89,26 +110,91 @@ struct psi_snapshot {
     int nice;
     int no_new_privs;
     int umask;
+    struct psi_identity identity; /* the proxy's: what a zygote child gets */
 };
 PSI_HIDDEN int psi_snapshot_take(struct psi_snapshot *s, const char *path);
 
+/* state.c: what a child of a process inherits from it, taken in that process: its
+ * descriptors, working directory, signal mask and dispositions, group, session, limits,
+ * umask, CPUs and scheduling. In the launcher for posix_spawn; in a forked child at exec
+ * for the fork handoff (fork.c), where it travels to the launcher (descriptors and the
+ * working directory over SCM_RIGHTS, `source` then naming the launcher's copies). */
+#define PSI_MAX_STATE_FDS 1024
+struct psi_fd {
+    int target;   /* the descriptor number in the process */
+    int source;   /* a descriptor of the builder's process for the same file */
+    bool cloexec;
+};
+struct psi_state {
+    pid_t pid;
+    pid_t pgrp;
+    pid_t sid;
+    bool own_group_is_new; /* handoff: a group the process leads becomes the child's own new group */
+    int cwd_fd;            /* -1: the builder's working directory; else a descriptor of it */
+    sigset_t mask;
+    sigset_t ignored;
+    bool sigchld_ignored;  /* SIG_IGN or SA_NOCLDWAIT: children would be reaped by the kernel */
+    struct rlimit limits[RLIM_NLIMITS];
+    int umask;
+    cpu_set_t affinity;
+    int policy;
+    int sched_priority;
+    int nice;
+    int no_new_privs;
+    int fd_count;
+    struct psi_fd fds[PSI_MAX_STATE_FDS]; /* fd_count used */
+};
+/* 0, or -1 (*why): /proc/self/fd unreadable or more than PSI_MAX_STATE_FDS open. */
+PSI_HIDDEN int psi_state_take(struct psi_state *st, const char **why);
+
 /* child_state.c: the attr that gives a zygote child exactly what posix_spawn's child
- * would get. psi_child_build returns 0 (use c->attr, then psi_child_done), an errno the
- * real posix_spawn would have returned (a file action failed: no child), or -1: not
- * expressible (*why says what): make the real call. */
+ * (or, for the fork handoff, the exec of the forked child) would get, from `st` and the
+ * file actions and attributes on top. psi_child_build returns 0 (use c->attr, then
+ * psi_child_done), an errno the real posix_spawn would have returned (a file action
+ * failed: no child), or -1: not expressible (*why says what): make the real call. */
 #define PSI_MAX_TEMP_FDS 64
 struct psi_child {
     pspawn_attr_t *attr;
     int temps[PSI_MAX_TEMP_FDS]; /* descriptors we opened for the child (closed when done) */
     int temp_count;
 };
-PSI_HIDDEN int psi_child_build(struct psi_child *c, const struct psi_snapshot *snap, const struct psi_actions *fa,
-                               const posix_spawnattr_t *sa, const char **why);
+PSI_HIDDEN int psi_child_build(struct psi_child *c, const struct psi_snapshot *snap, const struct psi_state *st,
+                               const struct psi_actions *fa, const posix_spawnattr_t *sa, const char **why);
 PSI_HIDDEN void psi_child_done(struct psi_child *c);
 /* Checks the actions and attributes before anything has a side effect: -1 (*why) if one
  * cannot be expressed, else 0. exe_relative: the executable path is relative. */
 PSI_HIDDEN int psi_child_precheck(const struct psi_actions *fa, const posix_spawnattr_t *sa, bool exe_relative,
                                   const char **why);
+
+/* fork.c / handoff.c: the fork handoff. An intercepted fork() of a single-threaded
+ * launcher waits (signals blocked) until its child reaches exec; the child sends what
+ * it would exec with (state, identity, descriptors) and the launcher serves it from a
+ * zygote: the zygote's child (a child of the launcher) takes the forked child's place,
+ * the forked child exits unseen and fork() returns the zygote child's pid. Anything
+ * else (a timeout, no zygote, a difference it cannot express) and the forked child
+ * runs on and execs for real, its own pid returned. docs/design.md, "Interception". */
+#define PSI_HANDOFF_MAGIC 0x50534846u /* "PSHF" */
+#define PSI_HANDOFF_MAX_MESSAGE (192u << 10)
+struct psi_handoff_request {
+    uint32_t magic;
+    uint32_t argc;
+    uint32_t envc;
+    uint32_t strings; /* bytes after the state: path, argv, envp, each NUL-terminated */
+    struct psi_identity identity;
+    struct psi_state state; /* sent up to fds[state.fd_count]; the strings follow */
+};
+struct psi_handoff_reply {
+    uint32_t magic;
+    int32_t pid; /* > 0: served, the forked child exits; 0: it execs for real */
+};
+/* In the forked child: arms the handoff on socket fd (owned from now on). */
+PSI_HIDDEN void psi_handoff_arm(int fd);
+/* At exec in an armed child: never returns if served; else disarmed, and the caller
+ * makes the real call. */
+PSI_HIDDEN void psi_handoff_exec(const char *file, char *const argv[], char *const envp[], bool search);
+/* The launcher's side: a request from its forked child; the pid served, or 0. */
+PSI_HIDDEN pid_t psi_handoff_serve(const struct psi_handoff_request *req, size_t size, int *fds, int nfds);
+PSI_HIDDEN bool psi_loaded(void);
 
 /* contexts.c: zygote contexts by executable and loader environment. */
 struct psi_zygote;

@@ -1,0 +1,93 @@
+/* The parts of a process that survive exec and that a zygote child cannot be given:
+ * credentials, capabilities, security and death-signal settings, namespaces, cgroup,
+ * memory policy, I/O priority. A forked child that changed any of them before exec is
+ * exec'd for real (fork.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "intercept/intercept.h"
+
+static const char *const namespaces[PSI_NAMESPACES] = {
+    "cgroup", "ipc", "mnt", "net", "pid", "pid_for_children", "time", "time_for_children", "user", "uts",
+};
+
+/* FNV-1a of a small /proc file (0 if unreadable). */
+static uint64_t hash_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    uint64_t h = 1469598103934665603ull;
+    char buf[1024];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0)
+        for (ssize_t i = 0; i < n; i++)
+            h = (h ^ (unsigned char)buf[i]) * 1099511628211ull;
+    close(fd);
+    return h;
+}
+
+void psi_identity_take(struct psi_identity *id)
+{
+    memset(id, 0, sizeof(*id));
+    getresuid(&id->uid[0], &id->uid[1], &id->uid[2]);
+    getresgid(&id->gid[0], &id->gid[1], &id->gid[2]);
+    id->groups = getgroups(PSI_MAX_GROUPS, id->group);
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct caps[2];
+    if (syscall(SYS_capget, &header, caps) == 0)
+        for (int i = 0; i < 2; i++) {
+            id->caps[3 * i] = caps[i].effective;
+            id->caps[3 * i + 1] = caps[i].permitted;
+            id->caps[3 * i + 2] = caps[i].inheritable;
+        }
+    id->securebits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
+    id->seccomp = prctl(PR_GET_SECCOMP, 0, 0, 0, 0);
+    prctl(PR_GET_PDEATHSIG, &id->pdeathsig, 0, 0, 0);
+    id->personality = personality(0xffffffff);
+    id->timerslack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+    id->ioprio = (int)syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, 0);
+    int mode = -1;
+    if (syscall(SYS_get_mempolicy, &mode, NULL, 0, NULL, 0) != 0)
+        mode = -1;
+    id->mempolicy = mode;
+    for (int i = 0; i < PSI_NAMESPACES; i++) {
+        char path[64];
+        struct stat st;
+        snprintf(path, sizeof(path), "/proc/self/ns/%s", namespaces[i]);
+        id->ns[i] = stat(path, &st) == 0 ? (uint64_t)st.st_ino : 0;
+    }
+    id->cgroup = hash_file("/proc/self/cgroup");
+    id->oom_score_adj = hash_file("/proc/self/oom_score_adj");
+}
+
+const char *psi_identity_differs(const struct psi_identity *a, const struct psi_identity *b)
+{
+    if (memcmp(a->uid, b->uid, sizeof(a->uid)) != 0 || memcmp(a->gid, b->gid, sizeof(a->gid)) != 0 ||
+        a->groups != b->groups || a->groups < 0 ||
+        memcmp(a->group, b->group, (size_t)a->groups * sizeof(gid_t)) != 0)
+        return "credentials changed";
+    if (memcmp(a->caps, b->caps, sizeof(a->caps)) != 0 || a->securebits != b->securebits)
+        return "capabilities or securebits changed";
+    if (a->seccomp != b->seccomp)
+        return "a seccomp filter was installed";
+    if (a->pdeathsig != b->pdeathsig)
+        return "a parent-death signal was set";
+    if (a->personality != b->personality || a->timerslack != b->timerslack || a->ioprio != b->ioprio ||
+        a->mempolicy != b->mempolicy || a->oom_score_adj != b->oom_score_adj)
+        return "personality, timer slack, I/O priority, memory policy or oom_score_adj changed";
+    if (memcmp(a->ns, b->ns, sizeof(a->ns)) != 0)
+        return "namespaces changed";
+    if (a->cgroup != b->cgroup)
+        return "moved to another cgroup";
+    return NULL;
+}

@@ -1,0 +1,223 @@
+/* fork_probe REPORT OUTDIR: fork + exec of the report fixture with what launchers do
+ * between the two (descriptors, working directory, umask, limits, signals, process
+ * groups), and the cases the fork handoff must leave to the real exec (a new session, a
+ * parent-death signal, a child waiting for its parent, a child that never execs, a
+ * multi-threaded launcher, SIGCHLD ignored). Run plainly and with libpspawn_intercept.so
+ * preloaded; compare.py compares the two runs. One line per case on stdout; the child's
+ * JSON in OUTDIR/NAME.json. Each case also checks, in both runs, what fork must keep: the
+ * pid fork returned is the program's, waitpid(-1) reaps exactly it, nothing else is
+ * left to reap (the zygote is a live child: WNOHANG returns 0 then). "case NAME" is appended to PSPAWN_DEBUG_FILE first (see spawn_probe.c). */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *report;
+static const char *outdir;
+static int bad;
+
+static void mark(const char *name)
+{
+    const char *log = getenv("PSPAWN_DEBUG_FILE");
+    FILE *f = log != NULL ? fopen(log, "a") : NULL;
+    if (f != NULL) {
+        fprintf(f, "case %s\n", name);
+        fclose(f);
+    }
+}
+
+/* The "pid" the report fixture wrote to OUTDIR/NAME.json, or -1. */
+static long reported_pid(const char *name)
+{
+    char path[4096], buf[65536];
+    snprintf(path, sizeof(path), "%s/%s.json", outdir, name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *at = strstr(buf, "\"pid\":");
+    return at != NULL ? strtol(at + 6, NULL, 10) : -1;
+}
+
+enum prep {
+    PREP_NONE, PREP_DUP2, PREP_DEVNULL_STDIN, PREP_CHDIR, PREP_UMASK, PREP_RLIMIT, PREP_IGNORE, PREP_MASK,
+    PREP_PGROUP, PREP_SETSID, PREP_PDEATHSIG, PREP_WAIT_PARENT, PREP_NO_EXEC, PREP_KILLED, PREP_MISSING,
+};
+
+/* The child's side: what a launcher does between fork and exec, then the exec. */
+static void child(const char *name, enum prep prep, const char *extra, int sync_fd)
+{
+    char out[4096];
+    snprintf(out, sizeof(out), "--report-out=%s/%s.json", outdir, name);
+    struct rlimit lim = {1000, 4096};
+    sigset_t set;
+    char byte;
+    int fd;
+    switch (prep) {
+    case PREP_DUP2:
+        /* the number open returns differs when the interceptor holds descriptors */
+        fd = open("/dev/null", O_WRONLY);
+        if (fd < 0 || dup2(fd, 9) != 9 || close(fd) != 0)
+            _exit(120);
+        break;
+    case PREP_DEVNULL_STDIN: /* xargs: close(0), open("/dev/null") */
+        close(0);
+        if (open("/dev/null", O_RDONLY) != 0)
+            _exit(120);
+        break;
+    case PREP_CHDIR:
+        if (chdir("/tmp") != 0)
+            _exit(120);
+        break;
+    case PREP_UMASK:
+        umask(077);
+        break;
+    case PREP_RLIMIT:
+        setrlimit(RLIMIT_NOFILE, &lim);
+        break;
+    case PREP_IGNORE:
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGUSR2, SIG_IGN);
+        break;
+    case PREP_MASK:
+        sigemptyset(&set);
+        sigaddset(&set, SIGUSR1);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+        break;
+    case PREP_PGROUP:
+        setpgid(0, 0);
+        break;
+    case PREP_SETSID:
+        setsid();
+        break;
+    case PREP_PDEATHSIG:
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        break;
+    case PREP_WAIT_PARENT: /* blocks until the parent, after fork returned, writes */
+        if (read(sync_fd, &byte, 1) != 1)
+            _exit(121);
+        break;
+    case PREP_NO_EXEC:
+        _exit(5);
+    case PREP_KILLED:
+        raise(SIGKILL);
+        break;
+    case PREP_MISSING:
+        execl("/nonexistent/pspawn-missing", "missing", (char *)NULL);
+        _exit(127);
+    case PREP_NONE:
+        break;
+    }
+    execl(report, report, out, extra, (char *)NULL);
+    _exit(126);
+}
+
+/* Forks (pgroup: the parent also sets the group, as shells do), waits with waitpid(-1). */
+static void run(const char *name, enum prep prep, const char *extra)
+{
+    mark(name);
+    int sync[2];
+    if (pipe2(sync, O_CLOEXEC) != 0)
+        exit(1);
+    pid_t pid = fork();
+    if (pid == 0)
+        child(name, prep, extra, sync[0]);
+    if (pid < 0) {
+        printf("case %s fork failed: %s\n", name, strerror(errno));
+        bad++;
+        return;
+    }
+    if (prep == PREP_PGROUP)
+        setpgid(pid, pid);
+    if (write(sync[1], "x", 1) != 1)
+        bad++;
+    close(sync[0]);
+    close(sync[1]);
+    int status = 0;
+    pid_t reaped = waitpid(-1, &status, 0);
+    long reported = reported_pid(name);
+    bool pid_ok = reported < 0 || reported == pid;
+    pid_t left = waitpid(-1, NULL, WNOHANG); /* 0: children (a zygote) but none to reap */
+    bool none_left = left == 0 || (left < 0 && errno == ECHILD);
+    if (reaped != pid || !pid_ok || !none_left)
+        bad++;
+    printf("case %s reaped_is_forked=%d reported_is_forked=%d none_left=%d exited=%d code=%d signaled=%d sig=%d\n",
+           name, reaped == pid, pid_ok, none_left, WIFEXITED(status), WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+           WIFSIGNALED(status), WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+    fflush(stdout);
+}
+
+static void *idle(void *arg)
+{
+    pause();
+    return arg;
+}
+
+static volatile sig_atomic_t sigchld_seen;
+
+static void on_sigchld(int sig)
+{
+    (void)sig;
+    sigchld_seen++;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: fork_probe REPORT OUTDIR\n");
+        return 2;
+    }
+    report = argv[1];
+    outdir = argv[2];
+    struct sigaction sa = {0};
+    sa.sa_handler = on_sigchld;
+    sigaction(SIGCHLD, &sa, NULL);
+    for (int i = 0; i < 3; i++)
+        run("warmup", PREP_NONE, NULL);
+    run("plain", PREP_NONE, NULL);
+    run("exit7", PREP_NONE, "--report-exit=7");
+    run("signal15", PREP_NONE, "--report-signal=15");
+    run("dup2", PREP_DUP2, NULL);
+    run("devnull_stdin", PREP_DEVNULL_STDIN, NULL);
+    run("chdir", PREP_CHDIR, NULL);
+    run("umask", PREP_UMASK, NULL);
+    run("rlimit", PREP_RLIMIT, NULL);
+    run("ignore", PREP_IGNORE, NULL);
+    run("mask", PREP_MASK, NULL);
+    run("pgroup", PREP_PGROUP, NULL);
+    run("setsid", PREP_SETSID, NULL);
+    run("pdeathsig", PREP_PDEATHSIG, NULL);
+    run("wait_parent", PREP_WAIT_PARENT, NULL);
+    run("no_exec", PREP_NO_EXEC, NULL);
+    run("killed", PREP_KILLED, NULL);
+    run("missing", PREP_MISSING, NULL);
+    printf("sigchld_delivered=%d\n", sigchld_seen > 0);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGCHLD, &sa, NULL);
+    mark("sigchld_ignored");
+    pid_t pid = fork();
+    if (pid == 0)
+        child("sigchld_ignored", PREP_NONE, NULL, -1);
+    int st;
+    pid_t w = waitpid(pid, &st, 0); /* auto-reaped: ECHILD once it is gone */
+    printf("case sigchld_ignored waited=%d echild=%d\n", w == pid, w < 0 && errno == ECHILD);
+    sa.sa_handler = SIG_DFL;
+    sigaction(SIGCHLD, &sa, NULL);
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, idle, NULL) != 0)
+        return 1;
+    run("threaded", PREP_NONE, NULL);
+    printf("bad=%d\n", bad);
+    return 0;
+}
