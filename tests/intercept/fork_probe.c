@@ -2,7 +2,7 @@
  * between the two (descriptors, working directory, umask, limits, signals, process
  * groups), and the cases the fork handoff must leave to the real exec (a new session, a
  * parent-death signal, a child waiting for its parent, a child that never execs, a
- * multi-threaded launcher, SIGCHLD ignored). Run plainly and with libpspawn_intercept.so
+ * multi-threaded launcher, SIGCHLD ignored), and launches after the zygote was killed. Run plainly and with libpspawn_intercept.so
  * preloaded; compare.py compares the two runs. One line per case on stdout; the child's
  * JSON in OUTDIR/NAME.json. Each case also checks, in both runs, what fork must keep: the
  * pid fork returned is the program's, waitpid(-1) reaps exactly it, nothing else is
@@ -158,6 +158,24 @@ static void run(const char *name, enum prep prep, const char *extra)
     fflush(stdout);
 }
 
+/* SIGKILLs every child of this process (the zygotes: no forked child is left between
+ * cases) and reaps them, as a launcher whose proxies were killed by someone else would see. */
+static void kill_zygotes(void)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
+    FILE *f = fopen(path, "r");
+    size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    buf[n] = '\0';
+    for (char *save = NULL, *tok = strtok_r(buf, " \n", &save); tok != NULL; tok = strtok_r(NULL, " \n", &save)) {
+        pid_t z = (pid_t)atoi(tok);
+        if (z > 0 && kill(z, SIGKILL) == 0)
+            waitpid(z, NULL, 0);
+    }
+}
+
 static void *idle(void *arg)
 {
     pause();
@@ -202,6 +220,9 @@ int main(int argc, char **argv)
     run("no_exec", PREP_NO_EXEC, NULL);
     run("killed", PREP_KILLED, NULL);
     run("missing", PREP_MISSING, NULL);
+    kill_zygotes();
+    for (int i = 0; i < 4; i++)
+        run("after_zygote_killed", PREP_NONE, NULL);
     printf("sigchld_delivered=%d\n", sigchld_seen > 0);
     sa.sa_handler = SIG_IGN;
     sigaction(SIGCHLD, &sa, NULL);
