@@ -77,11 +77,12 @@ public class SpawnBenchmarks
         _spawnContext?.Dispose();
         _spawnNContext?.Dispose();
         _batchContext?.Dispose();
-        if (_poolContext is not null)
+        if (_poolSpawns > 0)
         {
-            Console.WriteLine($"// SpawnOnePool ({Target}): {_poolContext.PoolClaimCount} of {_poolSpawns} spawns were claims");
-            _poolContext.Dispose();
+            Console.WriteLine($"// SpawnOnePool ({Target}): {_poolContext!.PoolClaimCount} of {_poolSpawns} spawns were claims");
         }
+
+        _poolContext?.Dispose();
         Marshal.FreeHGlobal(_argv);
         Marshal.FreeHGlobal(_envp);
         Marshal.FreeCoTaskMem(_path);
