@@ -123,21 +123,25 @@ static int earlier(int a, int b)
     return a < 0 || (b >= 0 && b < a) ? b : a;
 }
 
-/* The poll timeout: a free slot's refill, a claim to look at again (its child takes it),
- * and the idle trim of parked children, whichever comes first. */
+/* The poll timeout: a slot to release now (TAKEN, GONE: the state may have changed since
+ * psp_pool_service looked, and nobody else will ring), a free slot's refill, a claim to look
+ * at again (its child takes it), and the idle trim of parked children, whichever comes first. */
 int psp_pool_timeout(struct psp_proxy *p)
 {
     struct psp_proxy_pool *pool = &p->pool;
     if (pool->capacity == 0 || pool->trimmed)
         return -1;
     int64_t now = now_ms();
-    bool parked = false, claimed = false, free_slot = false;
+    bool parked = false, claimed = false, free_slot = false, releasable = false;
     for (uint32_t k = 0; k < pool->capacity; k++) {
         int32_t state = atomic_load(&pool->table[k].state);
         free_slot |= refillable(pool, k);
         parked |= state == PSP_POOL_PARKED;
         claimed |= state == PSP_POOL_CLAIMED;
+        releasable |= state == PSP_POOL_TAKEN || state == PSP_POOL_GONE;
     }
+    if (releasable)
+        return 0;
     int timeout = claimed ? PSP_POOL_TAKE_CHECK_MS : -1;
     if (free_slot) {
         int64_t at = refill_at(pool);
