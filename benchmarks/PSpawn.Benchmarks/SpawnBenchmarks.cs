@@ -14,6 +14,8 @@ namespace PSpawn.Benchmarks;
 /// OperationsPerInvoke = Batch, so the mean is the time per instance and 1e9 / mean(ns) the throughput in
 /// spawns per second. Category "One": one instance, spawn until exited and reaped (the single-spawn latency).
 /// posix_spawn is the baseline of each category. Every method gives the instances an empty environment.
+/// SpawnOnePool spawns from a context with a warm pool of <see cref="PoolSize"/> parked children per proxy (as
+/// spawnbench's pspawn_pool with -P 8); its claims are printed at cleanup, so that a run whose spawns were forks shows.
 /// Monitoring strategy: one invocation per iteration, no pilot stage (a batch takes milliseconds to seconds).
 /// </summary>
 [Config(typeof(SpawnJobConfig))]
@@ -24,10 +26,13 @@ namespace PSpawn.Benchmarks;
 public class SpawnBenchmarks
 {
     public const int Batch = 20;
+    public const int PoolSize = 8;
 
     private PSpawnContext? _spawnContext;
     private PSpawnContext? _spawnNContext;
     private PSpawnContext? _batchContext;
+    private PSpawnContext? _poolContext;
+    private long _poolSpawns;
     private SpawnInstance[] _instances = [];
     private ProcessStartInfo? _startInfo;
     private readonly SpawnOptions _spawnOptions = new() { InheritEnvironment = false };
@@ -50,6 +55,11 @@ public class SpawnBenchmarks
         _spawnContext = PSpawnContext.Create(targetPath, -1, options);
         _spawnNContext = PSpawnContext.Create(targetPath, -1, options);
         _batchContext = PSpawnContext.Create(targetPath, -1, options);
+        _poolContext = PSpawnContext.Create(targetPath, -1, new PSpawnContextOptions
+        {
+            ProxyEnvironment = new Dictionary<string, string>(),
+            WarmPool = new WarmPoolOptions { Size = PoolSize },
+        });
         _instances = Enumerable.Range(0, Batch)
             .Select(i => new SpawnInstance { Environment = new Dictionary<string, string?> { ["RANK"] = i.ToString(System.Globalization.CultureInfo.InvariantCulture) } })
             .ToArray();
@@ -67,6 +77,12 @@ public class SpawnBenchmarks
         _spawnContext?.Dispose();
         _spawnNContext?.Dispose();
         _batchContext?.Dispose();
+        if (_poolSpawns > 0)
+        {
+            Console.WriteLine($"// SpawnOnePool ({Target}): {_poolContext!.PoolClaimCount} of {_poolSpawns} spawns were claims");
+        }
+
+        _poolContext?.Dispose();
         Marshal.FreeHGlobal(_argv);
         Marshal.FreeHGlobal(_envp);
         Marshal.FreeCoTaskMem(_path);
@@ -128,6 +144,16 @@ public class SpawnBenchmarks
     public void SpawnOne()
     {
         using var p = _spawnContext!.Spawn([], _spawnOptions);
+        p.WaitForExit();
+        Check(p.ExitCode);
+    }
+
+    /// <summary>The same from a context with a warm pool: the spawn claims a parked child (a fork when none is parked).</summary>
+    [Benchmark, BenchmarkCategory("One")]
+    public void SpawnOnePool()
+    {
+        using var p = _poolContext!.Spawn([], _spawnOptions);
+        _poolSpawns++;
         p.WaitForExit();
         Check(p.ExitCode);
     }

@@ -444,6 +444,25 @@ static void claims_faster_than_refill(void)
     CHECK_EQ_INT(count_zombie_children(), 0);
 }
 
+/* Every claim is refilled, many times in a row (a pool of one: each spawn must find the
+ * refill of the previous claim; a refill the proxy missed, e.g. a claim taken while it was
+ * computing its poll timeout, would leave the pool empty for good). */
+static void every_claim_is_refilled(void)
+{
+    pspawn_context_t ctx = open_pool("noop", 1, 0);
+    char *argv[] = {"noop", NULL};
+    pid_t parked;
+    for (long k = 1; k <= 300; k++) {
+        await_parked(&ctx, &parked, 1);
+        pid_t pid = pspawn(&ctx, argv);
+        CHECK_EQ_INT(pid, parked); /* a claim, not a fork */
+        CHECK_EQ_INT(pspawn_context_pool_claims(&ctx), k);
+        CHECK_EQ_INT(exit_code(pid), 0);
+    }
+    pspawn_context_destroy(&ctx);
+    CHECK_EQ_INT(count_zombie_children(), 0);
+}
+
 static void idle_pool_is_trimmed(void)
 {
     pspawn_context_t ctx = open_pool("noop", 2, 500);
@@ -515,6 +534,7 @@ int main(int argc, char **argv)
         {"launcher_killed_parked_die", launcher_killed_parked_die},
         {"exhausted_nproc", exhausted_nproc},
         {"claims_faster_than_refill", claims_faster_than_refill},
+        {"every_claim_is_refilled", every_claim_is_refilled},
         {"idle_pool_is_trimmed", idle_pool_is_trimmed},
         {"bad_attributes_and_modes", bad_attributes_and_modes},
     };

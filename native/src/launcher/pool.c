@@ -2,7 +2,8 @@
  * proxy forked ahead of time (parked before main, already children of this process)
  * for the instances it can serve, and hands every other instance to the channel. A
  * claim is a write into the slot's part of the segment and one eventfd write: no round
- * trip to the proxy, which refills the slot after the child took its claim. */
+ * trip to the proxy, which refills the slot after the child took its claim (the launcher
+ * rings its doorbell once per call, so that the claimed child makes no call for it). */
 #include <errno.h>
 #include <linux/futex.h>
 #include <poll.h>
@@ -246,6 +247,7 @@ static int claim(struct psp_channel *ch, struct psp_plan *plan, const int *todo,
     static _Thread_local unsigned cursor;
     int reaped = reap_dead(table, cap);
     int done = 0;
+    bool unreported = false; /* a claim the proxy has not heard of */
     while (done < n && fits(plan, todo[done])) {
         int k = take_parked(table, cap, &cursor, &reaped);
         if (k < 0)
@@ -262,14 +264,16 @@ static int claim(struct psp_channel *ch, struct psp_plan *plan, const int *todo,
             err = errno != 0 ? errno : EIO;
             kill_and_reap(pid);
         } else if (slot->flags & PSP_POOL_REPORT) {
-            err = await_report(ch, slot, pid);
+            err = await_report(ch, slot, pid); /* rings the proxy on a report */
+        } else {
+            unreported = true;
         }
         plan->pids[i] = err == 0 ? pid : -1;
         plan->errors[i] = err;
         done++;
     }
-    if (reaped > 0)
-        ring_proxy(ch); /* their slots are free: refill them */
+    if (reaped > 0 || unreported)
+        ring_proxy(ch); /* their slots are (or will be) free: refill them */
     return done;
 }
 

@@ -4,6 +4,9 @@
  * each parked child through a pidfd (a dead one is marked DEAD for the launcher to reap,
  * and never handed out), refills a slot once its child took its claim, one fork at a
  * time between requests, and ends parked children after pool_idle_ms without a doorbell.
+ * A claimed child makes no system call for the pool on its way to main: it was placed
+ * before it parked, and the launcher, not the child, rings the proxy's doorbell; the
+ * proxy sees the claim taken when it looks again, PSP_POOL_TAKE_CHECK_MS later.
  * Parked children end themselves when the launcher dies (its pidfd) or the proxy dies
  * (the death pipe hangs up). */
 #include <errno.h>
@@ -26,6 +29,9 @@
 /* A refill waits this long after a claim, while at least half the pool is parked: the
  * fork would compete for the CPU with the child just claimed, which is starting. */
 #define PSP_POOL_QUIET_MS 5
+/* A claim the proxy saw before its child took it is looked at again this much later
+ * (the child copies its claim within microseconds; this only bounds the refill delay). */
+#define PSP_POOL_TAKE_CHECK_MS 1
 
 static int64_t now_ms(void)
 {
@@ -112,24 +118,40 @@ static int64_t refill_at(const struct psp_proxy_pool *pool)
     return at;
 }
 
+static int earlier(int a, int b)
+{
+    return a < 0 || (b >= 0 && b < a) ? b : a;
+}
+
+/* The poll timeout: a slot to release now (TAKEN, GONE: the state may have changed since
+ * psp_pool_service looked, and nobody else will ring), a free slot's refill, a claim to look
+ * at again (its child takes it), and the idle trim of parked children, whichever comes first. */
 int psp_pool_timeout(struct psp_proxy *p)
 {
     struct psp_proxy_pool *pool = &p->pool;
     if (pool->capacity == 0 || pool->trimmed)
         return -1;
     int64_t now = now_ms();
-    bool parked = false;
+    bool parked = false, claimed = false, free_slot = false, releasable = false;
     for (uint32_t k = 0; k < pool->capacity; k++) {
-        if (refillable(pool, k)) {
-            int64_t at = refill_at(pool);
-            return now >= at ? 0 : (int)(at - now);
-        }
-        parked |= atomic_load(&pool->table[k].state) == PSP_POOL_PARKED;
+        int32_t state = atomic_load(&pool->table[k].state);
+        free_slot |= refillable(pool, k);
+        parked |= state == PSP_POOL_PARKED;
+        claimed |= state == PSP_POOL_CLAIMED;
+        releasable |= state == PSP_POOL_TAKEN || state == PSP_POOL_GONE;
     }
-    if (!parked || pool->idle_ms == 0)
-        return -1;
-    int64_t left = pool->last_activity_ms + pool->idle_ms - now;
-    return left > 0 ? (int)left : 0;
+    if (releasable)
+        return 0;
+    int timeout = claimed ? PSP_POOL_TAKE_CHECK_MS : -1;
+    if (free_slot) {
+        int64_t at = refill_at(pool);
+        timeout = earlier(timeout, now >= at ? 0 : (int)(at - now));
+    }
+    if (parked && pool->idle_ms > 0) {
+        int64_t left = pool->last_activity_ms + pool->idle_ms - now;
+        timeout = earlier(timeout, left > 0 ? (int)left : 0);
+    }
+    return timeout;
 }
 
 /* ---- In a parked child -------------------------------------------------------------- */
@@ -183,16 +205,22 @@ static int decode_claim(struct psp_pool_slot *slot, struct psp_decoded *req, cpu
     return 0;
 }
 
-/* The claimed child's placement, as become_instance does it for a forked one. */
-static int place(const struct psp_proxy *p, const cpu_set_t *cpus, size_t size)
+/* A parked child's placement without a claim's CPU set, as become_instance does it for a
+ * forked one: done before it parks, so that a claim without a CPU set costs no system
+ * call, and so that a woken child is not bound to the proxy's CPU (where the proxy may
+ * be refilling). */
+static void place_default(const struct psp_proxy *p)
 {
     if (p->reset_mempolicy)
         (void)syscall(SYS_set_mempolicy, 0 /* MPOL_DEFAULT */, NULL, 0UL);
-    if (size > 0)
-        return sched_setaffinity(0, size, cpus) != 0 ? errno : 0;
     if (p->reset_cpus)
         (void)sched_setaffinity(0, sizeof(p->child_cpus), &p->child_cpus);
-    return 0;
+}
+
+/* The claim's own CPU set, if it has one. */
+static int place(const cpu_set_t *cpus, size_t size)
+{
+    return size > 0 && sched_setaffinity(0, size, cpus) != 0 ? errno : 0;
 }
 
 /* Descriptors 0-2 named in `mask` become /dev/null, as the option does for a forked child. */
@@ -213,7 +241,8 @@ static int null_stdio(uint32_t mask)
 }
 
 /* Takes the claim: decodes it, places itself, tells the launcher (REPORTED, when it
- * waits) or the proxy (TAKEN: refill) and, on failure, exits before main. */
+ * waits) or the proxy (TAKEN: refill, when it next looks) and, on failure, exits before
+ * main. */
 static void take_claim(struct psp_proxy *p, struct psp_pool_slot *slot, struct psp_decoded *req)
 {
     bool report = (slot->flags & PSP_POOL_REPORT) != 0;
@@ -223,7 +252,7 @@ static void take_claim(struct psp_proxy *p, struct psp_pool_slot *slot, struct p
     int err = decode_claim(slot, req, &cpus, &cpus_size);
     if (err == 0) {
         psp_clean_environment(req->envp, p->library_path);
-        err = place(p, &cpus, cpus_size);
+        err = place(&cpus, cpus_size);
     }
     if (err == 0)
         err = null_stdio(stdio_null);
@@ -232,8 +261,7 @@ static void take_claim(struct psp_proxy *p, struct psp_pool_slot *slot, struct p
         atomic_store(&slot->state, PSP_POOL_REPORTED);
         (void)syscall(SYS_futex, &slot->state, FUTEX_WAKE, 1, NULL, NULL, 0);
     } else {
-        atomic_store(&slot->state, PSP_POOL_TAKEN);
-        ring(p->doorbell_fd); /* the proxy refills the slot */
+        atomic_store(&slot->state, PSP_POOL_TAKEN); /* the launcher rang the proxy */
     }
     if (err != 0)
         _exit(127);
@@ -252,6 +280,7 @@ static void park(struct psp_proxy *p, uint32_t k, struct psp_decoded *req)
 {
     struct psp_proxy_pool *pool = &p->pool;
     close(pool->death_pipe[1]);
+    place_default(p);
     struct pollfd fds[3] = {
         {.fd = pool->claim_fds[k], .events = POLLIN},
         {.fd = p->launcher_pidfd, .events = POLLIN},
