@@ -19,6 +19,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <linux/close_range.h>
 #include <unistd.h>
 
 static const char *report;
@@ -52,7 +53,7 @@ static long reported_pid(const char *name)
 
 enum prep {
     PREP_NONE, PREP_DUP2, PREP_DEVNULL_STDIN, PREP_CHDIR, PREP_UMASK, PREP_RLIMIT, PREP_IGNORE, PREP_MASK,
-    PREP_PGROUP, PREP_SETSID, PREP_PDEATHSIG, PREP_WAIT_PARENT, PREP_NO_EXEC, PREP_KILLED, PREP_MISSING,
+    PREP_PGROUP, PREP_CLOSE_RANGE, PREP_CLOSE_LOOP, PREP_SETSID, PREP_PDEATHSIG, PREP_WAIT_PARENT, PREP_NO_EXEC, PREP_KILLED, PREP_MISSING,
 };
 
 /* The child's side: what a launcher does between fork and exec, then the exec. */
@@ -97,6 +98,13 @@ static void child(const char *name, enum prep prep, const char *extra, int sync_
         break;
     case PREP_PGROUP:
         setpgid(0, 0);
+        break;
+    case PREP_CLOSE_RANGE: /* Python's close_fds=True */
+        close_range(3, ~0u, 0);
+        break;
+    case PREP_CLOSE_LOOP: /* the traditional daemon loop */
+        for (int i = 3; i < 2048; i++)
+            close(i);
         break;
     case PREP_SETSID:
         setsid();
@@ -214,6 +222,8 @@ int main(int argc, char **argv)
     run("ignore", PREP_IGNORE, NULL);
     run("mask", PREP_MASK, NULL);
     run("pgroup", PREP_PGROUP, NULL);
+    run("close_range", PREP_CLOSE_RANGE, NULL);
+    run("close_loop", PREP_CLOSE_LOOP, NULL);
     run("setsid", PREP_SETSID, NULL);
     run("pdeathsig", PREP_PDEATHSIG, NULL);
     run("wait_parent", PREP_WAIT_PARENT, NULL);

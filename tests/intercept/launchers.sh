@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, jobcontrol, make, make_k, python, xargs, bash, dotnet, options.
+# cannot pass). CASE: probe, fork, jobcontrol, make, make_k, python, python_vfork, xargs, bash, dotnet, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -111,7 +111,7 @@ for line in open(sys.argv[1]):
         current = line.split()[1]; cases.append(current); served.setdefault(current, False)
     elif current and "fork+exec" in line and "served by zygote" in line:
         served[current] = True
-expected = {"plain", "exit7", "signal15", "dup2", "devnull_stdin", "chdir", "umask", "rlimit", "ignore", "mask", "pgroup"}
+expected = {"plain", "exit7", "signal15", "dup2", "devnull_stdin", "chdir", "umask", "rlimit", "ignore", "mask", "pgroup", "close_range", "close_loop"}
 never = {"setsid", "pdeathsig", "wait_parent", "no_exec", "killed", "missing", "sigchld_ignored", "threaded"}
 wrong = sorted(c for c in expected if not served.get(c)) + sorted(c for c in never if served.get(c))
 print(f"served: {sorted(c for c in served if served[c])}")
@@ -136,7 +136,9 @@ make_k)
     grep -q '^2$' "$tmp/intercepted/status.txt" || fail "make -k should exit 2"
     served_at_least 400
     ;;
-python)
+python | python_vfork)
+    # python_vfork: PSPAWN_INTERCEPT_VFORK=1, so close_fds=True launches (vfork) are served too.
+    [ "$case" = python_vfork ] && export PSPAWN_INTERCEPT_VFORK=1
     cat >"$tmp/workload.py" <<'PY'
 import os, subprocess, sys
 out, report, pynamic = os.environ["OUT"], os.environ["REPORT"], os.environ["PYNAMIC"]
@@ -159,7 +161,13 @@ PY
     # The interpreter itself, not a wrapper script (pyenv's shim would exec it without us).
     python=$(python3 -c 'import sys; print(sys.executable)')
     run_twice "env \$PRELOAD '$python' '$tmp/workload.py'" || fail "results differ"
-    served_at_least 350
+    if [ "$case" = python_vfork ]; then
+        served_at_least 550
+        grep -q 'fork+exec.*served by zygote' "$tmp/intercepted.log" || fail "no vfork launch served"
+    else
+        served_at_least 350
+        grep -q 'fork+exec.*served by zygote' "$tmp/intercepted.log" && fail "a vfork launch served without PSPAWN_INTERCEPT_VFORK=1"
+    fi
     ;;
 xargs)
     run_twice "seq 1 150 | env \$PRELOAD xargs -P2 -I{} \"\$REPORT\" --report-out=\"\$OUT\"/x{}.json x{}; seq 1 100 | env \$PRELOAD xargs -P2 -n1 '$pynamic'; seq 1 50 | env \$PRELOAD xargs -P2 -I{} sh -c '\"\$REPORT\" --report-out=\"\$OUT\"/s{}.json --report-exit=\$(( {} % 3 ))'; echo xargs=\$?; seq 1 20 | env \$PRELOAD xargs -n1 '$build/bin/report' --report-exit=3 >/dev/null; echo exit3=\$?; seq 1 5 | env \$PRELOAD xargs -n1 /nonexistent/pspawn-missing; echo missing=\$?; seq 1 5 | env \$PRELOAD xargs -n1 '$build/bin/report' --report-signal=15 >/dev/null; echo signal=\$?" ||

@@ -11,6 +11,7 @@
 
 struct psi_config psi_config = {.after = 2, .fork = true, .fork_wait_ms = 50};
 struct psi_real psi_real;
+pid_t (*psi_real_vfork)(void);
 static int tracked_umask = -1;
 
 static char **split_list(const char *value)
@@ -82,6 +83,7 @@ void psi_config_load(void)
     psi_config.after = number("PSPAWN_INTERCEPT_AFTER", 2);
     psi_config.fork = number("PSPAWN_INTERCEPT_FORK", 1) != 0;
     psi_config.fork_wait_ms = number("PSPAWN_INTERCEPT_FORK_WAIT_MS", 50);
+    psi_config.vfork = number("PSPAWN_INTERCEPT_VFORK", 0) == 1;
     psi_config.allow = split_list(getenv("PSPAWN_INTERCEPT_ALLOW"));
     psi_config.deny = split_list(getenv("PSPAWN_INTERCEPT_DENY"));
     const char *inherit = getenv("PSPAWN_INTERCEPT_INHERIT");
@@ -102,6 +104,10 @@ void psi_real_load(void)
     psi_real.execve = (__typeof__(psi_real.execve))dlsym(RTLD_NEXT, "execve");
     psi_real.execvpe = (__typeof__(psi_real.execvpe))dlsym(RTLD_NEXT, "execvpe");
     psi_real.fork = (__typeof__(psi_real.fork))dlsym(RTLD_NEXT, "fork");
+    psi_real_vfork = (pid_t(*)(void))dlsym(RTLD_NEXT, "vfork");
+    psi_real.close = (__typeof__(psi_real.close))dlsym(RTLD_NEXT, "close");
+    psi_real.close_range = (__typeof__(psi_real.close_range))dlsym(RTLD_NEXT, "close_range");
+    psi_real.closefrom = (__typeof__(psi_real.closefrom))dlsym(RTLD_NEXT, "closefrom");
 }
 
 int psi_current_umask(void)

@@ -138,17 +138,17 @@ static bool waits_for_something(pid_t child)
 }
 
 /* The pid fork() returns for `child`. */
-static pid_t await_exec(pid_t child, int sock)
+static pid_t await_exec(pid_t child, int sock, bool until_exec)
 {
     int64_t start = now_us(), deadline = start + (int64_t)psi_config.fork_wait_ms * 1000;
     for (;;) {
         int64_t left = deadline - now_us();
         struct pollfd p = {.fd = sock, .events = POLLIN};
         int slice = left > 0 ? (int)((left + 999) / 1000) : 0;
-        int n = slice > 0 ? poll(&p, 1, slice < CHECK_MS ? slice : CHECK_MS) : 0;
+        int n = until_exec ? poll(&p, 1, -1) : slice > 0 ? poll(&p, 1, slice < CHECK_MS ? slice : CHECK_MS) : 0;
         if (n < 0 && errno == EINTR)
             continue;
-        if (n == 0 && slice > CHECK_MS) {
+        if (n == 0 && !until_exec && slice > CHECK_MS) {
             if (!waits_for_something(child))
                 continue;
             psi_log("fork: child %d sleeps before exec (waiting for its parent?): it execs by itself", (int)child);
@@ -179,12 +179,10 @@ static pid_t await_exec(pid_t child, int sock)
     }
 }
 
-__attribute__((visibility("default"))) pid_t fork(void)
+/* A real fork whose parent waits for the handoff; until_exec: as long as the child
+ * needs (vfork's suspension), else at most the fork wait. */
+static pid_t handoff_fork(bool until_exec)
 {
-    if (psi_real.fork == NULL)
-        psi_real_load();
-    if (!eligible())
-        return psi_real.fork();
     int saved = errno;
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -207,13 +205,32 @@ __attribute__((visibility("default"))) pid_t fork(void)
     pid_t result = child;
     if (child > 0) {
         psi_busy++;
-        result = await_exec(child, sv[0]);
+        result = await_exec(child, sv[0], until_exec);
         psi_busy--;
     }
     close(sv[0]);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     errno = child > 0 ? saved : err;
     return result;
+}
+
+__attribute__((visibility("default"))) pid_t fork(void)
+{
+    if (psi_real.fork == NULL)
+        psi_real_load();
+    return eligible() ? handoff_fork(false) : psi_real.fork();
+}
+
+bool psi_vfork_takes_handoff(void)
+{
+    if (psi_real.fork == NULL || psi_real_vfork == NULL)
+        psi_real_load();
+    return psi_config.vfork && eligible();
+}
+
+pid_t psi_vfork_handoff(void)
+{
+    return handoff_fork(true);
 }
 
 /* NUL-terminated strings from *at (count of them, within end) into list[]; false if cut. */

@@ -7,7 +7,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <termios.h>
 #include <unistd.h>
@@ -17,11 +19,41 @@
 
 static int armed_fd = -1;
 static pid_t armed_pid;
+static ino_t armed_ino;
+
+/* The socket moves up, out of the way of a child that closes or reuses low numbers;
+ * close, close_range and closefrom (below) keep it open. */
+#define HIGH_FD 1000
 
 void psi_handoff_arm(int fd)
 {
-    armed_fd = fd;
+    struct rlimit files;
+    int floor = getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur > HIGH_FD + 64 ? HIGH_FD
+                : files.rlim_cur > 128                                              ? (int)files.rlim_cur - 64
+                                                                                    : -1;
+    int high = floor > fd ? fcntl(fd, F_DUPFD_CLOEXEC, floor) : -1;
+    if (high >= 0) {
+        close(fd);
+        fd = high;
+    }
+    struct stat st;
+    armed_fd = fstat(fd, &st) == 0 ? fd : -1;
+    armed_ino = st.st_ino;
     armed_pid = getpid();
+    if (armed_fd < 0)
+        close(fd);
+}
+
+int psi_handoff_fd(void)
+{
+    return armed_fd >= 0 && getpid() == armed_pid ? armed_fd : -1;
+}
+
+/* Still our socket: not closed by a raw system call, nor replaced by dup2. */
+static bool still_ours(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == armed_ino;
 }
 
 /* Why this child must make the real exec whatever the launcher has, or NULL. */
@@ -157,7 +189,9 @@ void psi_handoff_exec(const char *file, char *const argv[], char *const envp[], 
     int fds[PSP_MAX_FDS_PER_MESSAGE], nfds = 0;
     size_t size = 0;
     const char *why = NULL;
-    if (argv == NULL || argv[0] == NULL || envp == NULL)
+    if (!still_ours(sock))
+        why = "the child closed or replaced the handoff socket";
+    else if (argv == NULL || argv[0] == NULL || envp == NULL)
         why = "argv or envp NULL or empty";
     else if ((why = must_exec_itself()) != NULL)
         ;
@@ -185,7 +219,8 @@ void psi_handoff_exec(const char *file, char *const argv[], char *const envp[], 
     }
     free(req);
     free(exe);
-    close(sock);
+    if (still_ours(sock))
+        close(sock);
     psi_busy--;
     errno = saved;
 }

@@ -29,6 +29,7 @@ struct psi_config {
     bool disabled;      /* PSPAWN_INTERCEPT=0: every call is the real one */
     bool fork;          /* PSPAWN_INTERCEPT_FORK (default 1): the fork handoff (fork.c) */
     int fork_wait_ms;   /* PSPAWN_INTERCEPT_FORK_WAIT_MS (default 50): how long fork waits for exec */
+    bool vfork;         /* PSPAWN_INTERCEPT_VFORK=1: vfork is a handoff fork too (vfork.c) */
     char *self_path;    /* this library's path (as the loader found it) */
 };
 PSI_HIDDEN extern struct psi_config psi_config;
@@ -50,8 +51,13 @@ struct psi_real {
     int (*execve)(const char *, char *const[], char *const[]);
     int (*execvpe)(const char *, char *const[], char *const[]);
     pid_t (*fork)(void);
+    int (*close)(int);
+    int (*close_range)(unsigned, unsigned, int);
+    void (*closefrom)(int);
 };
 PSI_HIDDEN extern struct psi_real psi_real;
+/* libc's vfork, for vfork.c's stub (a variable the stub can jump through). */
+PSI_HIDDEN extern pid_t (*psi_real_vfork)(void);
 PSI_HIDDEN void psi_real_load(void);
 /* The umask as the launcher last set it (umask() is interposed), -1 if unknown. */
 PSI_HIDDEN int psi_current_umask(void);
@@ -189,12 +195,18 @@ struct psi_handoff_reply {
 };
 /* In the forked child: arms the handoff on socket fd (owned from now on). */
 PSI_HIDDEN void psi_handoff_arm(int fd);
+/* An armed child's handoff socket (close.c keeps it open), else -1. */
+PSI_HIDDEN int psi_handoff_fd(void);
 /* At exec in an armed child: never returns if served; else disarmed, and the caller
  * makes the real call. */
 PSI_HIDDEN void psi_handoff_exec(const char *file, char *const argv[], char *const envp[], bool search);
 /* The launcher's side: a request from its forked child; the pid served, or 0. */
 PSI_HIDDEN pid_t psi_handoff_serve(const struct psi_handoff_request *req, size_t size, int *fds, int nfds);
 PSI_HIDDEN bool psi_loaded(void);
+/* vfork.c's stub: whether this vfork is served as a handoff fork that waits until the
+ * child exec'd or exited, and that fork. */
+PSI_HIDDEN bool psi_vfork_takes_handoff(void);
+PSI_HIDDEN pid_t psi_vfork_handoff(void);
 
 /* contexts.c: zygote contexts by executable and loader environment. */
 struct psi_zygote;
