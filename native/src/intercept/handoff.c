@@ -25,6 +25,13 @@ static ino_t armed_ino;
  * close, close_range and closefrom (below) keep it open. */
 #define HIGH_FD 1000
 
+/* Still our socket: not closed by a raw system call, nor replaced by dup2. */
+static bool still_ours(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == armed_ino;
+}
+
 void psi_handoff_arm(int fd)
 {
     struct rlimit files;
@@ -44,17 +51,20 @@ void psi_handoff_arm(int fd)
         close(fd);
 }
 
+void psi_handoff_after_fork(void)
+{
+    /* A child of an armed child: the socket is its parent's (which still waits for its own
+     * exec on it); holding it open would hide that exec's end-of-file from the launcher. */
+    if (armed_fd >= 0 && getpid() != armed_pid && still_ours(armed_fd))
+        close(armed_fd); /* ours: psi_handoff_fd() no longer names it in this process */
+    armed_fd = -1;
+}
+
 int psi_handoff_fd(void)
 {
     return armed_fd >= 0 && getpid() == armed_pid ? armed_fd : -1;
 }
 
-/* Still our socket: not closed by a raw system call, nor replaced by dup2. */
-static bool still_ours(int fd)
-{
-    struct stat st;
-    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == armed_ino;
-}
 
 /* Why this child must make the real exec whatever the launcher has, or NULL. */
 static const char *must_exec_itself(void)

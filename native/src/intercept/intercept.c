@@ -150,6 +150,7 @@ static void after_fork_parent(void)
 
 static void after_fork_child(void)
 {
+    psi_handoff_after_fork();
     psi_actions_after_fork();
     psi_contexts_forget();
 }

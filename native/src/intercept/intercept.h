@@ -195,6 +195,8 @@ struct psi_handoff_reply {
 };
 /* In the forked child: arms the handoff on socket fd (owned from now on). */
 PSI_HIDDEN void psi_handoff_arm(int fd);
+/* pthread_atfork, in the child: drops an armed parent's socket. */
+PSI_HIDDEN void psi_handoff_after_fork(void);
 /* An armed child's handoff socket (close.c keeps it open), else -1. */
 PSI_HIDDEN int psi_handoff_fd(void);
 /* At exec in an armed child: never returns if served; else disarmed, and the caller
