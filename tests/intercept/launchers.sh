@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, jobcontrol, make, make_k, python, python_vfork, xargs, bash, dotnet, options.
+# cannot pass). CASE: probe, fork, jobcontrol, make, make_k, python, python_vfork, xargs, bash, others, dotnet, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -196,6 +196,19 @@ bash)
         /nonexistent/pspawn-missing; echo missing=\$?" ||
         fail "results differ"
     served_at_least 300
+    ;;
+others)
+    # Real programs nobody here wrote, launching through fork + exec: find -exec, tar -z
+    # (gzip), perl's system() and qx//, pipelines of sed and tr, xargs -0 and sh -c.
+    command -v perl >/dev/null && command -v tar >/dev/null && command -v gzip >/dev/null ||
+        { echo "SKIP: perl, tar or gzip missing"; exit 77; }
+    PRELOAD_SHELL=1 run_twice "find /usr/share/doc -maxdepth 1 -name 'lib*' -exec /bin/echo {} \\; | sort > \"\$OUT/find.txt\"
+        for i in 1 2 3 4 5; do tar -czf \"\$OUT/a.tgz\" -C /usr/share/doc bash 2>/dev/null; tar -tzf \"\$OUT/a.tgz\" | wc -l; done; rm -f \"\$OUT/a.tgz\"
+        perl -e 'for (1..10) { system(\"/bin/echo\", \$_) == 0 or die } print qx(/bin/echo qx); exit(system(\"/bin/false\") >> 8)'; echo perl=\$?
+        for i in \$(seq 1 30); do echo \$i | sed s/1/X/ | tr X Y; done
+        printf '%s\\0' a b c d e f g | xargs -0 -n1 /bin/echo
+        seq 1 40 | xargs -n 4 -P 3 sh -c 'echo \$((\$1+\$2))' _" || fail "results differ"
+    served_at_least 60
     ;;
 options)
     # PSPAWN_INTERCEPT_DENY: nothing of report is served, results unchanged.
