@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int count_entries(char *const list[], size_t *bytes, int *count)
 {
@@ -292,4 +293,11 @@ void psp_decoded_free(struct psp_decoded *decoded)
     free(decoded->cpusets);
     free(decoded->options);
     memset(decoded, 0, sizeof(*decoded));
+}
+
+void psp_drain_eventfd(int fd)
+{
+    uint64_t value;
+    while (read(fd, &value, sizeof(value)) < 0 && errno == EINTR) {
+    }
 }

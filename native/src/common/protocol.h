@@ -345,4 +345,7 @@ static inline struct psp_relay_slot *psp_relay_table(struct psp_shared *shared)
     return (struct psp_relay_slot *)((char *)shared + shared->relay_offset);
 }
 
+/* Reads an eventfd's counter (the doorbell, a reply), retrying EINTR; EAGAIN when empty. */
+void psp_drain_eventfd(int fd);
+
 #endif /* PSPAWN_PROTOCOL_H */

@@ -33,13 +33,6 @@ void psp_channel_ring(struct psp_channel *ch)
     pthread_mutex_unlock(&ch->lock);
 }
 
-static void drain_eventfd(int fd)
-{
-    uint64_t value;
-    while (read(fd, &value, sizeof(value)) < 0 && errno == EINTR) {
-    }
-}
-
 /* A pidfd polls readable once its process has exited. */
 static bool pidfd_ready(int fd)
 {
@@ -264,7 +257,7 @@ static void finish(struct psp_channel *ch, struct psp_plan *plan, struct psp_par
             for (int k = 0; k < 3; k++)
                 psp_close_fd(&plan->stdio_fds[3 * i + k]);
     }
-    drain_eventfd(part->reply_fd);
+    psp_drain_eventfd(part->reply_fd);
     release_slot(ch, part->slot);
 }
 
@@ -379,7 +372,7 @@ int psp_channel_ping(struct psp_channel *ch)
     }
     if (err != 0)
         fail_part(ch);
-    drain_eventfd(part.reply_fd);
+    psp_drain_eventfd(part.reply_fd);
     release_slot(ch, slot);
     return err;
 }

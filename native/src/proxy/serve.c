@@ -327,13 +327,6 @@ static int next_pending(struct psp_proxy *p, uint64_t *seq)
     return best;
 }
 
-static void drain_eventfd(int fd)
-{
-    uint64_t value;
-    while (read(fd, &value, sizeof(value)) < 0 && errno == EINTR) {
-    }
-}
-
 /* Relay mode: SIGCHLDs only say "collect"; psp_relay_collect finds who exited. */
 static void drain_signals(int signal_fd)
 {
@@ -366,7 +359,7 @@ void psp_serve(struct psp_proxy *p, struct psp_decoded *child_request)
         if (fds[1].revents || fds[2].revents)
             _exit(0); /* the launcher is gone: so are we, with no destructors of the target */
         if (fds[0].revents)
-            drain_eventfd(p->doorbell_fd);
+            psp_drain_eventfd(p->doorbell_fd);
         if (p->signal_fd >= 0 && fds[3].revents)
             drain_signals(p->signal_fd);
         uint64_t seq = 0;
