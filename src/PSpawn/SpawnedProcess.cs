@@ -318,11 +318,13 @@ public sealed partial class SpawnedProcess : IDisposable
     public void Dispose()
     {
         _disposed = true;
-        _standardInput?.Dispose();
+        // The read ends first: a read pending on them must fail, not see what the child writes
+        // when closing its standard input below makes it finish.
         _standardOutputReader?.Dispose();
         _standardOutput?.Dispose();
         _standardErrorReader?.Dispose();
         _standardError?.Dispose();
+        _standardInput?.Dispose();
     }
 
     /// <inheritdoc />
