@@ -22,7 +22,7 @@ static pid_t armed_pid;
 static ino_t armed_ino;
 
 /* The socket moves up, out of the way of a child that closes or reuses low numbers;
- * close, close_range and closefrom (below) keep it open. */
+ * close, close_range and closefrom (close.c) keep it open. */
 #define HIGH_FD 1000
 
 /* Still our socket: not closed by a raw system call, nor replaced by dup2. */
@@ -64,7 +64,6 @@ int psi_handoff_fd(void)
 {
     return armed_fd >= 0 && getpid() == armed_pid ? armed_fd : -1;
 }
-
 
 /* Why this child must make the real exec whatever the launcher has, or NULL. */
 static const char *must_exec_itself(void)
