@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, jobcontrol, make, make_k, python, python_vfork, xargs, bash, others, dotnet, options.
+# cannot pass). CASE: probe, fork, jobcontrol, make, make_k, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -224,9 +224,12 @@ options)
     grep -q "\"LD_PRELOAD=$lib\"" "$tmp/inherit/plain.json" || fail "the child lost the interceptor"
     grep -q 'served by zygote' "$tmp/inherit.log" || fail "nothing served with INHERIT"
     ;;
-dotnet)
-    # An unmodified .NET program: Process.Start forks (vfork) and execs, so nothing is
-    # served; the interceptor must not change any result, and its children must not load it.
+dotnet | dotnet_threads)
+    # An unmodified .NET program: Process.Start vforks and execs from a multi-threaded
+    # process, so by default nothing is served; the interceptor must not change any result,
+    # and its children must not load it. dotnet_threads: PSPAWN_INTERCEPT_VFORK=1 and
+    # PSPAWN_INTERCEPT_THREADS=1 serve them through the fork handoff, with the same results.
+    [ "$case" = dotnet_threads ] && export PSPAWN_INTERCEPT_VFORK=1 PSPAWN_INTERCEPT_THREADS=1
     app=
     for config in Release Debug; do
         candidate=$here/ProcessStartLauncher/bin/$config/net10.0/ProcessStartLauncher
@@ -235,7 +238,11 @@ dotnet)
     [ -n "$app" ] || { echo "SKIP: ProcessStartLauncher is not built (dotnet build PSpawn.sln builds it)"; exit 77; }
     COMPARE_OPTIONS=--unordered-env run_twice "env \$PRELOAD '$app' '$report' '$pynamic' \"\$OUT\"" || fail "results differ"
     grep -q 'loaded' "$tmp/intercepted.log" || fail "the interceptor was not loaded"
-    if grep -q 'served by zygote' "$tmp/intercepted.log"; then fail "a vfork launch cannot be served"; fi
+    if [ "$case" = dotnet_threads ]; then
+        served_at_least 250
+    elif grep -q 'served by zygote' "$tmp/intercepted.log"; then
+        fail "a vfork launch of a multi-threaded launcher was served without the opt-ins"
+    fi
     ;;
 *)
     echo "unknown case $case"

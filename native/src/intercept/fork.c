@@ -3,7 +3,8 @@
  * PSPAWN_INTERCEPT_FORK_WAIT_MS (the wait a vfork parent makes anyway, bounded). All
  * signals stay blocked meanwhile, so no handler of the launcher can reap the forked
  * child, which must vanish unseen when a zygote child takes its place. Only for
- * single-threaded launchers: another thread could wait for any child. */
+ * single-threaded launchers, unless PSPAWN_INTERCEPT_THREADS=1: another thread could
+ * wait for any child and see the vanishing one. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -52,8 +53,9 @@ static bool sigchld_reaps(void)
 
 static bool eligible(void)
 {
-    return psi_loaded() && !psi_config.disabled && psi_config.fork && psi_busy == 0 && timeouts < MAX_TIMEOUTS &&
-           !sigchld_reaps() && thread_count() == 1;
+    return psi_loaded() && !psi_config.disabled && psi_config.fork && psi_busy == 0 &&
+           __atomic_load_n(&timeouts, __ATOMIC_RELAXED) < MAX_TIMEOUTS && !sigchld_reaps() &&
+           (psi_config.threads || thread_count() == 1);
 }
 
 static int64_t now_us(void)
@@ -155,7 +157,7 @@ static pid_t await_exec(pid_t child, int sock, bool until_exec)
             return child;
         }
         if (n <= 0) {
-            if (n == 0 && ++timeouts == MAX_TIMEOUTS)
+            if (n == 0 && __atomic_add_fetch(&timeouts, 1, __ATOMIC_RELAXED) == MAX_TIMEOUTS)
                 psi_log("fork: %d children did not exec within %d ms: fork is no longer intercepted", timeouts,
                         psi_config.fork_wait_ms);
             return child; /* closing the socket tells the child to exec for real */

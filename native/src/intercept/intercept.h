@@ -30,6 +30,7 @@ struct psi_config {
     bool fork;          /* PSPAWN_INTERCEPT_FORK (default 1): the fork handoff (fork.c) */
     int fork_wait_ms;   /* PSPAWN_INTERCEPT_FORK_WAIT_MS (default 50): how long fork waits for exec */
     bool vfork;         /* PSPAWN_INTERCEPT_VFORK=1: vfork is a handoff fork too (vfork.c) */
+    bool threads;       /* PSPAWN_INTERCEPT_THREADS=1: the handoff in multi-threaded launchers too */
     char *self_path;    /* this library's path (as the loader found it) */
 };
 PSI_HIDDEN extern struct psi_config psi_config;
