@@ -157,9 +157,13 @@ static pid_t await_exec(pid_t child, int sock, bool until_exec)
             return child;
         }
         if (n <= 0) {
-            if (n == 0 && __atomic_add_fetch(&timeouts, 1, __ATOMIC_RELAXED) == MAX_TIMEOUTS)
-                psi_log("fork: %d children did not exec within %d ms: fork is no longer intercepted", timeouts,
+            if (n == 0) {
+                int late = __atomic_add_fetch(&timeouts, 1, __ATOMIC_RELAXED);
+                psi_log("fork: child %d did not exec within %d ms: it execs by itself", (int)child,
                         psi_config.fork_wait_ms);
+                if (late == MAX_TIMEOUTS)
+                    psi_log("fork: %d children did not exec in time: fork is no longer intercepted", late);
+            }
             return child; /* closing the socket tells the child to exec for real */
         }
         int64_t asked = now_us();

@@ -220,9 +220,12 @@ void psi_handoff_exec(const char *file, char *const argv[], char *const envp[], 
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);
-        pid_t served = send_request(sock, req, size, fds, nfds) == 0 ? await_reply(sock) : 0;
+        bool sent = send_request(sock, req, size, fds, nfds) == 0;
+        pid_t served = sent ? await_reply(sock) : 0;
         if (served > 0)
             _exit(0); /* the zygote's child is the launcher's child now; the launcher reaps us */
+        if (!sent)
+            psi_log("fork+exec %s: real exec: the launcher no longer waits for this child", exe);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         close(fds[0]);
     }
