@@ -153,8 +153,13 @@ static pid_t await_exec(pid_t child, int sock, bool until_exec)
         if (n == 0 && !until_exec && slice > CHECK_MS) {
             if (!waits_for_something(child))
                 continue;
-            psi_log("fork: child %d sleeps before exec (waiting for its parent?): it execs by itself", (int)child);
-            return child;
+            /* It may sleep waiting for our reply: its request came in since the poll. */
+            if (poll(&p, 1, 0) != 1) {
+                psi_log("fork: child %d sleeps before exec (waiting for its parent?): it execs by itself",
+                        (int)child);
+                return child;
+            }
+            n = 1;
         }
         if (n <= 0) {
             if (n == 0) {
