@@ -51,18 +51,25 @@ bool psi_config_allows(const char *path)
     return psi_config.allow == NULL || listed(psi_config.allow, path);
 }
 
+ssize_t psi_read_text(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, size - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return n;
+}
+
 /* The umask at load, from /proc/self/status ("Umask:\t0022"); -1 if unreadable. */
 static int read_umask(void)
 {
-    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
     char buf[4096];
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
+    if (psi_read_text("/proc/self/status", buf, sizeof(buf)) <= 0)
         return -1;
-    buf[n] = '\0';
     const char *line = strstr(buf, "\nUmask:");
     return line != NULL ? (int)strtol(line + 7, NULL, 8) : -1;
 }

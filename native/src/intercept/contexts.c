@@ -198,14 +198,26 @@ void psi_zygote_put(struct psi_zygote *z)
         destroy_zygote(z);
 }
 
-pspawn_context_t *psi_zygote_context(struct psi_zygote *z)
-{
-    return &z->ctx;
-}
-
 const struct psi_snapshot *psi_zygote_snapshot(const struct psi_zygote *z)
 {
     return &z->snap;
+}
+
+pid_t psi_zygote_spawn(struct psi_zygote *z, const char *exe, char *const argv[], char *const envp[],
+                       struct psi_child *child, const char **why)
+{
+    pid_t p = pspawn_x(&z->ctx, argv, envp, child->attr, NULL);
+    int err = errno;
+    psi_child_done(child);
+    if (p > 0)
+        return p;
+    /* Nothing started (pspawn_x reaps a child that failed before main): the real call
+     * decides. A dead proxy or changed credentials stop this zygote. */
+    if (err == EPIPE || err == EPERM || err == ETIMEDOUT)
+        psi_zygote_retire(z, err);
+    psi_log("zygote spawn of %s failed: %s (errno %d)", exe, strerror(err), err);
+    *why = "the zygote refused the spawn";
+    return 0;
 }
 
 void psi_zygote_retire(struct psi_zygote *z, int err)

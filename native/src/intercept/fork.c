@@ -30,15 +30,9 @@ static int timeouts;
 /* The number of threads of this process (/proc/self/stat, field 20), or -1. */
 static int thread_count(void)
 {
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
     char buf[1024];
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
+    if (psi_read_text("/proc/self/stat", buf, sizeof(buf)) <= 0)
         return -1;
-    buf[n] = '\0';
     const char *at = strrchr(buf, ')'); /* the command name may hold spaces */
     for (int field = 2; at != NULL && field < 20; field++)
         at = strchr(at + 1, ' ');
@@ -127,14 +121,8 @@ static bool waits_for_something(pid_t child)
 {
     char path[64], buf[512];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)child);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    if (psi_read_text(path, buf, sizeof(buf)) <= 0)
         return false;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
     const char *end = strrchr(buf, ')');
     return end != NULL && end[1] == ' ' && (end[2] == 'S' || end[2] == 'T' || end[2] == 't');
 }
@@ -304,18 +292,8 @@ static pid_t serve(const char *exe, const struct psi_state *st, const struct psi
     struct psi_actions none = {.count = 0, .items = NULL};
     pid_t p = 0;
     if ((*why = psi_identity_differs(id, &psi_zygote_snapshot(z)->identity)) == NULL &&
-        psi_child_build(&child, psi_zygote_snapshot(z), st, &none, NULL, why) == 0) {
-        p = pspawn_x(psi_zygote_context(z), argv, envp, child.attr, NULL);
-        int err = errno;
-        psi_child_done(&child);
-        if (p <= 0) {
-            if (err == EPIPE || err == EPERM || err == ETIMEDOUT)
-                psi_zygote_retire(z, err);
-            psi_log("zygote spawn of %s failed: %s (errno %d)", exe, strerror(err), err);
-            *why = "the zygote refused the spawn";
-            p = 0;
-        }
-    }
+        psi_child_build(&child, psi_zygote_snapshot(z), st, &none, NULL, why) == 0)
+        p = psi_zygote_spawn(z, exe, argv, envp, &child, why);
     psi_zygote_put(z);
     return p;
 }

@@ -55,21 +55,11 @@ static int serve(pid_t *pid, const char *exe, bool relative, const posix_spawn_f
     free(st);
     psi_actions_free(&actions);
     if (rc == 0) {
-        pid_t p = pspawn_x(psi_zygote_context(z), argv, envp, child.attr, NULL);
-        int err = errno;
-        psi_child_done(&child);
-        if (p > 0) {
-            if (pid != NULL)
-                *pid = p;
-        } else {
-            /* Nothing started (pspawn_x reaps a child that failed before main): the real
-             * call decides. A dead proxy or changed credentials stop this zygote. */
-            if (err == EPIPE || err == EPERM || err == ETIMEDOUT)
-                psi_zygote_retire(z, err);
-            *why = "the zygote refused the spawn";
-            psi_log("zygote spawn of %s failed: %s (errno %d)", exe, strerror(err), err);
+        pid_t p = psi_zygote_spawn(z, exe, argv, envp, &child, why);
+        if (p == 0)
             rc = -1;
-        }
+        else if (pid != NULL)
+            *pid = p;
     }
     psi_zygote_put(z);
     return rc;

@@ -60,6 +60,8 @@ PSI_HIDDEN extern struct psi_real psi_real;
 /* libc's vfork, for vfork.c's stub (a variable the stub can jump through). */
 PSI_HIDDEN extern pid_t (*psi_real_vfork)(void);
 PSI_HIDDEN void psi_real_load(void);
+/* Reads a small file (a /proc one) into buf, NUL-terminated: its length, or -1. */
+PSI_HIDDEN ssize_t psi_read_text(const char *path, char *buf, size_t size);
 /* The umask as the launcher last set it (umask() is interposed), -1 if unknown. */
 PSI_HIDDEN int psi_current_umask(void);
 
@@ -217,8 +219,11 @@ struct psi_zygote;
  * NULL (the real call: below the threshold, unservable, being created...; logged). */
 PSI_HIDDEN struct psi_zygote *psi_zygote_get(const char *path, char *const envp[]);
 PSI_HIDDEN void psi_zygote_put(struct psi_zygote *z);
-PSI_HIDDEN pspawn_context_t *psi_zygote_context(struct psi_zygote *z);
 PSI_HIDDEN const struct psi_snapshot *psi_zygote_snapshot(const struct psi_zygote *z);
+/* Spawns argv/envp with child->attr (then psi_child_done): the pid, or 0 (*why; logged;
+ * a failure that may last retires the zygote). */
+PSI_HIDDEN pid_t psi_zygote_spawn(struct psi_zygote *z, const char *exe, char *const argv[], char *const envp[],
+                                  struct psi_child *child, const char **why);
 /* A spawn failed in a way that may last (EPERM, EPIPE, ...): stop using this zygote. */
 PSI_HIDDEN void psi_zygote_retire(struct psi_zygote *z, int err);
 PSI_HIDDEN void psi_contexts_forget(void);   /* in a forked child: not ours */
