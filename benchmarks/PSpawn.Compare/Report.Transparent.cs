@@ -11,7 +11,8 @@ internal static partial class Report
     public const double TransparentGoal = 3;
 
     private static readonly string[] TransparentHeader =
-        ["workload", "how it starts children", "launches", "plain ms (min–max)", "LD_PRELOAD ms (min–max)", "plain / LD_PRELOAD (min–max)", "goal", ""];
+        ["workload", "how it starts children", "launches", "plain ms (min–max)", "LD_PRELOAD ms (min–max)", "plain / LD_PRELOAD (min–max)", "goal", "",
+         "zygote floor ms (min–max)", "plain / floor (min–max)"];
 
     private static string HowItStarts(string workload) => workload switch
     {
@@ -31,6 +32,7 @@ internal static partial class Report
                 workload, HowItStarts(workload), $"{t.Launches.ToString(CultureInfo.InvariantCulture)} × {t.Target}",
                 Range(t.WallOf(workload, TransparentResults.Plain)), Range(t.WallOf(workload, TransparentResults.Preload)), Ratio(speedup),
                 $"≥ {TransparentGoal.ToString("0.##", Inv)}×", speedup.IsEmpty ? "" : speedup.Median >= TransparentGoal ? "met" : "NOT met",
+                t.Floor.Count > 0 ? Range(t.FloorWall) : "n/a", t.Floor.Count > 0 ? Ratio(t.CeilingOf(workload)) : "n/a",
             ]);
         }
 
@@ -39,7 +41,9 @@ internal static partial class Report
 
     private static string TransparentIntro(TransparentResults t) =>
         $"{t.Launches} launches of {t.Target} per run, plain and with libpspawn_intercept.so in the launcher's LD_PRELOAD alternating, " +
-        $"{t.Rounds} rounds; wall times are medians, the ratio the median of per-round ratios" +
+        $"{t.Rounds} rounds; wall times are medians, the ratio the median of per-round ratios; the zygote floor " +
+        "(benchmarks/native/zygote_floor.c, each round) is the frozen target forking itself, two children at once running main, " +
+        "no launcher: plain / floor is the most any zygote could give" +
         (t.Versions.Count > 0 ? $" ({string.Join(", ", t.Versions.Values)})" : string.Empty);
 
     private static void PrintTransparent(RunResults r, TextWriter w)
@@ -100,6 +104,11 @@ internal static partial class Report
         {
             sb.Append(Inv, $"transparent,{s.Workload},{t.Launches},{t.Target},{s.Mode},{s.Round},").AppendLine(s.WallMs.ToString("R", Inv));
         }
+
+        foreach (var (round, ms) in t.Floor)
+        {
+            sb.Append(Inv, $"transparent,zygote floor,{t.Launches},{t.Target},floor,{round},").AppendLine(ms.ToString("R", Inv));
+        }
     }
 
     private static void JsonTransparent(RunResults r, Utf8JsonWriter w)
@@ -121,10 +130,12 @@ internal static partial class Report
             WriteStat(w, "plain_ms", t.WallOf(workload, TransparentResults.Plain));
             WriteStat(w, "preload_ms", t.WallOf(workload, TransparentResults.Preload));
             WriteStat(w, "speedup", t.SpeedupOf(workload));
+            WriteStat(w, "ceiling", t.CeilingOf(workload));
             w.WriteEndObject();
         }
 
         w.WriteEndArray();
+        WriteStat(w, "zygote_floor_ms", t.FloorWall);
         foreach (var (name, list) in new[] { ("skipped", t.Skipped), ("failed", t.Failed) })
         {
             w.WriteStartArray(name);

@@ -24,6 +24,23 @@ internal sealed class TransparentResults
     /// <summary>Workloads whose launcher failed (a non-zero exit, a time-out): the run then exits with 1.</summary>
     public List<string> Failed { get; } = [];
 
+    /// <summary>
+    /// Per round, the zygote floor (libzygote_floor.so): the frozen target forking itself, two children at once, each
+    /// running main, no launcher and no request: what any zygote pays for these launches at the least. Empty if the
+    /// library is missing.
+    /// </summary>
+    public List<(int Round, double WallMs)> Floor { get; } = [];
+
+    public Stat FloorWall => Stat.Of(Floor.Select(f => f.WallMs));
+
+    /// <summary>Per-round ratio plain / floor: the most any zygote could speed this workload up here.</summary>
+    public Stat CeilingOf(string workload) => Stat.Of(
+        from s in Samples
+        where s.Workload == workload && s.Mode == Plain
+        join f in Floor on s.Round equals f.Round
+        where f.WallMs > 0
+        select s.WallMs / f.WallMs);
+
     /// <summary>The launchers' versions (the first line of --version), for the machine line.</summary>
     public Dictionary<string, string> Versions { get; } = new(StringComparer.Ordinal);
 
@@ -65,6 +82,7 @@ internal static class TransparentBench
         string path = native.Resolve(target);
         var results = new TransparentResults { Target = Path.GetFileName(path), Launches = launches, Rounds = rounds };
         string library = Path.Combine(native.Directory, "lib", "libpspawn_intercept.so");
+        string floorLibrary = Path.Combine(native.Directory, "lib", "libzygote_floor.so");
         if (!File.Exists(library) || !File.Exists(path))
         {
             results.Skipped.Add($"transparent mode skipped: {(File.Exists(library) ? path : library)} is missing (dotnet build PSpawn.sln builds it)");
@@ -138,6 +156,11 @@ internal static class TransparentBench
                         results.Samples.Add(new TransparentSample(w.Name, mode, round, ms));
                     }
                 }
+
+                if (File.Exists(floorLibrary) && TimeFloor(path, floorLibrary, launches) is double floorMs)
+                {
+                    results.Floor.Add((round, floorMs));
+                }
             }
         }
         finally
@@ -205,6 +228,44 @@ internal static class TransparentBench
         Task.WaitAll(drain, stderr);
         ms = clock.Elapsed.TotalMilliseconds;
         return p.ExitCode == 0 ? null : $"exited with {p.ExitCode}: {stderr.Result.Trim()}";
+    }
+
+    /// <summary>One batch of the zygote floor (benchmarks/native/zygote_floor.c): its wall time in ms, or null.</summary>
+    private static double? TimeFloor(string target, string floorLibrary, int launches)
+    {
+        ProcessStartInfo info = Info(target, Path.GetTempPath());
+        info.Environment.Remove("LD_PRELOAD");
+        info.Environment["LD_BIND_NOW"] = "1"; // as PSpawn's proxies resolve every symbol before they freeze
+        info.Environment["LD_PRELOAD"] = floorLibrary;
+        info.Environment["ZYGOTE_FLOOR_N"] = launches.ToString(CultureInfo.InvariantCulture);
+        info.Environment["ZYGOTE_FLOOR_P"] = "2";
+        info.Environment["ZYGOTE_FLOOR_ROUNDS"] = "1";
+        info.Environment["ZYGOTE_FLOOR_MODES"] = "fork_main";
+        using var p = Process.Start(info);
+        if (p == null)
+        {
+            return null;
+        }
+
+        p.StandardInput.Close();
+        Task<string> stderr = p.StandardError.ReadToEndAsync();
+        string output = p.StandardOutput.ReadToEnd();
+        if (!p.WaitForExit(s_limit))
+        {
+            p.Kill(entireProcessTree: true);
+            return null;
+        }
+
+        stderr.Wait();
+        if (p.ExitCode != 0)
+        {
+            return null;
+        }
+
+        using var json = System.Text.Json.JsonDocument.Parse(output);
+        return json.RootElement.TryGetProperty("fork_main_ms", out var ms) && ms.ValueKind == System.Text.Json.JsonValueKind.Number
+            ? ms.GetDouble()
+            : null;
     }
 
     private static string Version(string launcher)

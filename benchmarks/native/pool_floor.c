@@ -15,7 +15,6 @@
  * exit of a process with the target's mappings, the reap), with no set-up at all;
  * "parked _exit" leaves out main too. POOL_FLOOR_N samples (default 200). Prints medians
  * and their ratios to posix_spawn. */
-#include <dlfcn.h>
 #include <errno.h>
 #include <spawn.h>
 #include <stdint.h>
@@ -24,32 +23,10 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
-typedef int (*main_fn)(int, char **, char **);
-typedef int (*start_fn)(main_fn, int, char **, void (*)(void), void (*)(void), void (*)(void), void *);
+#include "floor.h"
 
-static main_fn g_target_main;
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int compare(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof(*v), compare);
-    return v[n / 2];
-}
 
 static void reap(pid_t pid)
 {
@@ -87,17 +64,17 @@ static double parked_sample(int run_main, int argc, char **argv, char **envp)
             _exit(2);
         if (!run_main)
             _exit(0);
-        exit(g_target_main(argc, argv, envp));
+        exit(psb_target_main(argc, argv, envp));
     }
     /* Spin (an idle CPU would wake slowly) until the child is parked, and a little more. */
     for (int spins = 0; spins < 100000 && !(spins > 20 && sleeping(pid)); spins++) {
     }
     uint64_t one = 1;
-    double t0 = now_us();
+    double t0 = psb_now_us();
     if (write(efd, &one, sizeof(one)) != (ssize_t)sizeof(one))
         _exit(2);
     reap(pid);
-    double t = now_us() - t0;
+    double t = psb_now_us() - t0;
     close(efd);
     return t;
 }
@@ -105,11 +82,11 @@ static double parked_sample(int run_main, int argc, char **argv, char **envp)
 static double spawn_sample(char **argv, char **envp)
 {
     pid_t pid;
-    double t0 = now_us();
+    double t0 = psb_now_us();
     if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, envp) != 0)
         _exit(2);
     reap(pid);
-    return now_us() - t0;
+    return psb_now_us() - t0;
 }
 
 static int floor_main(int argc, char **argv, char **envp)
@@ -129,7 +106,7 @@ static int floor_main(int argc, char **argv, char **envp)
         exited[i] = parked_sample(0, argc, argv, empty);
         ran[i] = parked_sample(1, argc, argv, empty);
     }
-    double s = median(spawned, n), e = median(exited, n), r = median(ran, n);
+    double s = psb_median(spawned, n), e = psb_median(exited, n), r = psb_median(ran, n);
     printf("{\"target\":\"%s\",\"n\":%d,\"posix_spawn_p50_us\":%.1f,\"parked_exit_p50_us\":%.1f,"
            "\"parked_main_p50_us\":%.1f,\"parked_exit_ratio\":%.3f,\"parked_main_ratio\":%.3f}\n",
            argv[0], n, s, e, r, e / s, r / s);
@@ -139,15 +116,4 @@ static int floor_main(int argc, char **argv, char **envp)
     return 0;
 }
 
-__attribute__((visibility("default"))) int __libc_start_main(main_fn main, int argc, char **argv,
-                                                             void (*init)(void), void (*fini)(void),
-                                                             void (*rtld_fini)(void), void *stack_end)
-{
-    start_fn real = (start_fn)dlsym(RTLD_NEXT, "__libc_start_main");
-    if (real == NULL)
-        _exit(127);
-    g_target_main = main;
-    /* Only the preloaded process measures: its children (posix_spawn) run the target. */
-    main_fn run = getenv("LD_PRELOAD") != NULL ? floor_main : main;
-    return real(run, argc, argv, init, fini, rtld_fini, stack_end);
-}
+PSB_REPLACE_MAIN(floor_main)

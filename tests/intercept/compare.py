@@ -1,20 +1,24 @@
 #!/usr/bin/env python3
-"""compare.py PLAIN_DIR INTERCEPTED_DIR [--unordered-env]: the same workload's results with and without the
+"""compare.py PLAIN_DIR INTERCEPTED_DIR [--unordered-env] [--transient-fds]: the same workload's results with and without the
 interceptor must be identical. Each directory holds the report fixture's JSON files
 (*.json) and any text files (*.txt: launcher output, exit statuses). Process ids differ
 between runs, so pid, ppid, pgid and sid are replaced by their relations (pgid == pid:
 leads its group, sid == pid: leads its session, ppid == the launcher's pid when the file
-LAUNCHER_PID holds it); each directory's own path is replaced by DIR; the harness's PRELOAD variable is dropped. Prints the first
-differences and exits 1 if there are any."""
+LAUNCHER_PID holds it); each directory's own path is replaced by DIR; the harness's PRELOAD variable is dropped.
+--transient-fds: a child's descriptors above 2 count only if every child of its run has them
+(.NET's runtime threads open files without O_CLOEXEC now and then, outside Process.Start, so
+a child of either run may inherit one at random; a descriptor the interceptor gave or took
+from every child still shows). Prints the first differences and exits 1 if there are any."""
 import json
 import os
 import sys
 
 
 UNORDERED_ENV = "--unordered-env" in sys.argv  # .NET orders a child's environment by hash
+TRANSIENT_FDS = "--transient-fds" in sys.argv
 
 
-def normalise(path, root, launcher):
+def normalise(path, root, launcher, stable_fds):
     with open(path, encoding="utf-8", errors="replace") as f:
         text = f.read().replace(root, "DIR")
     if not path.endswith(".json"):
@@ -24,6 +28,8 @@ def normalise(path, root, launcher):
     d["env"] = [e for e in d["env"] if not e.startswith("PRELOAD=")]
     if UNORDERED_ENV:
         d["env"].sort()
+    if stable_fds is not None:
+        d["fds"] = [fd for fd in d["fds"] if fd <= 2 or fd in stable_fds]
     d["leads_group"] = d["pgid"] == d["pid"]
     d["leads_session"] = d["sid"] == d["pid"]
     if launcher is not None:
@@ -38,13 +44,14 @@ def load(root):
     pid_file = os.path.join(root, "LAUNCHER_PID")
     if os.path.exists(pid_file):
         launcher = int(open(pid_file).read().strip())
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        for name in files:
-            if name.endswith((".json", ".txt")):
-                full = os.path.join(dirpath, name)
-                out[os.path.relpath(full, root)] = normalise(full, root, launcher)
-    return out
+    paths = [os.path.join(d, n) for d, _, files in os.walk(root) for n in files if n.endswith((".json", ".txt"))]
+    stable = None
+    if TRANSIENT_FDS:
+        for full in (p for p in paths if p.endswith(".json")):
+            with open(full, encoding="utf-8", errors="replace") as f:
+                fds = set(json.load(f)["fds"])
+            stable = fds if stable is None else stable & fds
+    return {os.path.relpath(full, root): normalise(full, root, launcher, stable) for full in paths}
 
 
 def main():

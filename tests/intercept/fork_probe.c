@@ -1,13 +1,14 @@
 /* fork_probe REPORT OUTDIR: fork + exec of the report fixture with what launchers do
  * between the two (descriptors, working directory, umask, limits, signals, process
  * groups), and the cases the fork handoff must leave to the real exec (a new session, a
- * parent-death signal, a child waiting for its parent, a child that never execs, a
+ * parent-death signal, namespaces or oom_score_adj changed by raw system calls, a child waiting for its parent, a child that never execs, a
  * multi-threaded launcher, SIGCHLD ignored), and launches after the zygote was killed. Run plainly and with libpspawn_intercept.so
  * preloaded; compare.py compares the two runs. One line per case on stdout; the child's
  * JSON in OUTDIR/NAME.json. Each case also checks, in both runs, what fork must keep: the
  * pid fork returned is the program's, waitpid(-1) reaps exactly it, nothing else is
- * left to reap (the zygote is a live child: WNOHANG returns 0 then). "case NAME" is appended to PSPAWN_DEBUG_FILE first (see spawn_probe.c). */
+ * left to reap (ECHILD: the zygote's proxy, a live child, is not the launcher's to see). "case NAME" is appended to PSPAWN_DEBUG_FILE first (see spawn_probe.c). */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <linux/close_range.h>
 #include <unistd.h>
@@ -54,6 +56,7 @@ static long reported_pid(const char *name)
 enum prep {
     PREP_NONE, PREP_DUP2, PREP_DEVNULL_STDIN, PREP_CHDIR, PREP_UMASK, PREP_RLIMIT, PREP_IGNORE, PREP_MASK,
     PREP_PGROUP, PREP_CLOSE_RANGE, PREP_CLOSE_LOOP, PREP_SETSID, PREP_PDEATHSIG, PREP_WAIT_PARENT, PREP_NO_EXEC, PREP_KILLED, PREP_MISSING,
+    PREP_UNSHARE_UTS, PREP_UNSHARE_USER, PREP_OOM_ADJ,
 };
 
 /* The child's side: what a launcher does between fork and exec, then the exec. */
@@ -124,6 +127,23 @@ static void child(const char *name, enum prep prep, const char *extra, int sync_
     case PREP_MISSING:
         execl("/nonexistent/pspawn-missing", "missing", (char *)NULL);
         _exit(127);
+    /* Raw system calls, as a launcher nobody here wrote may make them: the interceptor
+     * sees them only in the state the child reaches exec with. Where the kernel refuses,
+     * the child exits 122 in both runs. */
+    case PREP_UNSHARE_UTS:
+        if (syscall(SYS_unshare, CLONE_NEWUTS) != 0)
+            _exit(122);
+        break;
+    case PREP_UNSHARE_USER:
+        if (syscall(SYS_unshare, CLONE_NEWUSER) != 0)
+            _exit(122);
+        break;
+    case PREP_OOM_ADJ: /* raising it needs no privilege */
+        fd = open("/proc/self/oom_score_adj", O_WRONLY);
+        if (fd < 0 || write(fd, "500", 3) != 3)
+            _exit(122);
+        close(fd);
+        break;
     case PREP_NONE:
         break;
     }
@@ -156,8 +176,8 @@ static void run(const char *name, enum prep prep, const char *extra)
     pid_t reaped = waitpid(-1, &status, 0);
     long reported = reported_pid(name);
     bool pid_ok = reported < 0 || reported == pid;
-    pid_t left = waitpid(-1, NULL, WNOHANG); /* 0: children (a zygote) but none to reap */
-    bool none_left = left == 0 || (left < 0 && errno == ECHILD);
+    pid_t left = waitpid(-1, NULL, WNOHANG); /* the zygote's proxy is hidden (wait.c) */
+    bool none_left = left < 0 && errno == ECHILD;
     if (reaped != pid || !pid_ok || !none_left)
         bad++;
     printf("case %s reaped_is_forked=%d reported_is_forked=%d none_left=%d exited=%d code=%d signaled=%d sig=%d\n",
@@ -230,6 +250,9 @@ int main(int argc, char **argv)
     run("no_exec", PREP_NO_EXEC, NULL);
     run("killed", PREP_KILLED, NULL);
     run("missing", PREP_MISSING, NULL);
+    run("unshare_uts", PREP_UNSHARE_UTS, NULL);
+    run("unshare_user", PREP_UNSHARE_USER, NULL);
+    run("oom_adj", PREP_OOM_ADJ, NULL);
     kill_zygotes();
     for (int i = 0; i < 4; i++)
         run("after_zygote_killed", PREP_NONE, NULL);

@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, jobcontrol, make, make_k, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
+# cannot pass). CASE: probe, fork, wait, jobcontrol, make, make_k, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -115,7 +115,7 @@ for line in open(sys.argv[1]):
     elif current and "fork+exec" in line and "served by zygote" in line:
         served[current] = True
 expected = {"plain", "exit7", "signal15", "dup2", "devnull_stdin", "chdir", "umask", "rlimit", "ignore", "mask", "pgroup", "close_range", "close_loop"}
-never = {"setsid", "pdeathsig", "wait_parent", "no_exec", "killed", "missing", "sigchld_ignored", "threaded"}
+never = {"setsid", "pdeathsig", "unshare_uts", "unshare_user", "oom_adj", "wait_parent", "no_exec", "killed", "missing", "sigchld_ignored", "threaded"}
 wrong = sorted(c for c in expected if not served.get(c)) + sorted(c for c in never if served.get(c))
 print(f"served: {sorted(c for c in served if served[c])}")
 if wrong: print("wrong:", wrong); sys.exit(1)
@@ -172,6 +172,32 @@ PY
         served_at_least 350
         grep -q 'fork+exec.*served by zygote' "$tmp/intercepted.log" && fail "a vfork launch served without PSPAWN_INTERCEPT_VFORK=1"
     fi
+    ;;
+wait)
+    # Launchers that wait for *any* child until ECHILD: the zygote's proxy is their child
+    # too and must stay out of sight (wait.c): every wait style of libc, then real programs
+    # with the idiom (Perl's `1 while wait() != -1`, Python's os.wait() loop). A wait that
+    # blocked for ever would show as timeout's 124.
+    run_twice "env \$PRELOAD '$build/bin/intercept_wait_probe' '$report' \"\$OUT\" > \"\$OUT/probe.txt\"; echo probe=\$?" ||
+        fail "results differ"
+    served_at_least 40
+    command -v perl >/dev/null || { echo "SKIP: perl missing"; exit 77; }
+    python=$(python3 -c 'import sys; print(sys.executable)') # not a wrapper script (pyenv)
+    run_twice "timeout 60 env \$PRELOAD perl -e 'for my \$i (1..30) { my \$p = fork() // die; if (!\$p) { exec(\$ENV{REPORT}, \"--report-out=\$ENV{OUT}/p\$i.json\", \"--report-exit=\" . (\$i % 4)) or exit(127) } } my (\$n, \$sum) = (0, 0); while ((my \$w = wait()) != -1) { \$n++; \$sum += \$? >> 8 } print \"perl reaped \$n, exit codes \$sum\\n\"'; echo perl=\$?
+        timeout 60 env \$PRELOAD '$python' -c '
+import os
+for i in range(30):
+    if os.fork() == 0:
+        os.execv(os.environ[\"REPORT\"], [\"report\", \"--report-out=%s/y%d.json\" % (os.environ[\"OUT\"], i)])
+n = 0
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+    n += 1
+print(\"python reaped\", n)'; echo python=\$?" || fail "results differ"
+    served_at_least 50
     ;;
 xargs)
     run_twice "seq 1 150 | env \$PRELOAD xargs -P2 -I{} \"\$REPORT\" --report-out=\"\$OUT\"/x{}.json x{}; seq 1 100 | env \$PRELOAD xargs -P2 -n1 '$pynamic'; seq 1 50 | env \$PRELOAD xargs -P2 -I{} sh -c '\"\$REPORT\" --report-out=\"\$OUT\"/s{}.json --report-exit=\$(( {} % 3 ))'; echo xargs=\$?; seq 1 20 | env \$PRELOAD xargs -n1 '$build/bin/report' --report-exit=3 >/dev/null; echo exit3=\$?; seq 1 5 | env \$PRELOAD xargs -n1 /nonexistent/pspawn-missing; echo missing=\$?; seq 1 5 | env \$PRELOAD xargs -n1 '$build/bin/report' --report-signal=15 >/dev/null; echo signal=\$?" ||
@@ -240,7 +266,7 @@ dotnet | dotnet_threads)
         [ -x "$candidate" ] && app=$candidate && break
     done
     [ -n "$app" ] || { echo "SKIP: ProcessStartLauncher is not built (dotnet build PSpawn.sln builds it)"; exit 77; }
-    COMPARE_OPTIONS=--unordered-env run_twice "env \$PRELOAD '$app' '$report' '$pynamic' \"\$OUT\"" || fail "results differ"
+    COMPARE_OPTIONS="--unordered-env --transient-fds" run_twice "env \$PRELOAD '$app' '$report' '$pynamic' \"\$OUT\"" || fail "results differ"
     grep -q 'loaded' "$tmp/intercepted.log" || fail "the interceptor was not loaded"
     if [ "$case" = dotnet_threads ]; then
         served_at_least 250

@@ -20,6 +20,7 @@ struct psi_zygote {
     struct psi_snapshot snap;
     const char *path;
     int refs;
+    int own_slot; /* wait.c's slot for the proxy's pid */
 };
 
 struct psi_entry {
@@ -79,6 +80,7 @@ static bool unref_locked(struct psi_zygote *z)
 static void destroy_zygote(struct psi_zygote *z)
 {
     pspawn_context_destroy(&z->ctx);
+    psi_own_child_remove(z->own_slot);
     free(z);
 }
 
@@ -113,6 +115,8 @@ static void create_context(struct psi_entry *e, char *const envp[])
     if (err != 0) {
         free(z);
         z = NULL;
+    } else {
+        z->own_slot = psi_own_child_add(pspawn_context_proxy_pid(&z->ctx));
     }
     pthread_mutex_lock(&lock);
     if (z != NULL) {
@@ -208,6 +212,7 @@ pid_t psi_zygote_spawn(struct psi_zygote *z, const char *exe, char *const argv[]
 {
     pid_t p = pspawn_x(&z->ctx, argv, envp, child->attr, NULL);
     int err = errno;
+    psi_own_child_set(z->own_slot, pspawn_context_proxy_pid(&z->ctx)); /* a restart changes it */
     psi_child_done(child);
     if (p > 0)
         return p;
@@ -238,6 +243,7 @@ void psi_contexts_forget(void)
     /* After fork: the proxies are the parent's children; never signal or wait for them. */
     pthread_mutex_init(&lock, NULL);
     entry_count = 0;
+    psi_own_children_forget();
 }
 
 void psi_contexts_destroy(void)
@@ -247,8 +253,10 @@ void psi_contexts_destroy(void)
         struct psi_zygote *z = entries[i].zygote;
         entries[i].zygote = NULL;
         entries[i].state = ENTRY_FAILED;
-        if (z != NULL)
+        if (z != NULL) {
             pspawn_context_destroy(&z->ctx); /* memory left to the exit */
+            psi_own_child_remove(z->own_slot);
+        }
     }
     pthread_mutex_unlock(&lock);
 }

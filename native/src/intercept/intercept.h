@@ -65,6 +65,15 @@ PSI_HIDDEN ssize_t psi_read_text(const char *path, char *buf, size_t size);
 /* The umask as the launcher last set it (umask() is interposed), -1 if unknown. */
 PSI_HIDDEN int psi_current_umask(void);
 
+/* wait.c: the proxies, the launcher's children that its waits for any child must not see.
+ * A zygote takes a slot for its proxy's pid (-1: none left), updates it after a spawn
+ * (the context may have restarted the proxy) and frees it once destroyed; a forked child
+ * forgets them all (they are its parent's). */
+PSI_HIDDEN int psi_own_child_add(pid_t pid);
+PSI_HIDDEN void psi_own_child_set(int slot, pid_t pid);
+PSI_HIDDEN void psi_own_child_remove(int slot);
+PSI_HIDDEN void psi_own_children_forget(void);
+
 /* file_actions.c: every posix_spawn_file_actions_t the launcher built through us. */
 enum psi_action_kind { PSI_CLOSE, PSI_OPEN, PSI_DUP2, PSI_CHDIR, PSI_FCHDIR, PSI_CLOSEFROM, PSI_TCSETPGRP };
 struct psi_action {
