@@ -297,6 +297,13 @@ PSPAWN_API pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx);
  * fallback mode), or -1 with EINVAL (NULL ctx, capacity < 0, pids NULL with capacity > 0). */
 PSPAWN_API int pspawn_context_proxy_pids(const pspawn_context_t *ctx, pid_t *pids, int capacity);
 
+/* Whether `pid` is one of the context's own processes rather than a child it spawned: a
+ * proxy (also a dead one not yet restarted) or a warm-pool child not yet claimed. They are
+ * children of the caller too; a caller that waits for *any* child can skip them with this.
+ * Returns 1 or 0 (also for a bad context). Lock-free and async-signal-safe: a SIGCHLD
+ * handler may call it. */
+PSPAWN_API int pspawn_context_owns(const pspawn_context_t *ctx, pid_t pid);
+
 /* How many times the context restarted a dead proxy, summed over its proxies (0 in
  * fallback mode). */
 PSPAWN_API int pspawn_context_restarts(const pspawn_context_t *ctx);

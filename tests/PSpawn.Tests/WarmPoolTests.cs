@@ -38,16 +38,20 @@ public sealed class WarmPoolTests : IDisposable
         Assert.Equal(["POOL=claimed", "EMPTY="], report.Env);
         Assert.Equal([0, 1, 2], report.Fds);
 
-        // Refilled with new children; a spawn with options other than CPUs and /dev/null stdio is forked and leaves the pool alone.
+        // Refilled with new children; a spawn with options other than CPUs and /dev/null stdio is no claim: the proxy
+        // hands it to a parked child instead of forking.
         IReadOnlyList<int> refilled = await Parked(context, 2);
         Assert.DoesNotContain(child.Id, refilled);
-        using SpawnedProcess forked = context.Spawn(["--report-exit=4"], new SpawnOptions { StandardOutput = StdioTarget.Null, WorkingDirectory = "/" });
-        Assert.DoesNotContain(forked.Id, refilled);
+        string cwdPath = _temp.File("handed.json");
+        using SpawnedProcess handed = context.Spawn([$"--report-out={cwdPath}", "--report-exit=4"], new SpawnOptions { StandardOutput = StdioTarget.Null, WorkingDirectory = "/" });
+        Assert.Contains(handed.Id, refilled);
         Assert.Equal(1, context.PoolClaimCount);
-        await forked.WaitForExitAsync().Within();
-        Assert.Equal(4, forked.ExitCode);
+        await handed.WaitForExitAsync().Within();
+        Assert.Equal(4, handed.ExitCode);
+        Assert.Equal("/", ReportOutput.Read(cwdPath).Text("cwd"));
 
         // /dev/null stdio is served by a claim.
+        refilled = await Parked(context, 2);
         using SpawnedProcess quiet = context.Spawn(["--report-exit=5"], new SpawnOptions { StandardOutput = StdioTarget.Null });
         Assert.Contains(quiet.Id, refilled);
         await quiet.WaitForExitAsync().Within();

@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, wait, jobcontrol, make, make_k, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
+# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -99,10 +99,12 @@ PY
         fail "loops had failures"
     served_at_least 400
     ;;
-fork)
+fork | fork_pool)
     # A generous wait: under load a child may take more than the default 50 ms to reach exec,
     # which would make a case that must be served exec by itself (and this test flaky).
+    # fork_pool: with a warm pool, every served case is handed to a parked child.
     export PSPAWN_INTERCEPT_FORK_WAIT_MS=10000
+    [ "$case" = fork_pool ] && export PSPAWN_INTERCEPT_POOL=2
     run_twice "env \$PRELOAD '$build/bin/intercept_fork_probe' '$report' \"\$OUT\" > \"\$OUT/probe.txt\"" || fail "results differ"
     grep -q '^bad=0$' "$tmp/intercepted/probe.txt" || fail "fork's promises broken (pid, reaping): $(grep -v 'reaped_is_forked=1 reported_is_forked=1 none_left=1' "$tmp/intercepted/probe.txt" | head -3)"
     # Served: what a zygote child can be given; real exec: the rest (docs/design.md).
@@ -198,6 +200,12 @@ while True:
     n += 1
 print(\"python reaped\", n)'; echo python=\$?" || fail "results differ"
     served_at_least 50
+    # With a warm pool (PSPAWN_INTERCEPT_POOL=2) the parked children are the launcher's
+    # children too, and hidden the same way; the spawns are handed to them.
+    export PSPAWN_INTERCEPT_POOL=2
+    run_twice "env \$PRELOAD '$build/bin/intercept_wait_probe' '$report' \"\$OUT\" > \"\$OUT/probe.txt\"; echo probe=\$?" ||
+        fail "results differ with a pool"
+    served_at_least 40
     ;;
 xargs)
     run_twice "seq 1 150 | env \$PRELOAD xargs -P2 -I{} \"\$REPORT\" --report-out=\"\$OUT\"/x{}.json x{}; seq 1 100 | env \$PRELOAD xargs -P2 -n1 '$pynamic'; seq 1 50 | env \$PRELOAD xargs -P2 -I{} sh -c '\"\$REPORT\" --report-out=\"\$OUT\"/s{}.json --report-exit=\$(( {} % 3 ))'; echo xargs=\$?; seq 1 20 | env \$PRELOAD xargs -n1 '$build/bin/report' --report-exit=3 >/dev/null; echo exit3=\$?; seq 1 5 | env \$PRELOAD xargs -n1 /nonexistent/pspawn-missing; echo missing=\$?; seq 1 5 | env \$PRELOAD xargs -n1 '$build/bin/report' --report-signal=15 >/dev/null; echo signal=\$?" ||

@@ -252,25 +252,57 @@ static void cpu_set_claim_and_its_error(void)
     CHECK_EQ_INT(count_zombie_children(), 0);
 }
 
-static void options_are_forked(void)
+/* Spawns with options (here a working directory, a standard stream and an environment)
+ * cannot be claims: the proxy hands each to the parked child instead of forking, the child
+ * gets exactly the options, and the slot is refilled; an instance beyond the parked ones
+ * is forked. pspawn_context_owns tells the pool's and the proxy's processes from spawned
+ * children. */
+static void options_are_handed_to_parked_children(void)
 {
-    pspawn_context_t ctx = open_pool("noop", 2, 0);
-    pid_t parked[2];
-    await_parked(&ctx, parked, 2);
+    pspawn_context_t ctx = open_pool("report", 1, 0);
     pspawn_attr_t *attr;
     CHECK(pspawn_attr_create(&attr) == 0);
     CHECK(pspawn_attr_set_cwd(attr, "/") == 0);
-    char *argv[] = {"noop", NULL};
-    char *envp[] = {NULL};
-    pid_t pid = pspawn_x(&ctx, argv, envp, attr, NULL);
-    CHECK(pid > 0 && !among(pid, parked, 2));
-    CHECK_EQ_INT(exit_code(pid), 0);
-    CHECK_EQ_INT(pspawn_context_pool_claims(&ctx), 0);
-    pid_t still[2];
-    CHECK_EQ_INT(pspawn_context_pool_pids(&ctx, still, 2), 2);
-    CHECK(among(still[0], parked, 2) && among(still[1], parked, 2));
+    CHECK(pspawn_attr_stdio_null(attr, 0) == 0);
+    char *envp[] = {"HANDED=1", NULL};
+    struct report r[3];
+    for (int k = 0; k < 3; k++) {
+        pid_t parked;
+        await_parked(&ctx, &parked, 1);
+        CHECK(pspawn_context_owns(&ctx, parked));
+        claim_report(&r[k], &ctx, envp, attr);
+        CHECK_EQ_INT(r[k].pid, parked); /* handed, not forked */
+        CHECK(!pspawn_context_owns(&ctx, r[k].pid));
+    }
+    CHECK(pspawn_context_owns(&ctx, pspawn_context_proxy_pid(&ctx)));
+    CHECK(!pspawn_context_owns(&ctx, getpid()));
+    for (int k = 0; k < 3; k++) {
+        char *cwd = json_string_value(r[k].json, "cwd");
+        CHECK(cwd != NULL && strcmp(cwd, "/") == 0);
+        free(cwd);
+        CHECK_EQ_INT(json_int(r[k].json, "ppid"), getpid());
+        size_t n = 0;
+        char **env = json_strings(r[k].json, "env", &n);
+        CHECK(n == 1 && strcmp(env[0], "HANDED=1") == 0);
+        for (size_t i = 0; i < n; i++)
+            free(env[i]);
+        free(env);
+        end_report(&r[k]);
+    }
+    CHECK_EQ_INT(pspawn_context_pool_claims(&ctx), 0); /* handed, not claimed */
+    /* One request, two instances, one parked child: the second instance is forked. */
+    pid_t parked;
+    await_parked(&ctx, &parked, 1);
+    char *argv[] = {"report", "--report-exit=5", NULL};
+    pid_t pids[2];
+    int errors[2];
+    CHECK_EQ_INT(pspawn_nx(pids, errors, NULL, &ctx, 2, argv, envp, attr), 2);
+    CHECK(pids[0] == parked && pids[1] != parked);
+    for (int k = 0; k < 2; k++)
+        CHECK_EQ_INT(exit_code(pids[k]), 5);
     pspawn_attr_destroy(attr);
     pspawn_context_destroy(&ctx);
+    CHECK_EQ_INT(count_zombie_children(), 0);
 }
 
 static void killed_parked_never_handed_out(void)
@@ -528,7 +560,7 @@ int main(int argc, char **argv)
     static const struct test_case cases[] = {
         {"claimed_child_is_a_fresh_one", claimed_child_is_a_fresh_one},
         {"cpu_set_claim_and_its_error", cpu_set_claim_and_its_error},
-        {"options_are_forked", options_are_forked},
+        {"options_are_handed_to_parked_children", options_are_handed_to_parked_children},
         {"killed_parked_never_handed_out", killed_parked_never_handed_out},
         {"proxy_killed_while_parked", proxy_killed_while_parked},
         {"launcher_killed_parked_die", launcher_killed_parked_die},

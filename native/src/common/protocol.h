@@ -246,6 +246,7 @@ enum psp_pool_state {
     PSP_POOL_DEAD = 7,     /* proxy: a parked child died; the launcher reaps it */
     PSP_POOL_GONE = 8,     /* launcher: reaped; proxy frees the slot */
     PSP_POOL_TRIM = 9,     /* proxy: idle, the child exits (then DEAD) */
+    PSP_POOL_HANDED = 10,  /* proxy: the child takes a request of the proxy's (then FREE) */
 };
 
 struct psp_pool_slot {

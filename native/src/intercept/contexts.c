@@ -11,6 +11,8 @@
 #include "intercept/intercept.h"
 
 #define MAX_ENTRIES 64
+/* Parked children of a zygote unused this long end (refilled on its next launch). */
+#define PSI_POOL_IDLE_MS 10000
 
 enum entry_state { ENTRY_COUNTING, ENTRY_CREATING, ENTRY_READY, ENTRY_FAILED };
 
@@ -20,7 +22,7 @@ struct psi_zygote {
     struct psi_snapshot snap;
     const char *path;
     int refs;
-    int own_slot; /* wait.c's slot for the proxy's pid */
+    int own_slot; /* wait.c's slot for the context (its proxy, its parked children) */
 };
 
 struct psi_entry {
@@ -79,8 +81,8 @@ static bool unref_locked(struct psi_zygote *z)
 
 static void destroy_zygote(struct psi_zygote *z)
 {
+    psi_own_context_remove(z->own_slot); /* first: the context's memory goes next */
     pspawn_context_destroy(&z->ctx);
-    psi_own_child_remove(z->own_slot);
     free(z);
 }
 
@@ -100,6 +102,11 @@ static void create_context(struct psi_entry *e, char *const envp[])
     pspawn_context_attr_init(&attr);
     attr.proxies = 1; /* unpinned: children keep the affinity of the proxy, the caller's */
     attr.proxy_envp = envp;
+    /* PSPAWN_INTERCEPT_POOL: spawns (all carry the exact child state) are handed to parked
+     * children, the proxy forking between launches instead of during one; slower on the
+     * 2-core VM measured (docs/benchmarks.md), so not by default. */
+    attr.pool = psi_config.pool;
+    attr.pool_idle_ms = PSI_POOL_IDLE_MS;
     struct psi_zygote *z = calloc(1, sizeof(*z));
     int err = 0;
     if (z == NULL)
@@ -116,7 +123,7 @@ static void create_context(struct psi_entry *e, char *const envp[])
         free(z);
         z = NULL;
     } else {
-        z->own_slot = psi_own_child_add(pspawn_context_proxy_pid(&z->ctx));
+        z->own_slot = psi_own_context_add(&z->ctx);
     }
     pthread_mutex_lock(&lock);
     if (z != NULL) {
@@ -212,7 +219,6 @@ pid_t psi_zygote_spawn(struct psi_zygote *z, const char *exe, char *const argv[]
 {
     pid_t p = pspawn_x(&z->ctx, argv, envp, child->attr, NULL);
     int err = errno;
-    psi_own_child_set(z->own_slot, pspawn_context_proxy_pid(&z->ctx)); /* a restart changes it */
     psi_child_done(child);
     if (p > 0)
         return p;
@@ -254,8 +260,8 @@ void psi_contexts_destroy(void)
         entries[i].zygote = NULL;
         entries[i].state = ENTRY_FAILED;
         if (z != NULL) {
+            psi_own_context_remove(z->own_slot);
             pspawn_context_destroy(&z->ctx); /* memory left to the exit */
-            psi_own_child_remove(z->own_slot);
         }
     }
     pthread_mutex_unlock(&lock);

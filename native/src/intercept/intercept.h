@@ -31,6 +31,7 @@ struct psi_config {
     int fork_wait_ms;   /* PSPAWN_INTERCEPT_FORK_WAIT_MS (default 50): how long fork waits for exec */
     bool vfork;         /* PSPAWN_INTERCEPT_VFORK=1: vfork is a handoff fork too (vfork.c) */
     bool threads;       /* PSPAWN_INTERCEPT_THREADS=1: the handoff in multi-threaded launchers too */
+    int pool;           /* PSPAWN_INTERCEPT_POOL (default 0): parked children per zygote */
     char *self_path;    /* this library's path (as the loader found it) */
 };
 PSI_HIDDEN extern struct psi_config psi_config;
@@ -65,13 +66,12 @@ PSI_HIDDEN ssize_t psi_read_text(const char *path, char *buf, size_t size);
 /* The umask as the launcher last set it (umask() is interposed), -1 if unknown. */
 PSI_HIDDEN int psi_current_umask(void);
 
-/* wait.c: the proxies, the launcher's children that its waits for any child must not see.
- * A zygote takes a slot for its proxy's pid (-1: none left), updates it after a spawn
- * (the context may have restarted the proxy) and frees it once destroyed; a forked child
+/* wait.c: the zygotes' own processes (proxies, parked pool children), children of the
+ * launcher that its waits for any child must not see. A zygote registers its context once
+ * started (slot -1: none left) and unregisters it before it is destroyed; a forked child
  * forgets them all (they are its parent's). */
-PSI_HIDDEN int psi_own_child_add(pid_t pid);
-PSI_HIDDEN void psi_own_child_set(int slot, pid_t pid);
-PSI_HIDDEN void psi_own_child_remove(int slot);
+PSI_HIDDEN int psi_own_context_add(const pspawn_context_t *ctx);
+PSI_HIDDEN void psi_own_context_remove(int slot);
 PSI_HIDDEN void psi_own_children_forget(void);
 
 /* file_actions.c: every posix_spawn_file_actions_t the launcher built through us. */

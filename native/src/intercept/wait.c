@@ -25,45 +25,42 @@
 
 #define OWN_MAX 128
 
-static _Atomic pid_t own[OWN_MAX];
+static _Atomic(const pspawn_context_t *) own[OWN_MAX];
 static _Atomic int own_count;
 
-int psi_own_child_add(pid_t pid)
+int psi_own_context_add(const pspawn_context_t *ctx)
 {
     for (int k = 0; k < OWN_MAX; k++) {
-        pid_t free_slot = 0;
-        if (atomic_compare_exchange_strong(&own[k], &free_slot, pid > 0 ? pid : -1)) {
+        const pspawn_context_t *none = NULL;
+        if (atomic_compare_exchange_strong(&own[k], &none, ctx)) {
             atomic_fetch_add(&own_count, 1);
             return k;
         }
     }
-    return -1; /* more zygotes than slots: their proxies stay visible, as before */
+    return -1; /* more zygotes than slots: their processes stay visible */
 }
 
-void psi_own_child_set(int slot, pid_t pid)
+void psi_own_context_remove(int slot)
 {
-    if (slot >= 0 && slot < OWN_MAX)
-        atomic_store(&own[slot], pid > 0 ? pid : -1);
-}
-
-void psi_own_child_remove(int slot)
-{
-    if (slot >= 0 && slot < OWN_MAX && atomic_exchange(&own[slot], 0) != 0)
+    if (slot >= 0 && slot < OWN_MAX && atomic_exchange(&own[slot], NULL) != NULL)
         atomic_fetch_sub(&own_count, 1);
 }
 
 void psi_own_children_forget(void)
 {
     for (int k = 0; k < OWN_MAX; k++)
-        atomic_store(&own[k], 0);
+        atomic_store(&own[k], NULL);
     atomic_store(&own_count, 0);
 }
 
+/* A proxy of one of our zygotes, or a child parked in its warm pool. */
 static bool is_own(pid_t pid)
 {
-    for (int k = 0; k < OWN_MAX; k++)
-        if (atomic_load_explicit(&own[k], memory_order_relaxed) == pid)
+    for (int k = 0; k < OWN_MAX; k++) {
+        const pspawn_context_t *ctx = atomic_load_explicit(&own[k], memory_order_acquire);
+        if (ctx != NULL && pspawn_context_owns(ctx, pid))
             return true;
+    }
     return false;
 }
 

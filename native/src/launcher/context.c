@@ -170,6 +170,31 @@ pid_t pspawn_context_proxy_pid(const pspawn_context_t *ctx)
     return -1;
 }
 
+/* Reads shared state without the channel locks (a signal handler may be interrupting a
+ * holder): a proxy's pid is kept after its death until the restart reaped it, and a
+ * segment replaced by a restart stays mapped until the context is destroyed. */
+int pspawn_context_owns(const pspawn_context_t *ctx, pid_t pid)
+{
+    if (ctx == NULL || ctx->impl == NULL || pid <= 0)
+        return 0;
+    for (int k = 0; k < ctx->impl->channel_count; k++) {
+        struct psp_channel *ch = &ctx->impl->channels[k];
+        if (__atomic_load_n(&ch->proxy_pid, __ATOMIC_RELAXED) == pid)
+            return 1;
+        struct psp_shared *sh = __atomic_load_n(&ch->shared, __ATOMIC_ACQUIRE);
+        uint32_t n = sh != NULL ? sh->pool_capacity : 0;
+        struct psp_pool_slot *table = n > 0 && n <= PSP_POOL_MAX ? psp_pool_table(sh) : NULL;
+        for (uint32_t i = 0; table != NULL && i < n; i++) {
+            int32_t state = atomic_load_explicit(&table[i].state, memory_order_acquire);
+            bool unclaimed = state == PSP_POOL_FORKING || state == PSP_POOL_PARKED || state == PSP_POOL_TRIM ||
+                             state == PSP_POOL_DEAD;
+            if (unclaimed && atomic_load_explicit(&table[i].pid, memory_order_relaxed) == pid)
+                return 1;
+        }
+    }
+    return 0;
+}
+
 int pspawn_context_proxy_pids(const pspawn_context_t *ctx, pid_t *pids, int capacity)
 {
     if (ctx == NULL || ctx->impl == NULL || capacity < 0 || (pids == NULL && capacity > 0)) {

@@ -1,6 +1,8 @@
 /* The warm pool, proxy side: children forked ahead of time and parked before main, each
  * in a slot of the segment's pool table, waiting for the launcher to claim it (its
- * argv/envp/CPU set in the slot, then a write of the slot's eventfd). The proxy watches
+ * argv/envp/CPU set in the slot, then a write of the slot's eventfd) or for the proxy to
+ * hand it a request it would otherwise fork for (psp_pool_hand: spawns with options, which
+ * a claim cannot carry; the child's side is pool_child.c). The proxy watches
  * each parked child through a pidfd (a dead one is marked DEAD for the launcher to reap,
  * and never handed out), refills a slot once its child took its claim, one fork at a
  * time between requests, and ends parked children after pool_idle_ms without a doorbell.
@@ -17,6 +19,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,7 +56,7 @@ int psp_pool_start(struct psp_proxy *p)
     struct psp_shared *sh = p->shared;
     pool->death_pipe[0] = pool->death_pipe[1] = -1;
     for (uint32_t k = 0; k < PSP_POOL_MAX; k++)
-        pool->claim_fds[k] = pool->pidfds[k] = -1;
+        pool->claim_fds[k] = pool->pidfds[k] = pool->hand_fds[k] = -1;
     if (sh->pool_capacity == 0)
         return 0;
     uint64_t relay_end = sh->relay_offset + (uint64_t)sh->relay_capacity * sizeof(struct psp_relay_slot);
@@ -154,166 +157,20 @@ int psp_pool_timeout(struct psp_proxy *p)
     return timeout;
 }
 
-/* ---- In a parked child -------------------------------------------------------------- */
-
-/* Copies and checks the claim (the segment is untrusted input), as the request decoder
- * does: argc >= 1, strings within the slot, split into exactly argc + envc strings.
- * Returns 0 or EINVAL/ENOMEM. */
-static int decode_claim(struct psp_pool_slot *slot, struct psp_decoded *req, cpu_set_t *cpus, size_t *cpus_size)
-{
-    uint32_t argc = slot->argc, envc = slot->envc, len = slot->strings_length, csize = slot->cpuset_size;
-    memset(req, 0, sizeof(*req));
-    if (slot->stdio_null > 7 || argc < 1 || len == 0 || len > PSP_POOL_DATA || (uint64_t)argc + envc > len ||
-        (csize != 0 && (csize < 8 || csize > sizeof(*cpus) || csize % 8 != 0)))
-        return EINVAL;
-    CPU_ZERO(cpus);
-    memcpy(cpus, slot->cpuset, csize);
-    *cpus_size = csize;
-    char *strings = malloc(len);
-    char **pointers = malloc(((size_t)argc + envc + 2) * sizeof(char *));
-    if (strings == NULL || pointers == NULL) {
-        free(strings);
-        free(pointers);
-        return ENOMEM;
-    }
-    memcpy(strings, slot->strings, len);
-    uint32_t want = argc + envc, found = 0;
-    size_t at = 0;
-    while (at < len && found < want) {
-        size_t n = strnlen(strings + at, len - at);
-        if (at + n == len)
-            break; /* no terminator */
-        pointers[found + (found >= argc ? 1 : 0)] = strings + at;
-        found++;
-        at += n + 1;
-    }
-    if (found != want || at != len) {
-        free(strings);
-        free(pointers);
-        return EINVAL;
-    }
-    pointers[argc] = NULL;
-    pointers[argc + 1 + envc] = NULL;
-    req->count = 1;
-    req->argv = pointers;
-    req->argc = (int)argc;
-    req->envp = pointers + argc + 1;
-    req->envc = (int)envc;
-    req->strings = strings;
-    req->strings_length = len;
-    req->pointers = pointers;
-    return 0;
-}
-
-/* A parked child's placement without a claim's CPU set, as become_instance does it for a
- * forked one: done before it parks, so that a claim without a CPU set costs no system
- * call, and so that a woken child is not bound to the proxy's CPU (where the proxy may
- * be refilling). */
-static void place_default(const struct psp_proxy *p)
-{
-    if (p->reset_mempolicy)
-        (void)syscall(SYS_set_mempolicy, 0 /* MPOL_DEFAULT */, NULL, 0UL);
-    if (p->reset_cpus)
-        (void)sched_setaffinity(0, sizeof(p->child_cpus), &p->child_cpus);
-}
-
-/* The claim's own CPU set, if it has one. */
-static int place(const cpu_set_t *cpus, size_t size)
-{
-    return size > 0 && sched_setaffinity(0, size, cpus) != 0 ? errno : 0;
-}
-
-/* Descriptors 0-2 named in `mask` become /dev/null, as the option does for a forked child. */
-static int null_stdio(uint32_t mask)
-{
-    if (mask == 0)
-        return 0;
-    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (fd < 0)
-        return errno;
-    int err = 0;
-    for (int k = 0; k < 3 && err == 0; k++)
-        if ((mask & (1u << k)) && dup2(fd, k) < 0)
-            err = errno;
-    if (fd > 2)
-        close(fd);
-    return err;
-}
-
-/* Takes the claim: decodes it, places itself, tells the launcher (REPORTED, when it
- * waits) or the proxy (TAKEN: refill, when it next looks) and, on failure, exits before
- * main. */
-static void take_claim(struct psp_proxy *p, struct psp_pool_slot *slot, struct psp_decoded *req)
-{
-    bool report = (slot->flags & PSP_POOL_REPORT) != 0;
-    cpu_set_t cpus;
-    size_t cpus_size = 0;
-    uint32_t stdio_null = slot->stdio_null;
-    int err = decode_claim(slot, req, &cpus, &cpus_size);
-    if (err == 0) {
-        psp_clean_environment(req->envp, p->library_path);
-        err = place(&cpus, cpus_size);
-    }
-    if (err == 0)
-        err = null_stdio(stdio_null);
-    if (report) {
-        atomic_store(&slot->error, err);
-        atomic_store(&slot->state, PSP_POOL_REPORTED);
-        (void)syscall(SYS_futex, &slot->state, FUTEX_WAKE, 1, NULL, NULL, 0);
-    } else {
-        atomic_store(&slot->state, PSP_POOL_TAKEN); /* the launcher rang the proxy */
-    }
-    if (err != 0)
-        _exit(127);
-}
-
-static void drain(int fd)
-{
-    uint64_t value;
-    while (read(fd, &value, sizeof(value)) < 0 && errno == EINTR) {
-    }
-}
-
-/* Parked until claimed (then returns, ready for psp_child_prepare); exits when trimmed,
- * or when the launcher or the proxy is gone. */
-static void park(struct psp_proxy *p, uint32_t k, struct psp_decoded *req)
-{
-    struct psp_proxy_pool *pool = &p->pool;
-    close(pool->death_pipe[1]);
-    place_default(p);
-    struct pollfd fds[3] = {
-        {.fd = pool->claim_fds[k], .events = POLLIN},
-        {.fd = p->launcher_pidfd, .events = POLLIN},
-        {.fd = pool->death_pipe[0], .events = POLLIN},
-    };
-    for (;;) {
-        if (poll(fds, 3, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            _exit(127);
-        }
-        if (fds[1].revents || fds[2].revents)
-            _exit(0);
-        if (!fds[0].revents)
-            continue;
-        drain(pool->claim_fds[k]);
-        int32_t state = atomic_load(&pool->table[k].state);
-        if (state == PSP_POOL_CLAIMED)
-            break;
-        if (state == PSP_POOL_TRIM)
-            _exit(0);
-        /* A stale wake-up meant for the slot's previous child: keep waiting. */
-    }
-    take_claim(p, &pool->table[k], req);
-}
-
 /* ---- In the proxy ------------------------------------------------------------------- */
+
+static void close_slot_fds(struct psp_proxy_pool *pool, uint32_t k)
+{
+    for (int *fd = &pool->pidfds[k]; fd != NULL; fd = fd == &pool->pidfds[k] ? &pool->hand_fds[k] : NULL) {
+        if (*fd >= 0)
+            close(*fd);
+        *fd = -1;
+    }
+}
 
 static void release(struct psp_proxy_pool *pool, uint32_t k)
 {
-    if (pool->pidfds[k] >= 0)
-        close(pool->pidfds[k]);
-    pool->pidfds[k] = -1;
+    close_slot_fds(pool, k);
     atomic_store(&pool->table[k].pid, 0);
     atomic_store(&pool->table[k].state, PSP_POOL_FREE);
 }
@@ -327,10 +184,8 @@ static void watch_slot(struct psp_proxy_pool *pool, uint32_t k, bool dead)
     case PSP_POOL_PARKED:
     case PSP_POOL_TRIM:
         /* CAS: the launcher may be claiming it right now. */
-        if (dead && atomic_compare_exchange_strong(&slot->state, &state, PSP_POOL_DEAD) && pool->pidfds[k] >= 0) {
-            close(pool->pidfds[k]);
-            pool->pidfds[k] = -1;
-        }
+        if (dead && atomic_compare_exchange_strong(&slot->state, &state, PSP_POOL_DEAD))
+            close_slot_fds(pool, k);
         break;
     case PSP_POOL_CLAIMED: /* died after its claim: it was the caller's child */
         if (dead)
@@ -364,29 +219,93 @@ static bool refill(struct psp_proxy *p, uint32_t k, struct psp_decoded *req)
 {
     struct psp_proxy_pool *pool = &p->pool;
     struct psp_pool_slot *slot = &pool->table[k];
+    int hand[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, hand) != 0) {
+        pool->retry_at_ms = now_ms() + PSP_POOL_RETRY_MS;
+        return false;
+    }
     atomic_store(&slot->pid, 0);
     atomic_store(&slot->state, PSP_POOL_FORKING);
     pid_t pid = psp_clone_child(p, &slot->pid, -1);
     if (pid == 0) {
-        park(p, k, req);
-        psp_child_prepare(p, req, 0, NULL, -1);
+        close(hand[0]);
+        struct psp_handed handed;
+        if (psp_pool_park(p, k, hand[1], req, &handed)) {
+            psp_become_instance(p, req, handed.instance, handed.error_fd);
+            psp_child_prepare(p, req, handed.instance, handed.fds, handed.error_fd);
+        } else {
+            psp_child_prepare(p, req, 0, NULL, -1);
+        }
         return true;
     }
+    close(hand[1]);
     if (pid < 0) {
+        close(hand[0]);
         atomic_store(&slot->state, PSP_POOL_FREE);
         pool->retry_at_ms = now_ms() + PSP_POOL_RETRY_MS;
         return false;
     }
+    pool->hand_fds[k] = hand[0];
     pool->pidfds[k] = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pool->pidfds[k] < 0) {
         /* Not watchable, so never handed out: it is the launcher's to reap. */
         kill(pid, SIGKILL);
+        close_slot_fds(pool, k);
         atomic_store(&slot->state, PSP_POOL_DEAD);
         pool->retry_at_ms = now_ms() + PSP_POOL_RETRY_MS;
         return false;
     }
     atomic_store(&slot->state, PSP_POOL_PARKED);
     return false;
+}
+
+static int send_hand(int fd, const struct psp_pool_hand *msg, const int *fds, uint32_t fd_count, int error_fd)
+{
+    union {
+        char buf[CMSG_SPACE(PSP_MAX_FDS_PER_MESSAGE * sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct iovec iov = {.iov_base = (void *)msg, .iov_len = sizeof(*msg)};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                       .msg_controllen = CMSG_SPACE(((size_t)fd_count + 1) * sizeof(int))};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(((size_t)fd_count + 1) * sizeof(int));
+    memcpy(CMSG_DATA(c), &error_fd, sizeof(int));
+    if (fd_count > 0)
+        memcpy(CMSG_DATA(c) + sizeof(int), fds, (size_t)fd_count * sizeof(int));
+    ssize_t n;
+    while ((n = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT)) < 0 && errno == EINTR) {
+    }
+    return n == (ssize_t)sizeof(*msg) ? 0 : -1;
+}
+
+pid_t psp_pool_hand(struct psp_proxy *p, uint32_t ring_slot, uint32_t instance, const int *fds, uint32_t fd_count,
+                    int error_fd)
+{
+    struct psp_proxy_pool *pool = &p->pool;
+    if (pool->capacity == 0 || error_fd < 0 || fd_count + 1 > PSP_MAX_FDS_PER_MESSAGE)
+        return 0;
+    struct psp_pool_hand msg = {.ring_slot = ring_slot, .instance = instance, .fd_count = fd_count};
+    for (uint32_t k = 0; k < pool->capacity; k++) {
+        struct psp_pool_slot *slot = &pool->table[k];
+        int32_t parked = PSP_POOL_PARKED;
+        if (pool->hand_fds[k] < 0 || !atomic_compare_exchange_strong(&slot->state, &parked, PSP_POOL_HANDED))
+            continue; /* CAS: the launcher may be claiming it right now */
+        pid_t pid = atomic_load(&slot->pid);
+        if (pid > 0 && send_hand(pool->hand_fds[k], &msg, fds, fd_count, error_fd) == 0) {
+            mark_activity(pool);
+            pool->quiet_until_ms = now_ms() + PSP_POOL_QUIET_MS;
+            release(pool, k); /* the child is the request's now: the slot may be refilled */
+            return pid;
+        }
+        /* It died parked (its socket is gone): the launcher reaps it, as any dead one. */
+        close_slot_fds(pool, k);
+        atomic_store(&slot->state, PSP_POOL_DEAD);
+    }
+    return 0;
 }
 
 bool psp_pool_fill(struct psp_proxy *p, struct psp_decoded *req)

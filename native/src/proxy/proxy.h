@@ -36,6 +36,7 @@ struct psp_proxy_pool {
     uint32_t idle_ms;
     int claim_fds[PSP_POOL_MAX];  /* written by the launcher to wake a claimed child */
     int pidfds[PSP_POOL_MAX];     /* of each slot's child, while we watch it */
+    int hand_fds[PSP_POOL_MAX];   /* our end of each parked child's socket (psp_pool_hand) */
     int death_pipe[2];            /* we hold the write end: parked children see it hang up */
     int64_t last_activity_ms;     /* last doorbell: trimming counts from here */
     int64_t retry_at_ms;          /* a refused fork (RLIMIT_NPROC, memory) is retried then */
@@ -124,6 +125,31 @@ void psp_pool_activity(struct psp_proxy *p);
 /* Between requests: watches deaths, frees taken slots, trims when idle, refills one
  * slot. Returns true in a claimed child, with its argv/envp in *req. */
 bool psp_pool_service(struct psp_proxy *p, const struct pollfd *fds, struct psp_decoded *req);
+
+/* A request of the proxy's own handed to a parked child, over the slot's socket with the
+ * set-up report pipe and the request's descriptors (SCM_RIGHTS, in that order). */
+struct psp_pool_hand {
+    uint32_t ring_slot;
+    uint32_t instance;
+    uint32_t fd_count;
+};
+/* Hands instance `instance` of the request in `ring_slot` to a parked child instead of
+ * forking one for it. The child decodes the request from the segment itself, so the
+ * proxy must not reply before every child's set-up report (error_fd >= 0: required).
+ * Returns the child's pid, or 0 when no parked child took it (the caller forks). */
+pid_t psp_pool_hand(struct psp_proxy *p, uint32_t ring_slot, uint32_t instance, const int *fds, uint32_t fd_count,
+                    int error_fd);
+
+/* pool_child.c: slot k's child, parked. Returns false once the launcher claimed it (req
+ * holds the claim's argv/envp), true once the proxy handed it a request (req decoded,
+ * *handed says which instance, with its descriptors and report pipe); exits when trimmed,
+ * or when the launcher or the proxy is gone. */
+struct psp_handed {
+    uint32_t instance;
+    int error_fd;
+    int *fds;
+};
+bool psp_pool_park(struct psp_proxy *p, uint32_t k, int hand_fd, struct psp_decoded *req, struct psp_handed *handed);
 
 /* child.c: everything a child does between clone and main. With options, `fds` are the
  * descriptors received for the request and a failure is written to error_fd as

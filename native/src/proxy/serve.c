@@ -266,6 +266,9 @@ static bool serve_request(struct psp_proxy *p, uint32_t slot_index, uint64_t seq
             atomic_store_explicit(&errors[i], 0, memory_order_relaxed);
             if (p->relay && slot == NULL) {
                 errno = EAGAIN;
+            } else if (report && !req->cgroup &&
+                       (pid = psp_pool_hand(p, slot_index, i, fds, req->fd_count, error_pipe[1])) > 0) {
+                atomic_store_explicit(&results[i], pid, memory_order_relaxed); /* a parked child took it */
             } else {
                 pid = psp_clone_child(p, &results[i], req->cgroup ? fds[req->fd_count - 1] : -1);
                 if (pid == 0) {
