@@ -110,6 +110,16 @@ static int scan_children(const char *tid, idtype_t type, id_t id)
  * return: 1, 0, or 1 when it cannot tell (then the wait is the real one). */
 static int own_children_left(idtype_t type, id_t id)
 {
+    /* The calling thread's children first: usually the launcher's children are there. */
+    char tid[16];
+    char *end = tid + sizeof(tid);
+    *--end = '\0';
+    long t = syscall(SYS_gettid);
+    do
+        *--end = (char)('0' + t % 10);
+    while ((t /= 10) > 0);
+    if (scan_children(end, type, id) == 1)
+        return 1;
     int dir = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0)
         return 1;
