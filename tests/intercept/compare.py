@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""compare.py PLAIN_DIR INTERCEPTED_DIR [--unordered-env] [--transient-fds]: the same workload's results with and without the
+"""compare.py PLAIN_DIR INTERCEPTED_DIR [--unordered-env] [--transient-fds] [--renumbered-fds]: the same workload's results with and without the
 interceptor must be identical. Each directory holds the report fixture's JSON files
 (*.json) and any text files (*.txt: launcher output, exit statuses). Process ids differ
 between runs, so pid, ppid, pgid and sid are replaced by their relations (pgid == pid:
@@ -8,7 +8,10 @@ LAUNCHER_PID holds it); each directory's own path is replaced by DIR; the harnes
 --transient-fds: a child's descriptors above 2 count only if every child of its run has them
 (.NET's runtime threads open files without O_CLOEXEC now and then, outside Process.Start, so
 a child of either run may inherit one at random; a descriptor the interceptor gave or took
-from every child still shows). Prints the first differences and exits 1 if there are any."""
+from every child still shows).
+--renumbered-fds: a child's descriptors above 2 are compared by count, not by number (a
+launcher that leaks a descriptor of its own into its children gets another number for it
+when the interceptor's descriptors take lower ones: docs/design.md). Prints the first differences and exits 1 if there are any."""
 import json
 import os
 import sys
@@ -16,6 +19,7 @@ import sys
 
 UNORDERED_ENV = "--unordered-env" in sys.argv  # .NET orders a child's environment by hash
 TRANSIENT_FDS = "--transient-fds" in sys.argv
+RENUMBERED_FDS = "--renumbered-fds" in sys.argv  # ninja's console jobs inherit its pipe
 
 
 def normalise(path, root, launcher, stable_fds):
@@ -30,6 +34,8 @@ def normalise(path, root, launcher, stable_fds):
         d["env"].sort()
     if stable_fds is not None:
         d["fds"] = [fd for fd in d["fds"] if fd <= 2 or fd in stable_fds]
+    if RENUMBERED_FDS:
+        d["fds"] = [fd for fd in d["fds"] if fd <= 2] + [len([fd for fd in d["fds"] if fd > 2])]
     d["leads_group"] = d["pgid"] == d["pid"]
     d["leads_session"] = d["sid"] == d["pid"]
     if launcher is not None:

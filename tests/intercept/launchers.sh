@@ -4,12 +4,12 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
+# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
 here=$(cd "$(dirname "$0")" && pwd)
-"$here/setup.sh" || exit 1
+"$here/setup.sh" "$case" || exit 1
 lib=$build/lib/libpspawn_intercept.so
 report=$build/bin/report
 pynamic=$build/bin/pynamic100
@@ -247,6 +247,45 @@ others)
         printf '%s\\0' a b c d e f g | xargs -0 -n1 /bin/echo
         seq 1 40 | xargs -n 4 -P 3 sh -c 'echo \$((\$1+\$2))' _" || fail "results differ"
     served_at_least 60
+    ;;
+ninja)
+    # ninja (posix_spawn of /bin/sh -c: a pipe onto 1 and 2, /dev/null opened onto 0, the
+    # old signal mask, SIGDEF and a group of its own per job; the console pool keeps the
+    # terminal's descriptors and group), with failing, killed and missing commands under -k 0.
+    {
+        echo 'rule rep'
+        echo '  command = "$$REPORT" --report-out=$out $args && echo done $out'
+        echo 'rule pyn'
+        echo '  command = "$$PYNAMIC" $args'
+        echo 'rule missing'
+        echo '  command = /nonexistent/pspawn-missing'
+        echo 'rule console'
+        echo '  command = "$$REPORT" --report-out=$out console'
+        echo '  pool = console'
+        for i in $(seq 1 150); do
+            args="n$i"
+            [ $((i % 10)) -eq 0 ] && args="$args --report-exit=2"
+            [ $((i % 25)) -eq 0 ] && args="$args --report-signal=15"
+            printf 'build n%d.json: rep\n  args = %s\n' "$i" "$args"
+            [ $((i % 3)) -eq 0 ] && printf 'build p%d: pyn\n  args = %d\n' "$i" "$i"
+        done
+        echo 'build missing: missing'
+        for i in 1 2 3; do echo "build console$i.json: console"; done
+    } >"$tmp/build.ninja"
+    # NINJA_STATUS: no "[finished/total]" prefix, whose numbers follow the order jobs end in.
+    # A console job inherits ninja's end of its output pipe, numbered after ninja's own
+    # descriptors, which the interceptor's shift (docs/design.md): compared by count.
+    COMPARE_OPTIONS=--renumbered-fds run_twice "env NINJA_STATUS= \$PRELOAD ninja -k 0 -j2 -f '$tmp/build.ninja'; echo ninja=\$?" || fail "results differ"
+    grep -q '^ninja=1$' "$tmp/intercepted/stdout.txt" || fail "ninja -k 0 should exit 1 with failed commands"
+    served_at_least 150
+    ;;
+rust)
+    # An unmodified Rust program (std::process::Command: posix_spawnp with file actions and
+    # attributes, fork + exec with a pre_exec hook), built here with rustc.
+    rustc --edition 2018 -O -o "$tmp/command_probe" "$here/command_probe.rs" || fail "rustc could not build command_probe.rs"
+    run_twice "env \$PRELOAD '$tmp/command_probe' \"\$REPORT\" \"\$PYNAMIC\" \"\$OUT\"" || fail "results differ"
+    served_at_least 250
+    grep -q 'fork+exec.*served by zygote' "$tmp/intercepted.log" || fail "no pre_exec (fork + exec) launch served"
     ;;
 options)
     # PSPAWN_INTERCEPT_DENY: nothing of report is served, results unchanged.
