@@ -24,6 +24,8 @@
 #include <linux/close_range.h>
 #include <unistd.h>
 
+#include "children.h"
+
 static const char *report;
 static const char *outdir;
 static int bad;
@@ -190,18 +192,11 @@ static void run(const char *name, enum prep prep, const char *extra)
  * cases) and reaps them, as a launcher whose proxies were killed by someone else would see. */
 static void kill_zygotes(void)
 {
-    char path[64], buf[4096];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
-    FILE *f = fopen(path, "r");
-    size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-    if (f != NULL)
-        fclose(f);
-    buf[n] = '\0';
-    for (char *save = NULL, *tok = strtok_r(buf, " \n", &save); tok != NULL; tok = strtok_r(NULL, " \n", &save)) {
-        pid_t z = (pid_t)atoi(tok);
-        if (z > 0 && kill(z, SIGKILL) == 0)
-            waitpid(z, NULL, 0);
-    }
+    pid_t zygotes[512];
+    int n = list_children(zygotes, 512);
+    for (int k = 0; k < n; k++)
+        if (kill(zygotes[k], SIGKILL) == 0)
+            waitpid(zygotes[k], NULL, 0);
 }
 
 static void *idle(void *arg)

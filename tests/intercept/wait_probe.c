@@ -16,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "children.h"
+
 #define LAUNCHES 5
 
 static const char *report;
@@ -151,22 +153,14 @@ static void reap_all(enum style style)
 /* Our children that are not started[]: the proxies, when preloaded. */
 static int others(pid_t *list, int capacity)
 {
-    char path[64], buf[4096];
-    snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
-    FILE *f = fopen(path, "r");
-    size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-    if (f != NULL)
-        fclose(f);
-    buf[n] = '\0';
-    int count = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, " \n", &save); tok != NULL && count < capacity;
-         tok = strtok_r(NULL, " \n", &save)) {
-        pid_t pid = (pid_t)atoi(tok);
+    pid_t all[512];
+    int n = list_children(all, 512), count = 0;
+    for (int k = 0; k < n && count < capacity; k++) {
         bool known = false;
         for (int i = 0; i < started_count; i++)
-            known |= started[i] == pid;
+            known |= started[i] == all[k];
         if (!known)
-            list[count++] = pid;
+            list[count++] = all[k];
     }
     return count;
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -95,7 +96,9 @@ static pid_t receive_and_serve(int sock)
 }
 
 /* The child is gone and reaped; a SIGCHLD it left pending is taken back unless another
- * child has something to report too. */
+ * child has something to report too (asked with the system call itself: not through our
+ * waitid, which would scan /proc for the launcher's children; news of a proxy only makes
+ * a SIGCHLD whose waits find nothing). */
 static void reap_unseen(pid_t child)
 {
     int status;
@@ -110,7 +113,8 @@ static void reap_unseen(pid_t child)
     sigtimedwait(&only, NULL, &zero);
     siginfo_t info;
     memset(&info, 0, sizeof(info));
-    if (waitid(P_ALL, 0, &info, WEXITED | WSTOPPED | WCONTINUED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0)
+    if (syscall(SYS_waitid, P_ALL, 0, &info, WEXITED | WSTOPPED | WCONTINUED | WNOHANG | WNOWAIT, NULL) == 0 &&
+        info.si_pid != 0)
         kill(getpid(), SIGCHLD);
 }
 

@@ -162,32 +162,73 @@ static bool may_see_own(bool any_child, int options)
     return any_child && !clone_only && atomic_load_explicit(&own_count, memory_order_relaxed) > 0;
 }
 
-__attribute__((visibility("default"))) pid_t wait4(pid_t pid, int *status, int options, struct rusage *usage)
+/* The event waitid left pending (WNOWAIT) for one of our proxies, taken. */
+static void take_own_event(const siginfo_t *si, int options)
 {
-    if (!may_see_own(pid <= 0, options))
-        return real_wait4(pid, status, options, usage);
-    idtype_t type = pid == -1 ? P_ALL : P_PGID;
-    id_t id = pid == 0 ? (id_t)getpgrp() : (id_t)-pid;
+    int kind = si->si_code == CLD_STOPPED || si->si_code == CLD_TRAPPED ? WSTOPPED
+               : si->si_code == CLD_CONTINUED                          ? WCONTINUED
+                                                                        : WEXITED;
+    siginfo_t ignored;
+    memset(&ignored, 0, sizeof(ignored));
+    (void)real_waitid(P_PID, (id_t)si->si_pid, &ignored, kind | WNOHANG | (options & (__WALL | __WCLONE)));
+}
+
+/* One wait4 or waitid call and what it returned. */
+struct one_wait {
+    bool waitid;
+    pid_t pid; /* wait4 */
+    int status;
+    struct rusage *usage;
+    idtype_t type; /* waitid */
+    id_t id;
+    siginfo_t info;
+};
+
+/* The pid the call returned: a child's, 0 when none was ready (WNOHANG), -1 on failure. */
+static pid_t wait_once(struct one_wait *w, int options)
+{
+    if (!w->waitid)
+        return real_wait4(w->pid, &w->status, options, w->usage);
+    memset(&w->info, 0, sizeof(w->info));
+    return real_waitid(w->type, w->id, &w->info, options) == 0 ? w->info.si_pid : -1;
+}
+
+/* A wait for any child in (type, id), without our processes: first without blocking;
+ * nothing ready and no child of the launcher's own left is ECHILD; our processes' news is
+ * taken and the wait goes on. errno is the caller's again unless it fails. */
+static pid_t wait_without_own(struct one_wait *w, idtype_t type, id_t id, int options)
+{
     int saved = errno;
     for (;;) {
-        int st = 0;
-        pid_t r = real_wait4(pid, &st, options | WNOHANG, usage);
+        pid_t r = wait_once(w, options | WNOHANG);
         if (r == 0) {
             if (own_children_left(type, id) == 0) {
                 errno = ECHILD;
                 return -1;
             }
             if (!(options & WNOHANG))
-                r = real_wait4(pid, &st, options, usage);
+                r = wait_once(w, options);
         }
-        if (r > 0 && is_own(r))
+        if (r > 0 && is_own(r)) {
+            if (w->waitid && (options & WNOWAIT))
+                take_own_event(&w->info, options);
             continue; /* a proxy's news, taken: the launcher never had this child */
-        if (r > 0 && status != NULL)
-            *status = st;
+        }
         if (r >= 0)
             errno = saved;
         return r;
     }
+}
+
+__attribute__((visibility("default"))) pid_t wait4(pid_t pid, int *status, int options, struct rusage *usage)
+{
+    if (!may_see_own(pid <= 0, options))
+        return real_wait4(pid, status, options, usage);
+    struct one_wait w = {.pid = pid, .usage = usage};
+    pid_t r = wait_without_own(&w, pid == -1 ? P_ALL : P_PGID, pid == 0 ? (id_t)getpgrp() : (id_t)-pid, options);
+    if (r > 0 && status != NULL)
+        *status = w.status;
+    return r;
 }
 
 __attribute__((visibility("default"))) pid_t waitpid(pid_t pid, int *status, int options)
@@ -205,47 +246,16 @@ __attribute__((visibility("default"))) pid_t wait3(int *status, int options, str
     return wait4(-1, status, options, usage);
 }
 
-/* The event waitid left pending (WNOWAIT) for one of our proxies, taken. */
-static void take_own_event(const siginfo_t *si, int options)
-{
-    int kind = si->si_code == CLD_STOPPED || si->si_code == CLD_TRAPPED ? WSTOPPED
-               : si->si_code == CLD_CONTINUED                          ? WCONTINUED
-                                                                        : WEXITED;
-    siginfo_t ignored;
-    memset(&ignored, 0, sizeof(ignored));
-    (void)real_waitid(P_PID, (id_t)si->si_pid, &ignored, kind | WNOHANG | (options & (__WALL | __WCLONE)));
-}
-
 __attribute__((visibility("default"))) int waitid(idtype_t type, id_t id, siginfo_t *info, int options)
 {
     if (!may_see_own(type == P_ALL || type == P_PGID, options))
         return real_waitid(type, id, info, options);
     if (type == P_PGID && id == 0)
         id = (id_t)getpgrp(); /* waitid's "the caller's group" (Linux 5.4) */
-    int saved = errno;
-    for (;;) {
-        siginfo_t si;
-        memset(&si, 0, sizeof(si));
-        int r = real_waitid(type, id, &si, options | WNOHANG);
-        if (r == 0 && si.si_pid == 0) {
-            if (own_children_left(type, id) == 0) {
-                errno = ECHILD;
-                return -1;
-            }
-            if (!(options & WNOHANG)) {
-                memset(&si, 0, sizeof(si));
-                r = real_waitid(type, id, &si, options);
-            }
-        }
-        if (r == 0 && si.si_pid != 0 && is_own(si.si_pid)) {
-            if (options & WNOWAIT)
-                take_own_event(&si, options);
-            continue;
-        }
-        if (r == 0 && info != NULL)
-            *info = si;
-        if (r == 0)
-            errno = saved;
-        return r;
-    }
+    struct one_wait w = {.waitid = true, .type = type, .id = id};
+    if (wait_without_own(&w, type, id, options) < 0)
+        return -1;
+    if (info != NULL)
+        *info = w.info; /* all zero when nothing was ready (WNOHANG), as waitid leaves it */
+    return 0;
 }
