@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
+# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -247,6 +247,35 @@ others)
         printf '%s\\0' a b c d e f g | xargs -0 -n1 /bin/echo
         seq 1 40 | xargs -n 4 -P 3 sh -c 'echo \$((\$1+\$2))' _" || fail "results differ"
     served_at_least 60
+    ;;
+chaos)
+    # Someone SIGKILLs the interceptor's proxies (the launcher's children that carry the
+    # proxy's configuration variable) every 10 ms while make -j2 runs: every launch must
+    # still happen exactly once (--report-once exits 98 on a second start) and the results
+    # must be the plain run's. The killer runs in both runs (it finds nothing in the plain one).
+    {
+        echo "all: $(seq -f 't%g' 1 300 | tr '\n' ' ')"
+        for i in $(seq 1 300); do
+            printf 't%d:\n\t%s --report-once=$(OUT)/once.t%d --report-out=$(OUT)/t%d.json x%d\n' "$i" "$report" "$i" "$i" "$i"
+            [ $((i % 2)) -eq 0 ] && printf '\t%s p%d\n' "$pynamic" "$i"
+        done
+    } >"$tmp/Makefile"
+    run_twice "env \$PRELOAD make -s -j2 -f '$tmp/Makefile' & m=\$!
+        while kill -0 \$m 2>/dev/null; do
+            for p in \$(cat /proc/\$m/task/\$m/children 2>/dev/null); do
+                if { tr '\\0' '\\n' </proc/\$p/environ; } 2>/dev/null | grep -q '^PSPAWN_PROXY_CONFIG='; then
+                    kill -9 \$p 2>/dev/null && echo \$p >>\"\$OUT/killed\"
+                fi
+            done
+            sleep 0.01
+        done
+        wait \$m; echo make=\$?" || fail "results differ"
+    kills=$(wc -l <"$tmp/intercepted/killed" 2>/dev/null || echo 0)
+    echo "proxies killed: $kills"
+    [ "$kills" -ge 3 ] || fail "the killer found only $kills proxies to kill"
+    [ ! -e "$tmp/plain/killed" ] || fail "the plain run had proxies"
+    grep -q '^make=0$' "$tmp/intercepted/stdout.txt" || fail "make failed"
+    served_at_least 100
     ;;
 ninja)
     # ninja (posix_spawn of /bin/sh -c: a pipe onto 1 and 2, /dev/null opened onto 0, the
