@@ -250,9 +250,10 @@ others)
     ;;
 chaos)
     # Someone SIGKILLs the interceptor's proxies (the launcher's children that carry the
-    # proxy's configuration variable) every 10 ms while make -j2 runs: every launch must
-    # still happen exactly once (--report-once exits 98 on a second start) and the results
-    # must be the plain run's. The killer runs in both runs (it finds nothing in the plain one).
+    # proxy's configuration variable) every 10 ms while make -j2 and xargs -P2 run: every
+    # launch must still happen exactly once (--report-once exits 98 on a second start) and
+    # the results must be the plain run's. The killer runs in both runs (it finds nothing
+    # in the plain one).
     {
         echo "all: $(seq -f 't%g' 1 300 | tr '\n' ' ')"
         for i in $(seq 1 300); do
@@ -260,22 +261,31 @@ chaos)
             [ $((i % 2)) -eq 0 ] && printf '\t%s p%d\n' "$pynamic" "$i"
         done
     } >"$tmp/Makefile"
-    run_twice "env \$PRELOAD make -s -j2 -f '$tmp/Makefile' & m=\$!
-        while kill -0 \$m 2>/dev/null; do
-            for p in \$(cat /proc/\$m/task/\$m/children 2>/dev/null); do
-                if { tr '\\0' '\\n' </proc/\$p/environ; } 2>/dev/null | grep -q '^PSPAWN_PROXY_CONFIG='; then
-                    kill -9 \$p 2>/dev/null && echo \$p >>\"\$OUT/killed\"
+    # hunt PID: kills PID's proxies until PID exits, then waits for it and prints its status.
+    hunt='hunt() {
+        while kill -0 $1 2>/dev/null; do
+            for p in $(cat /proc/$1/task/$1/children 2>/dev/null); do
+                if { tr "\\0" "\\n" </proc/$p/environ; } 2>/dev/null | grep -q "^PSPAWN_PROXY_CONFIG="; then
+                    kill -9 $p 2>/dev/null && echo $p >>"$OUT/killed"
                 fi
             done
             sleep 0.01
         done
-        wait \$m; echo make=\$?" || fail "results differ"
+        wait $1; echo "$2=$?"
+    }'
+    # make (posix_spawn), then xargs (the fork handoff).
+    run_twice "$hunt
+        env \$PRELOAD make -s -j2 -f '$tmp/Makefile' & hunt \$! make
+        seq 1 200 | env \$PRELOAD xargs -P2 -I{} \"\$REPORT\" --report-once=\"\$OUT\"/once.x{} --report-out=\"\$OUT\"/x{}.json x{} & hunt \$! xargs" ||
+        fail "results differ"
     kills=$(wc -l <"$tmp/intercepted/killed" 2>/dev/null || echo 0)
     echo "proxies killed: $kills"
     [ "$kills" -ge 3 ] || fail "the killer found only $kills proxies to kill"
     [ ! -e "$tmp/plain/killed" ] || fail "the plain run had proxies"
     grep -q '^make=0$' "$tmp/intercepted/stdout.txt" || fail "make failed"
-    served_at_least 100
+    grep -q '^xargs=0$' "$tmp/intercepted/stdout.txt" || fail "xargs failed"
+    served_at_least 200
+    grep -q 'fork+exec.*served by zygote' "$tmp/intercepted.log" || fail "no xargs launch served (fork handoff)"
     ;;
 ninja)
     # ninja (posix_spawn of /bin/sh -c: a pipe onto 1 and 2, /dev/null opened onto 0, the
