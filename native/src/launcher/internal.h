@@ -13,6 +13,8 @@
 #include <sys/types.h>
 
 #include "common/protocol.h"
+#include "launcher/attr.h"
+#include "launcher/backend.h"
 #include "launcher/kernel_sys.h"
 #include "pspawn.h"
 
@@ -34,57 +36,6 @@
 _Static_assert(PSPAWN_MAX_SPAWNS == PSP_MAX_COUNT, "one call's limit is one request's limit");
 _Static_assert(PSPAWN_POOL_MAX == PSP_POOL_MAX, "the public pool limit is the segment's");
 
-struct psp_attr_stdio {
-    int kind; /* enum psp_stdio_kind */
-    char *path;
-    int oflags;
-    mode_t mode;
-    int caller_fd;
-};
-
-struct pspawn_attr {
-    uint32_t set; /* PSP_OPT_* (CWD is implied by cwd != NULL; NUMA_LOCAL is a flag) */
-    struct psp_attr_stdio stdio[3];
-    char *cwd;
-    mode_t umask;
-    pid_t pgroup;
-    int pdeathsig;
-    uint32_t rlimit_count;
-    struct psp_wire_rlimit rlimits[PSP_MAX_RLIMITS];
-    cpu_set_t *cpusets;
-    int cpuset_count;
-    bool owns_fds;  /* a session's copy: its caller_fds are duplicates, closed on destroy */
-    bool has_cgroup;
-    int cgroup_fd;  /* cgroup v2 directory the children are created in (owned) */
-    int fdmap_count;     /* PSP_OPT_FDMAP: the child's descriptors exactly (attr_exact.c) */
-    int *fdmap_targets;
-    int *fdmap_sources;  /* caller descriptors (duplicates, closed on destroy, if owns_fds) */
-    uint64_t sigmask;    /* PSP_OPT_SIGMASK: bit s-1 = signal s */
-    uint64_t sigignore;  /* PSP_OPT_SIGIGN */
-    int instance_cgroup_count; /* per-instance cgroups: instance i uses entry i % count */
-    int *instance_cgroup;      /* index into cgroup_dirs, -1: the batch's */
-    int *cgroup_dirs;          /* the distinct directories (owned) */
-    int cgroup_dir_count;
-};
-
-/* attr_exact.c: exact child state for the interceptor (not public API). The child's
- * descriptors are exactly targets[i] <- the caller's sources[i] (they must stay open
- * until the spawn returns); 0-2 included, everything else closed. Returns 0 or -1 with
- * errno (EINVAL: more than PSP_MAX_FDMAP, a target outside 0..PSP_MAX_FD_TARGET-1 or
- * twice, stdio options set; ENOMEM). */
-int psp_attr_set_fd_map(pspawn_attr_t *attr, const int *targets, const int *sources, int count);
-/* The child's signal mask and ignored signals, as after posix_spawn's exec. */
-int psp_attr_set_signals(pspawn_attr_t *attr, const sigset_t *mask, const sigset_t *ignored);
-size_t psp_attr_exact_wire_size(const pspawn_attr_t *attr);
-/* Writes the map's targets at blob + *cursor and its sources into shared_fds. */
-void psp_attr_exact_encode(const pspawn_attr_t *attr, struct psp_wire_options *o, size_t *cursor,
-                           int *shared_fds);
-int psp_attr_exact_clone(const pspawn_attr_t *attr, pspawn_attr_t *copy);
-void psp_attr_exact_release(pspawn_attr_t *attr);
-
-/* The most caller descriptors one request's options send. */
-#define PSP_MAX_SHARED_FDS PSP_MAX_FDMAP
-
 /* cgroup.c: cgroup v2 placement. */
 /* Opens a cgroup v2 directory: ENOENT no such directory, ENOTDIR, EACCES/EPERM,
  * EOPNOTSUPP not on a cgroup2 file system (a v1 hierarchy, or no cgroup at all). */
@@ -97,14 +48,6 @@ bool psp_cgroup_current(int self_fd, char *buf, size_t size);
 const char *psp_cgroup2_mount(void);
 /* Closes count descriptors (those >= 0) and frees the array. */
 void psp_cgroup_close_all(int *fds, int count);
-
-/* attr.c: the wire form of options (struct psp_wire_options + strings + CPU sets). */
-size_t psp_attr_wire_size(const pspawn_attr_t *attr);
-/* Writes the blob; fills shared_fds[] (3 entries) with the caller descriptors to send. */
-void psp_attr_encode(const pspawn_attr_t *attr, void *dst, int *shared_fds);
-int psp_attr_pipe_count(const pspawn_attr_t *attr);
-/* A deep copy (paths, CPU sets, caller descriptors duplicated). Returns 0 or an errno. */
-int psp_attr_clone(const pspawn_attr_t *attr, pspawn_attr_t **out);
 
 /* What a channel needs to start (and restart) its proxy: private copies, owned by it. */
 struct psp_proxy_config {
@@ -148,119 +91,6 @@ struct psp_retired_segment {
     void *map;
     size_t size;
 };
-
-/* ---- The plan: what one spawn call asks for, instance by instance ---------------- */
-
-/* One argv/envp pair; instances that share the same arrays share one set, so a plan
- * whose instances share one argv/envp encodes those strings once. */
-struct psp_plan_set {
-    char *const *argv;
-    char *const *envp;
-    size_t bytes; /* strings with terminators */
-    int argc;
-    int envc;
-    int error;    /* E2BIG, EINVAL: every instance of the set fails with it */
-};
-
-struct psp_plan_instance {
-    int set;    /* index into plan->sets */
-    int cpuset; /* index into plan->cpusets, -1 = no placement */
-    int error;  /* set before submission: the instance is not sent */
-};
-
-struct psp_plan {
-    int count;
-    struct psp_plan_instance *instances;
-    int set_count;
-    struct psp_plan_set *sets;
-    int cpuset_count;
-    cpu_set_t *cpusets;       /* distinct sets, sizeof(cpu_set_t) each */
-    const pspawn_attr_t *attr; /* options for every instance (NULL: none) */
-    /* Outputs, indexed like instances. */
-    pid_t *pids;
-    int *errors;
-    int *stdio_fds;            /* 3 per instance, or NULL (only without pipes) */
-    /* Encoder scratch: local index of a set / CPU set in the part being encoded. */
-    uint32_t stamp;
-    uint32_t *set_stamp, *set_local;
-    uint32_t *cpu_stamp, *cpu_local;
-    /* Set by the caller to stop submitting (session freed): pending instances fail
-     * with ECANCELED. */
-    _Atomic bool *cancel;
-    /* The cgroup v2 directory every child of the plan is created in, -1: where the
-     * proxy is (the caller's cgroup is already the proxy's). Borrowed. */
-    int cgroup_fd;
-    char *argv0[2];            /* the context path alone, for instances with NULL argv */
-    bool async;                /* run by a session's thread (the kernel backend: ipspawn) */
-    bool kernel;               /* served by the kernel backend (psp_kernel_route) */
-};
-
-/* plan.c */
-/* Builds a plan for `n` instances: instances[i] (or, with instances == NULL, `argv` and
- * `envp` for all: one set). envp NULL = environ. Per-instance problems (bad CPU set
- * size, strings too large) are recorded in the instance, not returned. Returns 0 or an
- * errno (ENOMEM, EINVAL). */
-int psp_plan_build(struct psp_plan *plan, const pspawn_instance_t *instances, int n, char *const argv[],
-                   char *const envp[], const char *default_argv0, const pspawn_attr_t *attr);
-void psp_plan_free(struct psp_plan *plan);
-/* The cgroup directory instance i of the plan is created in (-1: where the proxy is):
- * the attr's per-instance one, else the plan's. */
-int psp_plan_instance_cgroup(const struct psp_plan *plan, int i);
-
-/* ---- Backends: split-phase (submit a part, collect it), waitpid, ping, destroy ---- */
-
-struct psp_backend;
-
-/* One submitted part of a plan: some of its instances, in one request. */
-struct psp_part {
-    struct psp_backend *backend;
-    int *index;              /* plan instance indices of this part */
-    int count;
-    /* Zygote channel: */
-    int slot;
-    uint64_t ticket;
-    struct psp_shared *shared;
-    int reply_fd;            /* (kernel backend: the ipspawn session, -1 when complete) */
-    int pidfd;
-    uint64_t results_offset;
-    uint64_t errors_offset;
-    bool report;             /* children report failures before main */
-    bool sent;
-    int error;               /* a failure before publication */
-    uint32_t last_progress;
-    int64_t deadline;        /* liveness: moved on whenever progress moves */
-    int timeout_ms;
-    bool complete;           /* filled in by submit (warm-pool claims): nothing to wait for */
-};
-
-struct psp_backend_ops {
-    /* Takes instances todo[0..n) of the plan (or the first few that fit) into `part`;
-     * *taken says how many. Returns 0 (in flight, or already complete), EAGAIN (no room
-     * now and `block` is false: retry after a completion), or an errno that fails the
-     * *taken instances (the dispatcher writes it). */
-    int (*submit)(struct psp_backend *b, struct psp_plan *plan, const int *todo, int n, bool block,
-                  struct psp_part *part, int *taken);
-    /* Descriptors to poll while `part` is in flight; returns how many (<= 2). */
-    int (*pollfds)(struct psp_backend *b, struct psp_part *part, struct pollfd *fds);
-    /* Completes `part` if it is done, dead or past its deadline: writes its results
-     * into the plan and returns true; false while it is still running. */
-    bool (*collect)(struct psp_backend *b, struct psp_plan *plan, struct psp_part *part);
-    int (*ping)(struct psp_backend *b);
-    void (*destroy)(struct psp_backend *b);
-    /* Whether instances with this CPU set belong here (NULL set: any). */
-    bool (*covers)(struct psp_backend *b, const cpu_set_t *set);
-    /* False once the backend is out of rotation (a proxy whose restarts are used up). */
-    bool (*available)(struct psp_backend *b);
-};
-
-struct psp_backend {
-    const struct psp_backend_ops *ops;
-    int domain;               /* index of its NUMA node in the context's layout, -1: none */
-};
-
-/* dispatch.c: runs a plan over the context's backends; returns the number started. */
-struct pspawn_impl;
-int psp_dispatch(struct pspawn_impl *impl, struct psp_plan *plan);
 
 /* One proxy and the channel to it: the zygote backend. Zygote or relay is a property of
  * the channel (config.relay), not a mode of the dispatcher. */
