@@ -304,6 +304,18 @@ PSPAWN_API int pspawn_context_proxy_pids(const pspawn_context_t *ctx, pid_t *pid
  * handler may call it. */
 PSPAWN_API int pspawn_context_owns(const pspawn_context_t *ctx, pid_t pid);
 
+/* The descriptors the context holds (its proxies' sockets, eventfds and pidfds, a warm
+ * pool's eventfds, its cgroup directories): fills fds[0..min(n, capacity)) and returns n,
+ * or -1 with EINVAL. Lock-free and async-signal-safe; a snapshot (a proxy restart replaces
+ * them). For interposers that must notice the caller closing or reusing one (close, dup2,
+ * closefrom in a launcher that does not know about them). */
+PSPAWN_API int pspawn_context_fds(const pspawn_context_t *ctx, int *fds, int capacity);
+
+/* Destroys a context whose descriptors the caller has closed or reused (see
+ * pspawn_context_fds): its proxies and parked children are killed and reaped, its memory
+ * is freed, and none of the descriptor numbers it held is closed or otherwise touched. */
+PSPAWN_API void pspawn_context_abandon(pspawn_context_t *ctx);
+
 /* How many times the context restarted a dead proxy, summed over its proxies (0 in
  * fallback mode). */
 PSPAWN_API int pspawn_context_restarts(const pspawn_context_t *ctx);

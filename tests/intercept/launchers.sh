@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
+# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, closefds, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -286,6 +286,20 @@ chaos)
     grep -q '^xargs=0$' "$tmp/intercepted/stdout.txt" || fail "xargs failed"
     served_at_least 200
     grep -q 'fork+exec.*served by zygote' "$tmp/intercepted.log" || fail "no xargs launch served (fork handoff)"
+    ;;
+closefds)
+    # A launcher taking back descriptor numbers the zygotes hold (closefrom, close_range,
+    # close, dup2 over them), then putting files of its own there: its files must stay its
+    # own (close_probe checks inodes and contents), each zygote is abandoned without
+    # touching those numbers, and later launches are served by a new one.
+    run_twice "env \$PRELOAD '$build/bin/intercept_close_probe' '$report' \"\$OUT\" > \"\$OUT/probe.txt\"; echo probe=\$?" ||
+        fail "results differ"
+    grep -q 'A FILE OF OURS CHANGED' "$tmp/intercepted/probe.txt" && fail "the zygote touched the launcher's descriptors"
+    grep -c 'our files intact' "$tmp/intercepted/probe.txt" | grep -qx 4 || fail "not every case ran"
+    n=$(grep -c 'it is abandoned' "$tmp/intercepted.log")
+    echo "zygotes abandoned: $n"
+    [ "$n" -ge 4 ] || fail "only $n zygotes abandoned, expected 4 (one per case)"
+    served_at_least 8
     ;;
 ninja)
     # ninja (posix_spawn of /bin/sh -c: a pipe onto 1 and 2, /dev/null opened onto 0, the

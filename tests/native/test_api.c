@@ -1,8 +1,11 @@
 /* The C API against real processes: what a child receives, and who owns it. */
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "support.h"
@@ -405,6 +408,62 @@ static void destroy_reaps_proxy(void)
     CHECK_EQ_INT(count_open_fds(), fds_before);
 }
 
+/* pspawn_context_fds lists the context's descriptors (open, close-on-exec); after the
+ * caller has taken them back (closed, then a file of its own dup2'd onto each number),
+ * pspawn_context_abandon stops the proxy and the parked children and touches none of
+ * those numbers. */
+static void abandon_spares_taken_descriptors(void)
+{
+    pspawn_context_attr_t attr;
+    pspawn_context_attr_init(&attr);
+    attr.proxies = 1;
+    attr.pool = 2;
+    pspawn_context_t ctx;
+    CHECK(pspawn_context_create_ex(&ctx, fixture("noop"), &attr) == 0);
+    pid_t proxy = pspawn_context_proxy_pid(&ctx);
+    pid_t parked[2];
+    for (int tries = 0; pspawn_context_pool_pids(&ctx, parked, 2) != 2; tries++) {
+        CHECK(tries < 2000);
+        usleep(5000);
+    }
+    int n = pspawn_context_fds(&ctx, NULL, 0);
+    CHECK(n >= 4);
+    int fds[256];
+    CHECK_EQ_INT(pspawn_context_fds(&ctx, fds, 256), n);
+    CHECK_EQ_INT(pspawn_context_fds(&ctx, fds, 2), n); /* the count, whatever fits */
+    CHECK_EQ_INT(pspawn_context_fds(NULL, fds, 256), -1);
+    CHECK_EQ_INT(errno, EINVAL);
+    CHECK_EQ_INT(pspawn_context_fds(&ctx, NULL, 1), -1);
+    CHECK_EQ_INT(pspawn_context_fds(&ctx, fds, 256), n);
+    for (int i = 0; i < n; i++) {
+        int flags = fcntl(fds[i], F_GETFD);
+        CHECK(flags >= 0 && (flags & FD_CLOEXEC));
+    }
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/mine", temp_dir());
+    int mine = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    CHECK(mine >= 0 && write(mine, "hello", 5) == 5);
+    struct stat st;
+    CHECK(fstat(mine, &st) == 0);
+    for (int i = 0; i < n; i++)
+        CHECK(fds[i] == mine || dup2(mine, fds[i]) == fds[i]); /* dup2 closes the context's first */
+    pspawn_context_abandon(&ctx);
+    for (int i = 0; i < n; i++) {
+        struct stat now;
+        CHECK(fstat(fds[i], &now) == 0 && now.st_ino == st.st_ino && now.st_dev == st.st_dev);
+    }
+    char buf[16] = {0};
+    CHECK_EQ_INT(pread(mine, buf, sizeof(buf) - 1, 0), 5); /* nothing written into it */
+    CHECK(strcmp(buf, "hello") == 0);
+    CHECK(!process_alive(proxy) && !process_alive(parked[0]) && !process_alive(parked[1]));
+    CHECK_EQ_INT(count_zombie_children(), 0);
+    for (int i = 0; i < n; i++)
+        if (fds[i] != mine)
+            close(fds[i]);
+    close(mine);
+    pspawn_context_abandon(&ctx); /* destroyed: a no-op, like destroy */
+}
+
 int main(int argc, char **argv)
 {
     static const struct test_case cases[] = {
@@ -424,6 +483,7 @@ int main(int argc, char **argv)
         {"argv_too_large", argv_too_large},
         {"soak_1000_no_leaks", soak_1000_no_leaks},
         {"destroy_reaps_proxy", destroy_reaps_proxy},
+        {"abandon_spares_taken_descriptors", abandon_spares_taken_descriptors},
     };
     return run_tests(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
 }

@@ -79,10 +79,21 @@ static bool unref_locked(struct psi_zygote *z)
     return --z->refs == 0;
 }
 
+/* Destroys the context, or abandons it if the launcher took one of its descriptors
+ * (own.c): then none of those numbers, which may be the launcher's files now, is closed. */
+static void end_context(struct psi_zygote *z)
+{
+    bool lost = psi_own_context_lost(z->own_slot);
+    psi_own_context_remove(z->own_slot); /* first: the context's memory goes next */
+    if (lost)
+        pspawn_context_abandon(&z->ctx);
+    else
+        pspawn_context_destroy(&z->ctx);
+}
+
 static void destroy_zygote(struct psi_zygote *z)
 {
-    psi_own_context_remove(z->own_slot); /* first: the context's memory goes next */
-    pspawn_context_destroy(&z->ctx);
+    end_context(z);
     free(z);
 }
 
@@ -159,7 +170,10 @@ struct psi_zygote *psi_zygote_get(const char *path, char *const envp[])
         return NULL;
     }
     struct psi_zygote *stale = NULL;
-    if (e->state == ENTRY_READY && (!have_now || !same_file(&now, &e->zygote->snap.exe))) {
+    if (e->state == ENTRY_READY && psi_own_context_lost(e->zygote->own_slot)) {
+        stale = retire_locked(e);
+        psi_log("the launcher closed or reused a descriptor of the zygote for %s: it is abandoned", path);
+    } else if (e->state == ENTRY_READY && (!have_now || !same_file(&now, &e->zygote->snap.exe))) {
         stale = retire_locked(e);
         psi_log("%s changed on disk (or is gone): its zygote is retired", path);
     }
@@ -259,10 +273,8 @@ void psi_contexts_destroy(void)
         struct psi_zygote *z = entries[i].zygote;
         entries[i].zygote = NULL;
         entries[i].state = ENTRY_FAILED;
-        if (z != NULL) {
-            psi_own_context_remove(z->own_slot);
-            pspawn_context_destroy(&z->ctx); /* memory left to the exit */
-        }
+        if (z != NULL)
+            end_context(z); /* memory left to the exit */
     }
     pthread_mutex_unlock(&lock);
 }

@@ -56,6 +56,8 @@ struct psi_real {
     int (*close)(int);
     int (*close_range)(unsigned, unsigned, int);
     void (*closefrom)(int);
+    int (*dup2)(int, int);
+    int (*dup3)(int, int, int);
 };
 PSI_HIDDEN extern struct psi_real psi_real;
 /* libc's vfork, for vfork.c's stub (a variable the stub can jump through). */
@@ -66,13 +68,22 @@ PSI_HIDDEN ssize_t psi_read_text(const char *path, char *buf, size_t size);
 /* The umask as the launcher last set it (umask() is interposed), -1 if unknown. */
 PSI_HIDDEN int psi_current_umask(void);
 
-/* wait.c: the zygotes' own processes (proxies, parked pool children), children of the
- * launcher that its waits for any child must not see. A zygote registers its context once
- * started (slot -1: none left) and unregisters it before it is destroyed; a forked child
- * forgets them all (they are its parent's). */
+/* own.c: the zygotes' own processes (proxies, parked pool children: children of the
+ * launcher that its waits for any child must not see, wait.c) and descriptors (which the
+ * launcher may close or reuse, close.c). A zygote registers its context once started (slot
+ * -1: none left) and unregisters it before it is destroyed; a forked child forgets them
+ * all (they are its parent's). Async-signal-safe. */
 PSI_HIDDEN int psi_own_context_add(const pspawn_context_t *ctx);
 PSI_HIDDEN void psi_own_context_remove(int slot);
 PSI_HIDDEN void psi_own_children_forget(void);
+PSI_HIDDEN bool psi_own_any(void);
+/* A proxy or parked child of one of our zygotes. */
+PSI_HIDDEN bool psi_own_process(pid_t pid);
+/* The launcher is about to close (or replace) its descriptors first..last: a zygote holding
+ * one of them is marked lost. */
+PSI_HIDDEN void psi_own_fds_taken(unsigned first, unsigned last);
+/* Whether the context in this slot lost a descriptor to the launcher (then abandoned). */
+PSI_HIDDEN bool psi_own_context_lost(int slot);
 
 /* file_actions.c: every posix_spawn_file_actions_t the launcher built through us. */
 enum psi_action_kind { PSI_CLOSE, PSI_OPEN, PSI_DUP2, PSI_CHDIR, PSI_FCHDIR, PSI_CLOSEFROM, PSI_TCSETPGRP };

@@ -23,47 +23,6 @@
 
 #include "intercept/intercept.h"
 
-#define OWN_MAX 128
-
-static _Atomic(const pspawn_context_t *) own[OWN_MAX];
-static _Atomic int own_count;
-
-int psi_own_context_add(const pspawn_context_t *ctx)
-{
-    for (int k = 0; k < OWN_MAX; k++) {
-        const pspawn_context_t *none = NULL;
-        if (atomic_compare_exchange_strong(&own[k], &none, ctx)) {
-            atomic_fetch_add(&own_count, 1);
-            return k;
-        }
-    }
-    return -1; /* more zygotes than slots: their processes stay visible */
-}
-
-void psi_own_context_remove(int slot)
-{
-    if (slot >= 0 && slot < OWN_MAX && atomic_exchange(&own[slot], NULL) != NULL)
-        atomic_fetch_sub(&own_count, 1);
-}
-
-void psi_own_children_forget(void)
-{
-    for (int k = 0; k < OWN_MAX; k++)
-        atomic_store(&own[k], NULL);
-    atomic_store(&own_count, 0);
-}
-
-/* A proxy of one of our zygotes, or a child parked in its warm pool. */
-static bool is_own(pid_t pid)
-{
-    for (int k = 0; k < OWN_MAX; k++) {
-        const pspawn_context_t *ctx = atomic_load_explicit(&own[k], memory_order_acquire);
-        if (ctx != NULL && pspawn_context_owns(ctx, pid))
-            return true;
-    }
-    return false;
-}
-
 /* Whether the child `pid` is one the wait for (type, id) could return. */
 static bool selected(pid_t pid, idtype_t type, id_t id)
 {
@@ -95,12 +54,12 @@ static int scan_children(const char *tid, idtype_t type, id_t id)
                 digits = true;
                 continue;
             }
-            if (digits && !is_own((pid_t)pid) && selected((pid_t)pid, type, id))
+            if (digits && !psi_own_process((pid_t)pid) && selected((pid_t)pid, type, id))
                 found = 1;
             pid = 0;
             digits = false;
         }
-    if (found == 0 && digits && !is_own((pid_t)pid) && selected((pid_t)pid, type, id))
+    if (found == 0 && digits && !psi_own_process((pid_t)pid) && selected((pid_t)pid, type, id))
         found = 1;
     syscall(SYS_close, fd);
     return found;
@@ -159,7 +118,7 @@ static int real_waitid(idtype_t type, id_t id, siginfo_t *info, int options)
 static bool may_see_own(bool any_child, int options)
 {
     bool clone_only = (options & __WCLONE) && !(options & __WALL);
-    return any_child && !clone_only && atomic_load_explicit(&own_count, memory_order_relaxed) > 0;
+    return any_child && !clone_only && psi_own_any();
 }
 
 /* The event waitid left pending (WNOWAIT) for one of our proxies, taken. */
@@ -209,7 +168,7 @@ static pid_t wait_without_own(struct one_wait *w, idtype_t type, id_t id, int op
             if (!(options & WNOHANG))
                 r = wait_once(w, options);
         }
-        if (r > 0 && is_own(r)) {
+        if (r > 0 && psi_own_process(r)) {
             if (w->waitid && (options & WNOWAIT))
                 take_own_event(&w->info, options);
             continue; /* a proxy's news, taken: the launcher never had this child */

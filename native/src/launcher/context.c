@@ -123,6 +123,51 @@ void pspawn_context_destroy(pspawn_context_t *ctx)
     ctx->impl = NULL;
 }
 
+void pspawn_context_abandon(pspawn_context_t *ctx)
+{
+    if (ctx == NULL || ctx->impl == NULL)
+        return;
+    struct pspawn_impl *impl = ctx->impl;
+    for (int k = 0; k < impl->channel_count; k++)
+        psp_channel_forget_fds(&impl->channels[k]);
+    impl->cgroup_fd = impl->self_cgroup_fd = -1;
+    pspawn_context_destroy(ctx);
+}
+
+/* Lock-free, like pspawn_context_owns: the fields are read as they are; a restart that
+ * replaces them races with the caller's close anyway. */
+int pspawn_context_fds(const pspawn_context_t *ctx, int *fds, int capacity)
+{
+    if (ctx == NULL || ctx->impl == NULL || capacity < 0 || (fds == NULL && capacity > 0)) {
+        errno = EINVAL;
+        return -1;
+    }
+    const struct pspawn_impl *impl = ctx->impl;
+    int n = 0;
+#define PSP_ADD_FD(expr)                                                                                           \
+    do {                                                                                                             \
+        int fd_ = __atomic_load_n(&(expr), __ATOMIC_RELAXED);                                                        \
+        if (fd_ >= 0 && n++ < capacity)                                                                              \
+            fds[n - 1] = fd_;                                                                                        \
+    } while (0)
+    PSP_ADD_FD(impl->cgroup_fd);
+    PSP_ADD_FD(impl->self_cgroup_fd);
+    for (int k = 0; k < impl->channel_count; k++) {
+        const struct psp_channel *ch = &impl->channels[k];
+        PSP_ADD_FD(ch->proxy_pidfd);
+        PSP_ADD_FD(ch->reply_fd);
+        PSP_ADD_FD(ch->doorbell_fd);
+        PSP_ADD_FD(ch->socket_fd);
+        for (unsigned i = 0; i < PSP_RING_SLOTS; i++)
+            PSP_ADD_FD(ch->slot_fds[i]);
+        int pool_count = __atomic_load_n(&ch->pool_fd_count, __ATOMIC_RELAXED);
+        for (int i = 0; i < pool_count && i < (int)PSP_POOL_MAX; i++)
+            PSP_ADD_FD(ch->pool_fds[i]);
+    }
+#undef PSP_ADD_FD
+    return n;
+}
+
 long long pspawn_context_replica_bytes(const pspawn_context_t *ctx)
 {
     if (ctx == NULL || ctx->impl == NULL) {

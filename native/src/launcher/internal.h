@@ -243,6 +243,10 @@ void psp_proxy_config_free(struct psp_proxy_config *config);
 bool psp_channel_terminate(struct psp_channel *ch);
 /* proxy_stop.c: terminate, then reap (bounded; a late one is reaped by a later call). */
 void psp_kill_and_reap_proxy(struct psp_channel *ch);
+/* Kills and reaps a child of ours by pid, through a pidfd (never one somebody else reaped). */
+void psp_kill_and_reap_pid(pid_t pid);
+/* The caller closed or reused our descriptors: stops the proxy, forgets them all. */
+void psp_channel_forget_fds(struct psp_channel *ch);
 /* segment.c: the channel's segment, queued on ch->socket_fd for the proxy. */
 int psp_create_segment(struct psp_channel *ch, size_t size);
 /* proxy_exec.c: exec the channel's proxy (sets ch->proxy_pid). */

@@ -73,22 +73,6 @@ static void reap(pid_t pid)
     }
 }
 
-/* Kills and reaps one child of ours through a pidfd, so that a pid somebody else reaped
- * (and the kernel reused) is never signalled. */
-static void kill_and_reap(pid_t pid)
-{
-    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (pidfd < 0)
-        return;
-    siginfo_t info = {0};
-    if (waitid(P_PIDFD, (id_t)pidfd, &info, WEXITED | WNOHANG | WNOWAIT) == 0) { /* ours */
-        (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-        while (waitid(P_PIDFD, (id_t)pidfd, &info, WEXITED) != 0 && errno == EINTR) {
-        }
-    }
-    close(pidfd);
-}
-
 void psp_pool_drain(struct psp_channel *ch)
 {
     struct psp_shared *sh = ch->shared;
@@ -101,7 +85,7 @@ void psp_pool_drain(struct psp_channel *ch)
             bool parked = state == PSP_POOL_FORKING || state == PSP_POOL_PARKED || state == PSP_POOL_DEAD ||
                           state == PSP_POOL_TRIM;
             if (parked && pid > 0)
-                kill_and_reap(pid);
+                psp_kill_and_reap_pid(pid);
             atomic_store(&table[k].state, PSP_POOL_GONE);
         }
     }
@@ -262,7 +246,7 @@ static int claim(struct psp_channel *ch, struct psp_plan *plan, const int *todo,
             /* Cannot happen (a counter far from overflow); never hand out a child that
              * was not woken. */
             err = errno != 0 ? errno : EIO;
-            kill_and_reap(pid);
+            psp_kill_and_reap_pid(pid);
         } else if (slot->flags & PSP_POOL_REPORT) {
             err = await_report(ch, slot, pid); /* rings the proxy on a report */
         } else {

@@ -92,3 +92,33 @@ void psp_kill_and_reap_proxy(struct psp_channel *ch)
     }
     ch->proxy_pid = -1;
 }
+
+/* Kills and reaps one child of ours through a pidfd, so that a pid somebody else reaped
+ * (and the kernel reused) is never signalled. */
+void psp_kill_and_reap_pid(pid_t pid)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0)
+        return;
+    siginfo_t info = {0};
+    if (waitid(P_PIDFD, (id_t)pidfd, &info, WEXITED | WNOHANG | WNOWAIT) == 0) { /* ours */
+        (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        while (waitid(P_PIDFD, (id_t)pidfd, &info, WEXITED) != 0 && errno == EINTR) {
+        }
+    }
+    close(pidfd);
+}
+
+/* The caller took our descriptors (closed or reused their numbers): the proxy is stopped
+ * through a pidfd of its own, and every descriptor field forgotten, never closed. */
+void psp_channel_forget_fds(struct psp_channel *ch)
+{
+    if (ch->proxy_pid > 0)
+        psp_kill_and_reap_pid(ch->proxy_pid);
+    ch->proxy_pid = -1;
+    ch->proxy_pidfd = ch->reply_fd = ch->doorbell_fd = ch->socket_fd = -1;
+    for (unsigned k = 0; k < PSP_RING_SLOTS; k++)
+        ch->slot_fds[k] = -1;
+    for (int k = 0; k < ch->pool_fd_count; k++)
+        ch->pool_fds[k] = -1;
+}
