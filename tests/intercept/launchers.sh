@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, closefds, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
+# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, closefds, chroot, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -300,6 +300,22 @@ closefds)
     echo "zygotes abandoned: $n"
     [ "$n" -ge 4 ] || fail "only $n zygotes abandoned, expected 4 (one per case)"
     served_at_least 8
+    ;;
+chroot)
+    # A launcher that chroots after its zygote started: the zygote's children would start in
+    # the old root, so nothing may be served after the chroot (the real call then fails as
+    # in the plain run: no loader in the new root). The new root holds a hard link of the
+    # report fixture at its own path (same file, same path) and the debug log's directory
+    # (the log is opened by path for every line). Needs root.
+    [ "$(id -u)" -eq 0 ] || { echo "SKIP: chroot needs root"; exit 77; }
+    root=$tmp/root
+    mkdir -p "$root$(dirname "$report")" "$root$tmp"
+    ln "$report" "$root$report" 2>/dev/null || { echo "SKIP: the build tree and $tmp are on different file systems"; exit 77; }
+    run_twice "env \$PRELOAD '$build/bin/intercept_root_probe' '$report' '$root' \"\$OUT\" > \"\$OUT/probe.txt\"; echo probe=\$?" ||
+        fail "results differ"
+    grep -q 'after 0: rc=No such file or directory' "$tmp/intercepted/probe.txt" || fail "a launch after the chroot did not fail as posix_spawn's"
+    grep -q 'root directory changed (chroot)' "$root$log" || fail "the log (in the new root) does not say why"
+    served_at_least 1
     ;;
 ninja)
     # ninja (posix_spawn of /bin/sh -c: a pipe onto 1 and 2, /dev/null opened onto 0, the

@@ -279,6 +279,10 @@ static int inherited_state(pspawn_attr_t *attr, const struct psi_state *st, cons
     if (CPU_COUNT(&st->affinity) > 0 && !CPU_EQUAL(&st->affinity, &snap->affinity) &&
         pspawn_attr_set_cpus(attr, &st->affinity) != 0)
         return -1;
+    if (st->root_dev != snap->root_dev || st->root_ino != snap->root_ino) {
+        *why = "the root directory changed (chroot) since the proxy started";
+        return -1;
+    }
     if (st->policy != snap->policy || st->sched_priority != snap->sched_priority || st->nice != snap->nice ||
         st->no_new_privs != snap->no_new_privs) {
         *why = "scheduling policy, priority, nice value or no_new_privs changed since the proxy started";
@@ -372,6 +376,11 @@ int psi_snapshot_take(struct psi_snapshot *s, const char *path)
         return -1;
     s->cwd_dev = cwd.st_dev;
     s->cwd_ino = cwd.st_ino;
+    struct stat root;
+    if (stat("/", &root) != 0)
+        return -1;
+    s->root_dev = root.st_dev;
+    s->root_ino = root.st_ino;
     s->pgrp = getpgrp();
     s->sid = getsid(0);
     for (int r = 0; r < RLIM_NLIMITS; r++)
@@ -386,4 +395,10 @@ int psi_snapshot_take(struct psi_snapshot *s, const char *path)
     s->umask = psi_current_umask();
     psi_identity_take(&s->identity);
     return 0;
+}
+
+bool psi_root_unchanged(const struct psi_snapshot *s)
+{
+    struct stat root;
+    return stat("/", &root) == 0 && root.st_dev == s->root_dev && root.st_ino == s->root_ino;
 }

@@ -48,7 +48,9 @@ static int serve(pid_t *pid, const char *exe, bool relative, const posix_spawn_f
     struct psi_child child;
     struct psi_state *st = malloc(sizeof(*st));
     int rc = -1;
-    if (st == NULL)
+    if (!psi_root_unchanged(psi_zygote_snapshot(z)))
+        *why = "the root directory changed (chroot) since the proxy started"; /* also before /proc is read */
+    else if (st == NULL)
         *why = "out of memory";
     else if (psi_state_take(st, why) == 0)
         rc = psi_child_build(&child, psi_zygote_snapshot(z), st, &actions, sa, why);

@@ -130,6 +130,8 @@ struct psi_snapshot {
     struct stat exe;            /* identity of the executable */
     dev_t cwd_dev;
     ino_t cwd_ino;
+    dev_t root_dev;             /* the root directory (chroot) the proxy was started in */
+    ino_t root_ino;
     pid_t pgrp;
     pid_t sid;
     struct rlimit limits[RLIM_NLIMITS];
@@ -142,6 +144,8 @@ struct psi_snapshot {
     struct psi_identity identity; /* the proxy's: what a zygote child gets */
 };
 PSI_HIDDEN int psi_snapshot_take(struct psi_snapshot *s, const char *path);
+/* The caller's root directory is still the one the proxy was started in (no chroot since). */
+PSI_HIDDEN bool psi_root_unchanged(const struct psi_snapshot *s);
 
 /* state.c: what a child of a process inherits from it, taken in that process: its
  * descriptors, working directory, signal mask and dispositions, group, session, limits,
@@ -160,6 +164,8 @@ struct psi_state {
     pid_t sid;
     bool own_group_is_new; /* handoff: a group the process leads becomes the child's own new group */
     int cwd_fd;            /* -1: the builder's working directory; else a descriptor of it */
+    dev_t root_dev;        /* the root directory ("/"), which a zygote child cannot be given */
+    ino_t root_ino;
     sigset_t mask;
     sigset_t ignored;
     bool sigchld_ignored;  /* SIG_IGN or SA_NOCLDWAIT: children would be reaped by the kernel */

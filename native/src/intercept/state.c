@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -74,6 +75,15 @@ static void take_limits_and_scheduling(struct psi_state *st)
     st->no_new_privs = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
 }
 
+/* The root directory: a chroot after the proxy started is one a zygote child would not get. */
+static void take_root(struct psi_state *st)
+{
+    struct stat root;
+    bool known = stat("/", &root) == 0;
+    st->root_dev = known ? root.st_dev : 0;
+    st->root_ino = known ? root.st_ino : 0;
+}
+
 int psi_state_take(struct psi_state *st, const char **why)
 {
     st->pid = getpid();
@@ -87,5 +97,6 @@ int psi_state_take(struct psi_state *st, const char **why)
     }
     take_signals(st);
     take_limits_and_scheduling(st);
+    take_root(st);
     return 0;
 }
