@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, closefds, chroot, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
+# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, closefds, chroot, identity, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -315,6 +315,17 @@ chroot)
         fail "results differ"
     grep -q 'after 0: rc=No such file or directory' "$tmp/intercepted/probe.txt" || fail "a launch after the chroot did not fail as posix_spawn's"
     grep -q 'root directory changed (chroot)' "$root$log" || fail "the log (in the new root) does not say why"
+    served_at_least 1
+    ;;
+identity)
+    # A launcher that changes what children inherit after its zygote started (oom_score_adj,
+    # then as root its UTS namespace): those launches must be real (identity_probe prints
+    # whether each child has the launcher's current value).
+    run_twice "env \$PRELOAD '$build/bin/intercept_identity_probe' '$report' \"\$OUT\" > \"\$OUT/probe.txt\"; echo probe=\$?" ||
+        fail "results differ"
+    grep -q 'oom0: oom_score_adj 300' "$tmp/intercepted/probe.txt" || fail "a child did not get the launcher's new oom_score_adj"
+    grep -q 'personality, timer slack, I/O priority, memory policy or oom_score_adj changed' "$tmp/intercepted.log" ||
+        fail "the log does not say why"
     served_at_least 1
     ;;
 ninja)

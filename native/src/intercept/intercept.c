@@ -21,6 +21,18 @@ static const char *kind_name(bool search)
     return search ? "posix_spawnp" : "posix_spawn";
 }
 
+/* What a zygote child would not share with a child of the launcher now: credentials,
+ * capabilities, namespaces, cgroup, seccomp, oom_score_adj... changed by the launcher
+ * since its proxy started (then the proxy's children would have the old ones). A
+ * parent-death signal is not inherited, so not compared. NULL if nothing. */
+static const char *launcher_identity_differs(const struct psi_snapshot *snap)
+{
+    struct psi_identity now;
+    psi_identity_take(&now);
+    now.pdeathsig = snap->identity.pdeathsig;
+    return psi_identity_differs(&now, &snap->identity);
+}
+
 /* Through the zygote: 0 and *pid, an errno posix_spawn would return, or -1 (real call). */
 static int serve(pid_t *pid, const char *exe, bool relative, const posix_spawn_file_actions_t *fa,
                  const posix_spawnattr_t *sa, char *const argv[], char *const envp[], const char **why)
@@ -50,6 +62,8 @@ static int serve(pid_t *pid, const char *exe, bool relative, const posix_spawn_f
     int rc = -1;
     if (!psi_root_unchanged(psi_zygote_snapshot(z)))
         *why = "the root directory changed (chroot) since the proxy started"; /* also before /proc is read */
+    else if ((*why = launcher_identity_differs(psi_zygote_snapshot(z))) != NULL)
+        ; /* logged by the caller */
     else if (st == NULL)
         *why = "out of memory";
     else if (psi_state_take(st, why) == 0)
