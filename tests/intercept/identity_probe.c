@@ -1,30 +1,35 @@
-/* identity_probe REPORT OUTDIR: a launcher that changes what its children inherit after its
- * zygote started: its oom_score_adj, then (as root) its UTS namespace. posix_spawn's children
- * get the new ones; a zygote child would get the proxy's, so the interceptor must make those
- * launches for real. Each child's report (OUTDIR/NAME.out, not compared as files) is read back
- * and what matters printed: whether it has the launcher's current value. */
+/* identity_probe REPORT REPORT2 REPORT3 OUTDIR: a launcher that changes what its children
+ * inherit after a zygote started: its oom_score_adj, then (as root) a second seccomp filter
+ * on top of a first and its UTS namespace. posix_spawn's children get the new ones; a zygote
+ * child would get the proxy's, so the interceptor must make those launches for real. Each
+ * change is made while a fresh zygote (of another copy of the fixture, REPORT2, REPORT3)
+ * serves, so each is seen on its own. Each child's report (OUTDIR/NAME.out, not compared as
+ * files) is read back and what matters printed: whether it has the launcher's value. */
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 extern char **environ;
-static const char *report, *outdir;
+static const char *outdir;
 
-/* Launches the report fixture into OUTDIR/name.out; returns the value of `field` in it. */
-static long long launch(const char *name, const char *field)
+/* Launches `exe` (a report fixture) into OUTDIR/name.out; the value of `field` in it. */
+static long long launch(const char *exe, const char *name, const char *field)
 {
     char path[4200], option[4300];
     snprintf(path, sizeof(path), "%s/%s.out", outdir, name);
     snprintf(option, sizeof(option), "--report-out=%s", path);
-    char *argv[] = {(char *)report, option, NULL};
+    char *argv[] = {(char *)exe, option, NULL};
     pid_t pid;
-    if (posix_spawn(&pid, report, NULL, NULL, argv, environ) != 0)
+    if (posix_spawn(&pid, exe, NULL, NULL, argv, environ) != 0)
         return -1;
     waitpid(pid, NULL, 0);
     char buf[65536] = {0};
@@ -39,44 +44,76 @@ static long long launch(const char *name, const char *field)
     return at != NULL ? atoll(at + strlen(key)) : -1;
 }
 
-static long long own_ns(const char *name)
+/* A zygote for `exe` (launches 1-2 are real, 3-4 served), each child's `field` printed. */
+static void warm(const char *exe, const char *name, const char *field)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/ns/%s", name);
+    for (int k = 0; k < 4; k++) {
+        char label[64];
+        snprintf(label, sizeof(label), "%s%d", name, k);
+        printf("%s: %s %lld\n", label, field, launch(exe, label, field));
+    }
+}
+
+static long long own_status(const char *field)
+{
+    char buf[8192] = {0}, key[64];
+    FILE *f = fopen("/proc/self/status", "r");
+    size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    buf[n] = '\0';
+    snprintf(key, sizeof(key), "\n%s:", field);
+    const char *at = strstr(buf, key);
+    return at != NULL ? atoll(at + strlen(key)) : -1;
+}
+
+static long long own_uts(void)
+{
     struct stat st;
-    return stat(path, &st) == 0 ? (long long)st.st_ino : -1;
+    return stat("/proc/self/ns/uts", &st) == 0 ? (long long)st.st_ino : -1;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: identity_probe REPORT OUTDIR\n");
+    if (argc != 5) {
+        fprintf(stderr, "usage: identity_probe REPORT REPORT2 REPORT3 OUTDIR\n");
         return 2;
     }
-    report = argv[1];
-    outdir = argv[2];
+    outdir = argv[4];
     setvbuf(stdout, NULL, _IOLBF, 0);
-    char name[32];
-    for (int k = 0; k < 4; k++) {
-        snprintf(name, sizeof(name), "before%d", k);
-        printf("%s: oom_score_adj %lld\n", name, launch(name, "oom_score_adj"));
-    }
+
+    warm(argv[1], "before", "oom_score_adj");
     int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (fd < 0 || write(fd, "300", 3) != 3)
         return 2;
     close(fd);
-    for (int k = 0; k < 2; k++) {
-        snprintf(name, sizeof(name), "oom%d", k);
-        printf("%s: oom_score_adj %lld (the launcher's is 300)\n", name, launch(name, "oom_score_adj"));
-    }
-    if (geteuid() != 0 || unshare(CLONE_NEWUTS) != 0) {
-        printf("uts: skipped (needs root)\n");
+    for (int k = 0; k < 2; k++)
+        printf("oom%d: oom_score_adj %lld (the launcher's is 300)\n", k, launch(argv[1], "oom", "oom_score_adj"));
+
+    if (geteuid() != 0) {
+        printf("seccomp, uts: skipped (need root)\n");
         return 0;
     }
+    /* A filter before the zygote starts, another one on top after: the seccomp mode stays
+     * "filter", only the count tells. */
+    struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+    struct sock_fprog prog = {.len = 1, .filter = allow};
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        return 2;
+    warm(argv[2], "filters", "seccomp_filters");
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        return 2;
     for (int k = 0; k < 2; k++) {
-        snprintf(name, sizeof(name), "uts%d", k);
-        long long child = launch(name, "uts_ns");
-        printf("%s: in the launcher's new UTS namespace: %s\n", name, child == own_ns("uts") ? "yes" : "no");
+        long long child = launch(argv[2], "seccomp", "seccomp_filters");
+        printf("seccomp%d: has the launcher's seccomp filters: %s\n", k, child == own_status("Seccomp_filters") ? "yes" : "no");
+    }
+
+    warm(argv[3], "ns", "oom_score_adj");
+    if (unshare(CLONE_NEWUTS) != 0)
+        return 2;
+    for (int k = 0; k < 2; k++) {
+        long long child = launch(argv[3], "uts", "uts_ns");
+        printf("uts%d: in the launcher's new UTS namespace: %s\n", k, child == own_uts() ? "yes" : "no");
     }
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <grp.h>
 #include <linux/capability.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/personality.h>
@@ -79,6 +80,17 @@ static uint64_t hash_file(const char *path)
     return h;
 }
 
+/* How many seccomp filters are stacked on us: a filter added on top of one (mode 2 already)
+ * leaves the mode as it was. -1 where the kernel does not say (before 5.9). */
+static int seccomp_filters(void)
+{
+    char status[4096];
+    if (psi_read_text("/proc/self/status", status, sizeof(status)) <= 0)
+        return -1;
+    const char *at = strstr(status, "\nSeccomp_filters:");
+    return at != NULL ? atoi(at + sizeof("\nSeccomp_filters:") - 1) : -1;
+}
+
 void psi_identity_take(struct psi_identity *id)
 {
     memset(id, 0, sizeof(*id));
@@ -95,6 +107,7 @@ void psi_identity_take(struct psi_identity *id)
         }
     id->securebits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
     id->seccomp = prctl(PR_GET_SECCOMP, 0, 0, 0, 0);
+    id->seccomp_filters = id->seccomp == 2 ? seccomp_filters() : 0;
     prctl(PR_GET_PDEATHSIG, &id->pdeathsig, 0, 0, 0);
     id->personality = personality(0xffffffff);
     id->timerslack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
@@ -119,7 +132,7 @@ const char *psi_identity_differs(const struct psi_identity *a, const struct psi_
         return "credentials changed";
     if (memcmp(a->caps, b->caps, sizeof(a->caps)) != 0 || a->securebits != b->securebits)
         return "capabilities or securebits changed";
-    if (a->seccomp != b->seccomp)
+    if (a->seccomp != b->seccomp || a->seccomp_filters != b->seccomp_filters)
         return "a seccomp filter was installed";
     if (a->pdeathsig != b->pdeathsig)
         return "a parent-death signal was set";

@@ -118,6 +118,7 @@ struct psi_identity {
     gid_t group[PSI_MAX_GROUPS];
     uint32_t caps[6];
     int securebits, seccomp, pdeathsig, personality, timerslack, ioprio, mempolicy;
+    int seccomp_filters; /* stacked filters (Seccomp_filters, Linux 5.9+), -1 if unknown */
     uint64_t ns[PSI_NAMESPACES];
     uint64_t cgroup, oom_score_adj; /* hashes of the /proc files */
 };
