@@ -83,9 +83,8 @@ static bool unref_locked(struct psi_zygote *z)
  * (own.c): then none of those numbers, which may be the launcher's files now, is closed. */
 static void end_context(struct psi_zygote *z)
 {
-    bool lost = psi_own_context_lost(z->own_slot);
-    psi_own_context_remove(z->own_slot); /* first: the context's memory goes next */
-    if (lost)
+    /* First: the context's memory goes next. */
+    if (psi_own_context_remove(z->own_slot))
         pspawn_context_abandon(&z->ctx);
     else
         pspawn_context_destroy(&z->ctx);

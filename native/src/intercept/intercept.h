@@ -74,7 +74,8 @@ PSI_HIDDEN int psi_current_umask(void);
  * -1: none left) and unregisters it before it is destroyed; a forked child forgets them
  * all (they are its parent's). Async-signal-safe. */
 PSI_HIDDEN int psi_own_context_add(const pspawn_context_t *ctx);
-PSI_HIDDEN void psi_own_context_remove(int slot);
+/* Unregisters it; true if it had lost a descriptor to the launcher (abandon it then). */
+PSI_HIDDEN bool psi_own_context_remove(int slot);
 PSI_HIDDEN void psi_own_children_forget(void);
 PSI_HIDDEN bool psi_own_any(void);
 /* A proxy or parked child of one of our zygotes. */

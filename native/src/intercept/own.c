@@ -30,8 +30,7 @@ int psi_own_context_add(const pspawn_context_t *ctx)
     atomic_store(&own_pid, (pid_t)syscall(SYS_getpid));
     for (int k = 0; k < OWN_MAX; k++) {
         const pspawn_context_t *none = NULL;
-        atomic_store(&lost[k], false);
-        if (atomic_compare_exchange_strong(&own[k], &none, ctx)) {
+        if (atomic_compare_exchange_strong(&own[k], &none, ctx)) { /* lost[k] is false: see remove */
             atomic_fetch_add(&own_count, 1);
             return k;
         }
@@ -39,16 +38,23 @@ int psi_own_context_add(const pspawn_context_t *ctx)
     return -1; /* more zygotes than slots: their processes stay visible */
 }
 
-void psi_own_context_remove(int slot)
+/* Whether it was lost is read once the slot is empty (no close can mark it then), and the
+ * flag cleared for the next context registered there. */
+bool psi_own_context_remove(int slot)
 {
-    if (slot >= 0 && slot < OWN_MAX && atomic_exchange(&own[slot], NULL) != NULL)
-        atomic_fetch_sub(&own_count, 1);
+    if (slot < 0 || slot >= OWN_MAX || atomic_exchange(&own[slot], NULL) == NULL)
+        return false;
+    bool was_lost = atomic_exchange(&lost[slot], false);
+    atomic_fetch_sub(&own_count, 1);
+    return was_lost;
 }
 
 void psi_own_children_forget(void)
 {
-    for (int k = 0; k < OWN_MAX; k++)
+    for (int k = 0; k < OWN_MAX; k++) {
         atomic_store(&own[k], NULL);
+        atomic_store(&lost[k], false);
+    }
     atomic_store(&own_count, 0);
 }
 
