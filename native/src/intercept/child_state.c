@@ -393,6 +393,7 @@ int psi_snapshot_take(struct psi_snapshot *s, const char *path)
     s->nice = getpriority(PRIO_PROCESS, 0);
     s->no_new_privs = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
     s->umask = psi_current_umask();
+    s->ns_epoch = psi_namespace_epoch();
     psi_identity_take(&s->identity);
     return 0;
 }

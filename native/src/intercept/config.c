@@ -120,6 +120,8 @@ void psi_real_load(void)
     psi_real.close_range = (__typeof__(psi_real.close_range))dlsym(RTLD_NEXT, "close_range");
     psi_real.closefrom = (__typeof__(psi_real.closefrom))dlsym(RTLD_NEXT, "closefrom");
     psi_real.dup2 = (__typeof__(psi_real.dup2))dlsym(RTLD_NEXT, "dup2");
+    psi_real.unshare = (__typeof__(psi_real.unshare))dlsym(RTLD_NEXT, "unshare");
+    psi_real.setns = (__typeof__(psi_real.setns))dlsym(RTLD_NEXT, "setns");
     psi_real.dup3 = (__typeof__(psi_real.dup3))dlsym(RTLD_NEXT, "dup3");
 }
 

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +92,56 @@ static int seccomp_filters(void)
     return at != NULL ? atoi(at + sizeof("\nSeccomp_filters:") - 1) : -1;
 }
 
+static void take_all_but_namespaces(struct psi_identity *id);
+
+/* Bumped by every unshare() and setns() of the process: the only calls that change its
+ * own namespaces (clone's CLONE_NEW* make the child's). The launcher's namespaces are read
+ * again (~50 µs for the ten) only when it moved since they were last read. */
+static _Atomic unsigned ns_epoch;
+
+unsigned psi_namespace_epoch(void)
+{
+    return atomic_load(&ns_epoch);
+}
+
+__attribute__((visibility("default"))) int unshare(int flags)
+{
+    if (psi_real.unshare == NULL)
+        psi_real_load();
+    int rc = psi_real.unshare(flags);
+    atomic_fetch_add(&ns_epoch, 1);
+    return rc;
+}
+
+__attribute__((visibility("default"))) int setns(int fd, int nstype)
+{
+    if (psi_real.setns == NULL)
+        psi_real_load();
+    int rc = psi_real.setns(fd, nstype);
+    atomic_fetch_add(&ns_epoch, 1);
+    return rc;
+}
+
+void psi_identity_take_since(struct psi_identity *id, const struct psi_identity *then, unsigned then_epoch)
+{
+    if (psi_namespace_epoch() != then_epoch) {
+        psi_identity_take(id);
+        return;
+    }
+    take_all_but_namespaces(id);
+    memcpy(id->ns, then->ns, sizeof(id->ns));
+}
+
 void psi_identity_take(struct psi_identity *id)
+{
+    take_all_but_namespaces(id);
+    if (!namespaces_by_pidfd(id)) {
+        memset(id->ns, 0, sizeof(id->ns));
+        namespaces_by_proc(id);
+    }
+}
+
+static void take_all_but_namespaces(struct psi_identity *id)
 {
     memset(id, 0, sizeof(*id));
     getresuid(&id->uid[0], &id->uid[1], &id->uid[2]);
@@ -116,10 +166,6 @@ void psi_identity_take(struct psi_identity *id)
     if (syscall(SYS_get_mempolicy, &mode, NULL, 0, NULL, 0) != 0)
         mode = -1;
     id->mempolicy = mode;
-    if (!namespaces_by_pidfd(id)) {
-        memset(id->ns, 0, sizeof(id->ns));
-        namespaces_by_proc(id);
-    }
     id->cgroup = hash_file("/proc/self/cgroup");
     id->oom_score_adj = hash_file("/proc/self/oom_score_adj");
 }

@@ -57,6 +57,8 @@ struct psi_real {
     int (*close_range)(unsigned, unsigned, int);
     void (*closefrom)(int);
     int (*dup2)(int, int);
+    int (*unshare)(int);
+    int (*setns)(int, int);
     int (*dup3)(int, int, int);
 };
 PSI_HIDDEN extern struct psi_real psi_real;
@@ -124,6 +126,11 @@ struct psi_identity {
     uint64_t cgroup, oom_score_adj; /* hashes of the /proc files */
 };
 PSI_HIDDEN void psi_identity_take(struct psi_identity *id);
+/* The same in a process whose identity `then` was taken at namespace epoch `then_epoch`:
+ * the namespaces are read again only if it called unshare() or setns() since (those are
+ * interposed; a raw system call is not seen). */
+PSI_HIDDEN void psi_identity_take_since(struct psi_identity *id, const struct psi_identity *then, unsigned then_epoch);
+PSI_HIDDEN unsigned psi_namespace_epoch(void);
 /* NULL if the same, else what differs. */
 PSI_HIDDEN const char *psi_identity_differs(const struct psi_identity *a, const struct psi_identity *b);
 
@@ -144,6 +151,7 @@ struct psi_snapshot {
     int no_new_privs;
     int umask;
     struct psi_identity identity; /* the proxy's: what a zygote child gets */
+    unsigned ns_epoch;            /* psi_namespace_epoch() when it was taken */
 };
 PSI_HIDDEN int psi_snapshot_take(struct psi_snapshot *s, const char *path);
 /* The caller's root directory is still the one the proxy was started in (no chroot since). */
