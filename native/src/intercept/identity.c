@@ -82,10 +82,11 @@ static uint64_t hash_file(const char *path)
 }
 
 /* How many seccomp filters are stacked on us: a filter added on top of one (mode 2 already)
- * leaves the mode as it was. -1 where the kernel does not say (before 5.9). */
+ * leaves the mode as it was. -1 where the kernel does not say (before 5.9, or a status file
+ * too long to find the line in). */
 static int seccomp_filters(void)
 {
-    char status[4096];
+    char status[8192];
     if (psi_read_text("/proc/self/status", status, sizeof(status)) <= 0)
         return -1;
     const char *at = strstr(status, "\nSeccomp_filters:");
@@ -180,6 +181,8 @@ const char *psi_identity_differs(const struct psi_identity *a, const struct psi_
         return "capabilities or securebits changed";
     if (a->seccomp != b->seccomp || a->seccomp_filters != b->seccomp_filters)
         return "a seccomp filter was installed";
+    if (a->seccomp == 2 && a->seccomp_filters < 0)
+        return "under a seccomp filter whose stacking the kernel does not count (before Linux 5.9)";
     if (a->pdeathsig != b->pdeathsig)
         return "a parent-death signal was set";
     if (a->personality != b->personality || a->timerslack != b->timerslack || a->ioprio != b->ioprio ||
