@@ -11,8 +11,9 @@ public sealed class WaitTests
     [InlineData(255)]
     public async Task WaitForExitAsync_reports_the_exit_code(int code)
     {
+        using var temp = new TempDirectory();
         using var context = PSpawnContext.Create(Fixtures.Report);
-        using SpawnedProcess process = context.Spawn([$"--report-exit={code}", "--report-out=/tmp/pspawn-wait-" + Guid.NewGuid().ToString("N")]);
+        using SpawnedProcess process = context.Spawn([$"--report-exit={code}", $"--report-out={temp.File("r.json")}"]);
         await process.WaitForExitAsync().Within();
         Assert.True(process.HasExited);
         Assert.Equal(code, process.ExitCode);
