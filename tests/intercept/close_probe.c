@@ -15,11 +15,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "probe.h"
+
 #define FIRST 3
 #define LAST 63 /* above what a launcher and its zygotes hold here */
 #define LAUNCHES 4
 
-extern char **environ;
 static const char *report, *outdir;
 static int launch_count;
 
@@ -29,11 +30,8 @@ static void launch(const char *name)
     char out[4200];
     snprintf(out, sizeof(out), "--report-out=%s/%s%d.json", outdir, name, launch_count++);
     char *argv[] = {(char *)report, out, "--report-exit=3", NULL};
-    pid_t pid;
-    int rc = posix_spawn(&pid, report, NULL, NULL, argv, environ);
-    int status = 0;
-    if (rc == 0)
-        waitpid(pid, &status, 0);
+    int status;
+    int rc = spawn_and_wait(report, argv, &status);
     printf("%s launch: rc=%d exit=%d\n", name, rc, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 

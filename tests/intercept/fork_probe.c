@@ -24,7 +24,7 @@
 #include <linux/close_range.h>
 #include <unistd.h>
 
-#include "children.h"
+#include "probe.h"
 
 static const char *report;
 static const char *outdir;

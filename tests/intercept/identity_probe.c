@@ -18,7 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "probe.h"
+
 static const char *outdir;
 
 /* Launches `exe` (a report fixture) into OUTDIR/name.out; the value of `field` in it. */
@@ -28,10 +29,9 @@ static long long launch(const char *exe, const char *name, const char *field)
     snprintf(path, sizeof(path), "%s/%s.out", outdir, name);
     snprintf(option, sizeof(option), "--report-out=%s", path);
     char *argv[] = {(char *)exe, option, NULL};
-    pid_t pid;
-    if (posix_spawn(&pid, exe, NULL, NULL, argv, environ) != 0)
+    int status;
+    if (spawn_and_wait(exe, argv, &status) != 0)
         return -1;
-    waitpid(pid, NULL, 0);
     char buf[65536] = {0};
     FILE *f = fopen(path, "r");
     size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;

@@ -11,18 +11,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
+#include "probe.h"
 
 static void launch(const char *report, const char *when, const char *outdir, int k)
 {
     char out[4200];
     snprintf(out, sizeof(out), "--report-out=%s/%s%d.json", outdir, when, k);
     char *argv[] = {(char *)report, out, "--report-exit=3", NULL};
-    pid_t pid;
-    int rc = posix_spawn(&pid, report, NULL, NULL, argv, environ);
-    int status = 0;
-    if (rc == 0)
-        waitpid(pid, &status, 0);
+    int status;
+    int rc = spawn_and_wait(report, argv, &status);
     printf("%s %d: rc=%s exit=%d\n", when, k, rc == 0 ? "0" : strerror(rc), WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 }
 

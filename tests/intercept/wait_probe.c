@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "children.h"
+#include "probe.h"
 
 #define LAUNCHES 5
 
