@@ -244,7 +244,7 @@ enum psp_pool_state {
     PSP_POOL_TAKEN = 5,    /* child (or launcher after REPORTED): slot may be refilled */
     PSP_POOL_REPORTED = 6, /* child: `error` says how its placement went */
     PSP_POOL_DEAD = 7,     /* proxy: a parked child died; the launcher reaps it */
-    PSP_POOL_GONE = 8,     /* launcher: reaped; proxy frees the slot */
+    PSP_POOL_GONE = 8,     /* launcher: reaped (DEAD, or TRIM and exited); proxy frees the slot */
     PSP_POOL_TRIM = 9,     /* proxy: idle, the child exits (then DEAD) */
     PSP_POOL_HANDED = 10,  /* proxy: the child takes a request of the proxy's (then FREE) */
 };

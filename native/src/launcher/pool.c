@@ -112,19 +112,27 @@ static bool plan_claimable(const struct psp_plan *plan)
     return true;
 }
 
-/* Parked children that died are reaped here (the proxy marked them DEAD), so that their
- * slots can be refilled. Called with the lock held; returns how many. */
+/* Parked children that died are reaped here, so that their slots can be refilled: those
+ * the proxy marked DEAD, and trimmed ones that exited before the proxy saw it (else a caller
+ * that watched them go would still find them as zombies after its next call). Called with
+ * the lock held; returns how many. */
 static int reap_dead(struct psp_pool_slot *table, uint32_t n)
 {
     int reaped = 0;
     for (uint32_t k = 0; k < n; k++) {
-        int32_t dead = PSP_POOL_DEAD;
-        if (atomic_load(&table[k].state) != PSP_POOL_DEAD)
+        int32_t state = atomic_load(&table[k].state);
+        if (state != PSP_POOL_DEAD && state != PSP_POOL_TRIM)
             continue;
         pid_t pid = atomic_load(&table[k].pid);
+        if (state == PSP_POOL_TRIM && (pid <= 0 || !child_exited(pid)))
+            continue;
+        /* The slot first, the child after: only the side that moved the slot reaps, so a
+         * pid is never waited for after it could have been reused. */
+        if (!atomic_compare_exchange_strong(&table[k].state, &state, PSP_POOL_GONE))
+            continue; /* the proxy moved a TRIM slot to DEAD meanwhile: next call */
         if (pid > 0 && child_exited(pid))
             (void)waitpid(pid, NULL, WNOHANG);
-        reaped += atomic_compare_exchange_strong(&table[k].state, &dead, PSP_POOL_GONE);
+        reaped++;
     }
     return reaped;
 }
