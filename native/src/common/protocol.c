@@ -98,7 +98,7 @@ int psp_validate_options(const struct psp_wire_options *o, size_t length, uint32
 {
     const uint32_t known = PSP_OPT_CWD | PSP_OPT_UMASK | PSP_OPT_PGROUP | PSP_OPT_SETSID |
                            PSP_OPT_PDEATHSIG | PSP_OPT_CPUS | PSP_OPT_NUMA_LOCAL | PSP_OPT_FDMAP |
-                           PSP_OPT_SIGMASK | PSP_OPT_SIGIGN;
+                           PSP_OPT_SIGMASK | PSP_OPT_SIGIGN | PSP_OPT_REPLY_EARLY;
     if ((o->set & ~known) != 0 || o->rlimit_count > PSP_MAX_RLIMITS ||
         o->shared_fds > ((o->set & PSP_OPT_FDMAP) ? PSP_MAX_FDMAP : 3u) ||
         o->instance_fds > 3 || (uint64_t)o->shared_fds + (uint64_t)o->instance_fds * count != fd_count)

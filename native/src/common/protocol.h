@@ -100,6 +100,9 @@ enum psp_option_bits {
                                   stdio must be INHERIT, no per-instance descriptors */
     PSP_OPT_SIGMASK = 1u << 8, /* the child's signal mask (bit s-1 = signal s), not the target's at main */
     PSP_OPT_SIGIGN = 1u << 9,  /* signals the child ignores (SIG_IGN), as exec keeps them */
+    PSP_OPT_REPLY_EARLY = 1u << 10, /* reply at the clone when no set-up step can fail
+                                       (psp_setup_may_fail): the image's own failure (out of
+                                       memory) is then exit 127, as without options */
 };
 
 /* The most entries of a descriptor map, and the bound of its target numbers. */

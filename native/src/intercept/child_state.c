@@ -348,7 +348,8 @@ int psi_child_build(struct psi_child *c, const struct psi_snapshot *snap, const 
         rc = -1;
     if (rc == 0 &&
         (signal_state(c->attr, st, sa, flags, why) != 0 || group_and_session(c->attr, st, sa, flags, snap, why) != 0 ||
-         inherited_state(c->attr, st, snap, why) != 0 || descriptor_map(c->attr, m, st, why) != 0)) {
+         inherited_state(c->attr, st, snap, why) != 0 || descriptor_map(c->attr, m, st, why) != 0 ||
+         psp_attr_reply_early(c->attr) != 0)) {
         if (*why == NULL)
             *why = "option refused";
         rc = -1;

@@ -54,6 +54,10 @@ struct pspawn_attr {
 int psp_attr_set_fd_map(pspawn_attr_t *attr, const int *targets, const int *sources, int count);
 /* The child's signal mask and ignored signals, as after posix_spawn's exec. */
 int psp_attr_set_signals(pspawn_attr_t *attr, const sigset_t *mask, const sigset_t *ignored);
+/* The caller takes the reply at the clone when no set-up step of the child can fail (the
+ * proxy decides: psp_setup_may_fail); a child whose image then cannot be built (out of
+ * memory) exits with 127 before main instead of failing the call. */
+int psp_attr_reply_early(pspawn_attr_t *attr);
 size_t psp_attr_exact_wire_size(const pspawn_attr_t *attr);
 /* Writes the map's targets at blob + *cursor and its sources into shared_fds. */
 void psp_attr_exact_encode(const pspawn_attr_t *attr, struct psp_wire_options *o, size_t *cursor,

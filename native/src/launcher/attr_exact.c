@@ -1,5 +1,6 @@
 /* Exact child state for the interceptor: a descriptor map and the signal state (the
- * wire side is PSP_OPT_FDMAP, PSP_OPT_SIGMASK, PSP_OPT_SIGIGN in common/protocol.h). */
+ * wire side is PSP_OPT_FDMAP, PSP_OPT_SIGMASK, PSP_OPT_SIGIGN, PSP_OPT_REPLY_EARLY in
+ * common/protocol.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -62,6 +63,14 @@ int psp_attr_set_signals(pspawn_attr_t *attr, const sigset_t *mask, const sigset
     attr->sigmask = bits_of(mask);
     attr->sigignore = bits_of(ignored);
     attr->set |= PSP_OPT_SIGMASK | PSP_OPT_SIGIGN;
+    return 0;
+}
+
+int psp_attr_reply_early(pspawn_attr_t *attr)
+{
+    if (attr == NULL)
+        return fail(EINVAL);
+    attr->set |= PSP_OPT_REPLY_EARLY;
     return 0;
 }
 

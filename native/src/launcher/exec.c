@@ -202,7 +202,7 @@ static void *worker_main(void *arg)
  * thread, whose exit fires it). */
 static int unsupported(const pspawn_attr_t *attr)
 {
-    const uint32_t exact = PSP_OPT_FDMAP | PSP_OPT_SIGMASK | PSP_OPT_SIGIGN; /* the interceptor's */
+    const uint32_t exact = PSP_OPT_FDMAP | PSP_OPT_SIGMASK | PSP_OPT_SIGIGN | PSP_OPT_REPLY_EARLY; /* the interceptor's */
     if (attr != NULL && ((attr->set & (PSP_OPT_UMASK | PSP_OPT_PDEATHSIG | exact)) || attr->rlimit_count > 0))
         return ENOTSUP;
     return 0;

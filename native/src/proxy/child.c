@@ -131,6 +131,53 @@ static int apply_options(struct psp_proxy *p, const struct psp_wire_options *o, 
     return 0;
 }
 
+/* Room for the descriptor map: the child moves every kept descriptor to free numbers at
+ * or above the map's floor, below its RLIMIT_NOFILE (the proxy's: a request that sets
+ * limits is reported anyway), while it still holds every descriptor the proxy has. */
+static bool fdmap_fits(const struct psp_proxy *p, const struct psp_wire_options *o, const int *fds,
+                       uint32_t fd_count)
+{
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) != 0)
+        return false;
+    int highest = p->fd_ceiling;
+    for (uint32_t k = 0; k < fd_count; k++)
+        if (fds[k] > highest)
+            highest = fds[k];
+    return (uint64_t)psp_fdmap_floor(o) + o->fdmap_count + (uint64_t)highest + 1 <= (uint64_t)files.rlim_cur;
+}
+
+bool psp_setup_may_fail(const struct psp_proxy *p, const struct psp_decoded *req, const int *fds)
+{
+    const struct psp_wire_options *o = req->options;
+    if (req->cpuset_count > 0) /* sched_setaffinity, per instance */
+        return true;
+    if (o == NULL)
+        return false;
+    if (!(o->set & PSP_OPT_REPLY_EARLY) || !p->setup_proven || p->pool.capacity > 0)
+        return true;
+    if (o->set & (PSP_OPT_CWD | PSP_OPT_SETSID | PSP_OPT_PDEATHSIG | PSP_OPT_CPUS))
+        return true;
+    if (((o->set & PSP_OPT_PGROUP) && o->pgroup != 0) || o->rlimit_count > 0)
+        return true;
+    for (int k = 0; k < 3; k++) {
+        const struct psp_wire_stdio *st = &o->stdio[k];
+        if (st->kind == PSP_STDIO_INHERIT)
+            continue;
+        if (st->kind == PSP_STDIO_FD && fds[st->slot] > 2)
+            continue;
+        if (st->kind == PSP_STDIO_PIPE) {
+            bool above = true;
+            for (uint32_t i = 0; i < req->count; i++)
+                above &= fds[o->shared_fds + i * o->instance_fds + (uint32_t)st->slot] > 2;
+            if (above)
+                continue;
+        }
+        return true; /* opens a file, or moves a descriptor (EMFILE) */
+    }
+    return (o->set & PSP_OPT_FDMAP) && !fdmap_fits(p, o, fds, req->fd_count);
+}
+
 /* Without options there is no error pipe (error_fd -1): the child just exits with 127
  * before main, as a fork+exec child whose exec failed does. */
 static _Noreturn void fail_child(int error_fd, uint32_t instance, int err)

@@ -15,7 +15,7 @@ static const int32_t *fdmap_targets(const struct psp_wire_options *o)
 }
 
 /* One above the highest target (at least 3): everything kept is moved there first. */
-static int fdmap_floor(const struct psp_wire_options *o)
+int psp_fdmap_floor(const struct psp_wire_options *o)
 {
     const int32_t *targets = fdmap_targets(o);
     int floor = 3;
@@ -27,7 +27,7 @@ static int fdmap_floor(const struct psp_wire_options *o)
 
 int psp_child_place_fds(const struct psp_wire_options *o, const int *fds, int *error_fd)
 {
-    int floor = fdmap_floor(o);
+    int floor = psp_fdmap_floor(o);
     if (*error_fd >= 0 && (*error_fd = fcntl(*error_fd, F_DUPFD_CLOEXEC, floor)) < 0)
         return errno;
     int moved[PSP_MAX_FDMAP];
@@ -48,7 +48,7 @@ void psp_child_close_unmapped(const struct psp_wire_options *o)
     const int32_t *targets = fdmap_targets(o);
     for (uint32_t i = 0; i < o->fdmap_count; i++)
         keep[targets[i] / 8] |= (unsigned char)(1u << (targets[i] % 8));
-    int floor = fdmap_floor(o);
+    int floor = psp_fdmap_floor(o);
     int gap = -1;
     for (int fd = 0; fd < floor; fd++) {
         bool kept = (keep[fd / 8] >> (fd % 8)) & 1u;

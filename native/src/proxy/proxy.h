@@ -72,6 +72,8 @@ struct psp_proxy {
     int cgroup_placement;   /* PSP_CGROUP_*: how children get into a request's cgroup */
     cpu_set_t child_cpus;
     struct psp_proxy_pool pool;
+    int fd_ceiling;         /* the highest descriptor the proxy held when it was ready */
+    bool setup_proven;      /* a child got past set-up (the image is installable) */
 };
 
 /* cgroup_placement: not probed yet, clone3(CLONE_INTO_CGROUP), or (a kernel before 5.7,
@@ -156,6 +158,13 @@ bool psp_pool_park(struct psp_proxy *p, uint32_t k, int hand_fd, struct psp_deco
  * {instance, errno} before the child exits with 127: it never runs main. */
 void psp_child_prepare(struct psp_proxy *p, struct psp_decoded *req, uint32_t instance, const int *fds,
                        int error_fd);
+/* Whether a child of this request could fail between clone and main. Only then does
+ * the proxy wait for the children's set-up reports before it replies; otherwise the
+ * reply follows the clone, as without options. Steps that cannot fail: the signal mask
+ * and ignored signals, the umask, a new process group, inherited or already-placed
+ * stdio, a descriptor map with room below RLIMIT_NOFILE; and the image (PR_SET_MM_MAP
+ * and its block), once one child of this proxy got past it (setup_proven). */
+bool psp_setup_may_fail(const struct psp_proxy *p, const struct psp_decoded *req, const int *fds);
 /* Drop our variables and our library from an environment, in place. */
 void psp_clean_environment(char **envp, const char *library_path);
 
@@ -164,6 +173,8 @@ void psp_clean_environment(char **envp, const char *library_path);
  * state, reads the auxiliary vector and the memory map, checks PR_SET_MM_MAP. */
 /* exact.c: the interceptor's exact child state (PSP_OPT_FDMAP, _SIGMASK, _SIGIGN). */
 int psp_child_place_fds(const struct psp_wire_options *o, const int *fds, int *error_fd);
+/* One above the map's highest target, at least 3. */
+int psp_fdmap_floor(const struct psp_wire_options *o);
 void psp_child_close_unmapped(const struct psp_wire_options *o);
 /* The mask (the request's, else the target's at main) and the ignored signals. */
 void psp_child_restore_signals(const struct psp_proxy *p, const struct psp_wire_options *o);

@@ -94,6 +94,23 @@ static int count_threads(void)
     return n;
 }
 
+/* The highest descriptor open now (those of the proxy: later ones are a request's). */
+static int highest_descriptor(void)
+{
+    DIR *dir = opendir("/proc/self/fd");
+    if (dir == NULL)
+        return INT32_MAX / 2; /* unknown: no descriptor map is ever sure to fit */
+    int highest = dirfd(dir);
+    struct dirent *e;
+    while ((e = readdir(dir)) != NULL) {
+        int fd = atoi(e->d_name);
+        if (fd > highest)
+            highest = fd;
+    }
+    closedir(dir);
+    return highest;
+}
+
 /* glibc caches the thread id in its thread descriptor (pthread_setaffinity_np, mutex
  * ownership, ... use it). A raw clone does not update it, so we let the kernel write
  * the child's tid there (CLONE_CHILD_SETTID). glibc publishes the field's offset for
@@ -173,6 +190,7 @@ static void start_up(struct psp_proxy *p)
     p->library_path = own_library_path();
     if ((err = watch_children(p)) != 0 || (err = watch_launcher(p)) != 0)
         fail_startup(p, err);
+    p->fd_ceiling = highest_descriptor();
 
     for (uint32_t k = 0; k < PSP_RING_SLOTS; k++)
         p->served[k] = atomic_load(&p->shared->slots[k].request_seq);
@@ -246,11 +264,11 @@ static bool serve_request(struct psp_proxy *p, uint32_t slot_index, uint64_t seq
     if (!ping && err == 0 && req->cgroup && p->cgroup_placement == PSP_CGROUP_UNKNOWN)
         p->cgroup_placement = psp_probe_cgroup_placement();
     bool move = !ping && err == 0 && req->cgroup && p->cgroup_placement == PSP_CGROUP_MOVE;
-    bool report = !ping && err == 0 && (req->options != NULL || req->cpuset_count > 0 || move);
     if (err == 0 && !ping && req->fd_count > 0) {
         fds = calloc(req->fd_count, sizeof(int));
         err = fds == NULL ? ENOMEM : psp_receive_fds(fds, req->fd_count);
     }
+    bool report = !ping && err == 0 && (move || psp_setup_may_fail(p, req, fds));
     if (err == 0 && report)
         err = error_pipe_above_stdio(error_pipe);
     if (err == 0 && !ping) {
@@ -292,6 +310,9 @@ static bool serve_request(struct psp_proxy *p, uint32_t slot_index, uint64_t seq
             close(error_pipe[1]);
             error_pipe[1] = -1;
             collect_child_errors(error_pipe[0], errors, req->count);
+            for (uint32_t i = 0; i < req->count && !p->setup_proven; i++)
+                p->setup_proven = atomic_load_explicit(&results[i], memory_order_relaxed) > 0 &&
+                                  atomic_load_explicit(&errors[i], memory_order_relaxed) == 0;
             if (p->relay)
                 psp_relay_release_failed(p, results, errors, req->count);
             atomic_store(&slot_state->progress, req->count);
