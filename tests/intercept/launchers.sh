@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, closefds, chroot, identity, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
+# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, closefds, chroot, identity, exec, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -206,6 +206,28 @@ print(\"python reaped\", n)'; echo python=\$?" || fail "results differ"
     run_twice "env \$PRELOAD '$build/bin/intercept_wait_probe' '$report' \"\$OUT\" > \"\$OUT/probe.txt\"; echo probe=\$?" ||
         fail "results differ with a pool"
     served_at_least 40
+    ;;
+exec)
+    # A launcher that execs itself into another program: its zygotes' proxies (and parked
+    # children) must not outlive it as children of the next program, which would see them
+    # exit; the children it launched stay, as they do without us. The next program here is
+    # not preloaded (the interceptor removes itself from LD_PRELOAD) and waits for every
+    # child until ECHILD, counting them and their exit codes; some are still running.
+    command -v perl >/dev/null || { echo "SKIP: perl missing"; exit 77; }
+    body='for my $i (1..12) { my $p = fork() // die; if (!$p) { exec($ENV{REPORT}, "--report-out=$ENV{OUT}/e$i.json", "--report-exit=" . ($i % 3), "--report-sleep-ms=" . ($i % 2 ? 300 : 0)) or exit(127) } } if ($ENV{FAIL_FIRST}) { exec("/nonexistent/pspawn-missing") and die; print "exec failed\n"; for my $i (13..24) { my $p = fork() // die; if (!$p) { exec($ENV{REPORT}, "--report-out=$ENV{OUT}/e$i.json", "--report-exit=" . ($i % 3)) or exit(127) } } } exec("perl", "-e", q{my ($n, $sum) = (0, 0); while ((my $w = wait()) != -1) { $n++; $sum += $? >> 8 } print "after exec: reaped $n, exit codes $sum\n"}) or die "exec: $!"'
+    for pool in 0 2; do
+        export PSPAWN_INTERCEPT_POOL=$pool
+        run_twice "timeout 60 env \$PRELOAD perl -e '$body'; echo perl=\$?" || fail "results differ (pool $pool)"
+        served_at_least 10
+        grep -q 'ended before exec' "$tmp/intercepted.log" || fail "no zygote ended before the exec (pool $pool)"
+    done
+    # An exec that fails first: the launcher goes on with its zygotes ended, starts them
+    # again on demand, and its next program still sees only the children it launched.
+    export PSPAWN_INTERCEPT_POOL=0 FAIL_FIRST=1
+    run_twice "timeout 60 env \$PRELOAD perl -e '$body'; echo perl=\$?" || fail "results differ (failed exec)"
+    served_at_least 18
+    grep -q 'ended for an exec that failed' "$tmp/intercepted.log" || fail "no zygote retired after the failed exec"
+    [ "$(grep -c 'ended before exec' "$tmp/intercepted.log")" -ge 2 ] || fail "the restarted zygote was not ended before the last exec"
     ;;
 xargs)
     run_twice "seq 1 150 | env \$PRELOAD xargs -P2 -I{} \"\$REPORT\" --report-out=\"\$OUT\"/x{}.json x{}; seq 1 100 | env \$PRELOAD xargs -P2 -n1 '$pynamic'; seq 1 50 | env \$PRELOAD xargs -P2 -I{} sh -c '\"\$REPORT\" --report-out=\"\$OUT\"/s{}.json --report-exit=\$(( {} % 3 ))'; echo xargs=\$?; seq 1 20 | env \$PRELOAD xargs -n1 '$build/bin/report' --report-exit=3 >/dev/null; echo exit3=\$?; seq 1 5 | env \$PRELOAD xargs -n1 /nonexistent/pspawn-missing; echo missing=\$?; seq 1 5 | env \$PRELOAD xargs -n1 '$build/bin/report' --report-signal=15 >/dev/null; echo signal=\$?" ||

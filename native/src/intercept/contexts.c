@@ -4,6 +4,7 @@
  * user, and the entry may start a new one later. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -36,6 +37,7 @@ struct psi_entry {
 
 static struct psi_entry entries[MAX_ENTRIES];
 static int entry_count;
+static atomic_bool ended_by_exec; /* psi_contexts_after_failed_exec */
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 void psi_contexts_lock(void)
@@ -153,6 +155,27 @@ static void create_context(struct psi_entry *e, char *const envp[])
                 err == ECHILD ? "the caller is pid 1 or ignores SIGCHLD (relay mode)" : strerror(err), err);
 }
 
+/* After a failed exec whose preparation killed every proxy: each zygote is retired; those
+ * nobody else uses are destroyed here (the lock is held, but destroying takes no lock of
+ * ours; ended proxies take no time to stop). */
+static void retire_all_locked(void)
+{
+    for (int i = 0; i < entry_count; i++) {
+        if (entries[i].state != ENTRY_READY)
+            continue;
+        const char *path = entries[i].path;
+        struct psi_zygote *z = retire_locked(&entries[i]);
+        if (z != NULL)
+            destroy_zygote(z);
+        psi_log("zygote for %s retired: it was ended for an exec that failed", path);
+    }
+}
+
+void psi_contexts_after_failed_exec(void)
+{
+    atomic_store(&ended_by_exec, true);
+}
+
 struct psi_zygote *psi_zygote_get(const char *path, char *const envp[])
 {
     char *loader = psi_loader_signature(envp);
@@ -169,6 +192,8 @@ struct psi_zygote *psi_zygote_get(const char *path, char *const envp[])
         return NULL;
     }
     struct psi_zygote *stale = NULL;
+    if (atomic_exchange(&ended_by_exec, false))
+        retire_all_locked();
     if (e->state == ENTRY_READY && psi_own_context_lost(e->zygote->own_slot)) {
         stale = retire_locked(e);
         psi_log("the launcher closed or reused a descriptor of the zygote for %s: it is abandoned", path);

@@ -48,11 +48,33 @@ static char *const *strip(char *const envp[], struct stripped *s)
     return s->env;
 }
 
+/* The launcher's own exec: its zygotes end first, as at its exit (else their processes
+ * would be children of the next program, which would see them exit). */
+static bool end_zygotes(const char *file)
+{
+    if (!psi_own_end_before_exec())
+        return false;
+    psi_log("exec of %s: every zygote ended before exec", file);
+    return true;
+}
+
+static int after_exec(bool ended, int rc)
+{
+    if (ended) {
+        int saved = errno;
+        psi_contexts_after_failed_exec();
+        errno = saved;
+    }
+    return rc;
+}
+
 API int execve(const char *path, char *const argv[], char *const envp[])
 {
     psi_handoff_exec(path, argv, envp, false);
     struct stripped s;
-    return psi_real.execve(path, argv, strip(envp, &s));
+    char *const *env = strip(envp, &s);
+    bool ended = end_zygotes(path);
+    return after_exec(ended, psi_real.execve(path, argv, env));
 }
 
 API int execv(const char *path, char *const argv[])
@@ -64,7 +86,9 @@ API int execvpe(const char *file, char *const argv[], char *const envp[])
 {
     psi_handoff_exec(file, argv, envp, true);
     struct stripped s;
-    return psi_real.execvpe(file, argv, strip(envp, &s));
+    char *const *env = strip(envp, &s);
+    bool ended = end_zygotes(file);
+    return after_exec(ended, psi_real.execvpe(file, argv, env));
 }
 
 API int execvp(const char *file, char *const argv[])

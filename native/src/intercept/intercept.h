@@ -87,6 +87,10 @@ PSI_HIDDEN bool psi_own_process(pid_t pid);
 PSI_HIDDEN void psi_own_fds_taken(unsigned first, unsigned last);
 /* Whether the context in this slot lost a descriptor to the launcher (then abandoned). */
 PSI_HIDDEN bool psi_own_context_lost(int slot);
+/* The launcher itself is about to exec: every zygote's proxy and parked children are
+ * killed and reaped now (async-signal-safe; not in a vfork or fork child). True if there
+ * were any: their contexts are dead, and psi_contexts_after_failed_exec says so. */
+PSI_HIDDEN bool psi_own_end_before_exec(void);
 
 /* file_actions.c: every posix_spawn_file_actions_t the launcher built through us. */
 enum psi_action_kind { PSI_CLOSE, PSI_OPEN, PSI_DUP2, PSI_CHDIR, PSI_FCHDIR, PSI_CLOSEFROM, PSI_TCSETPGRP };
@@ -264,6 +268,9 @@ PSI_HIDDEN pid_t psi_zygote_spawn(struct psi_zygote *z, const char *exe, char *c
 PSI_HIDDEN void psi_zygote_retire(struct psi_zygote *z, int err);
 PSI_HIDDEN void psi_contexts_forget(void);   /* in a forked child: not ours */
 PSI_HIDDEN void psi_contexts_destroy(void);  /* at exit */
+/* An exec that psi_own_end_before_exec prepared for failed: the next launch retires every
+ * zygote (their proxies are gone) and starts them again on demand. Async-signal-safe. */
+PSI_HIDDEN void psi_contexts_after_failed_exec(void);
 PSI_HIDDEN void psi_contexts_lock(void);
 PSI_HIDDEN void psi_contexts_unlock(void);
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "intercept/intercept.h"
+#include "launcher/internal.h"
 
 #define OWN_MAX 128
 /* Descriptors of one context looked at (an interceptor context has one proxy: ~12). */
@@ -94,4 +95,19 @@ void psi_own_fds_taken(unsigned first, unsigned last)
 bool psi_own_context_lost(int slot)
 {
     return slot >= 0 && slot < OWN_MAX && atomic_load(&lost[slot]);
+}
+
+bool psi_own_end_before_exec(void)
+{
+    if (!psi_own_any() || atomic_load(&own_pid) != (pid_t)syscall(SYS_getpid))
+        return false; /* nothing, or a vfork child (whose parent's zygotes these are) */
+    bool ended = false;
+    for (int k = 0; k < OWN_MAX; k++) {
+        const pspawn_context_t *ctx = atomic_load_explicit(&own[k], memory_order_acquire);
+        if (ctx != NULL) {
+            psp_context_end_before_exec(ctx);
+            ended = true;
+        }
+    }
+    return ended;
 }

@@ -134,6 +134,14 @@ void pspawn_context_abandon(pspawn_context_t *ctx)
     pspawn_context_destroy(ctx);
 }
 
+void psp_context_end_before_exec(const pspawn_context_t *ctx)
+{
+    struct pspawn_impl *impl = ctx != NULL ? ctx->impl : NULL;
+    for (int k = 0; impl != NULL && k < impl->channel_count; k++)
+        if (impl->channels[k].base.ops == &psp_channel_ops)
+            psp_channel_end_before_exec(&impl->channels[k]);
+}
+
 /* Lock-free, like pspawn_context_owns: the fields are read as they are; a restart that
  * replaces them races with the caller's close anyway. */
 int pspawn_context_fds(const pspawn_context_t *ctx, int *fds, int capacity)

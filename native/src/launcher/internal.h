@@ -147,6 +147,9 @@ int psp_pool_send_fds(struct psp_channel *ch, const struct psp_shared *sh);
 /* After the proxy is gone: kills and reaps every child still parked (or being forked),
  * closes the claim eventfds. Claimed children are the caller's and are not touched. */
 void psp_pool_drain(struct psp_channel *ch);
+/* Kills and reaps every parked child that the state protocol gives us (async-signal-safe);
+ * their slots become GONE. */
+void psp_pool_end_parked(struct psp_channel *ch);
 
 /* The parallel exec backend (exec.c): executables a zygote cannot serve (fallback mode)
  * and contexts that ask for exec semantics (PSPAWN_CTX_EXEC). */
@@ -247,6 +250,11 @@ void psp_kill_and_reap_proxy(struct psp_channel *ch);
 void psp_kill_and_reap_pid(pid_t pid);
 /* The caller closed or reused our descriptors: stops the proxy, forgets them all. */
 void psp_channel_forget_fds(struct psp_channel *ch);
+/* The caller is about to exec: kills and reaps the proxy and the parked children now,
+ * async-signal-safe (no lock, no allocation, no descriptor closed). */
+void psp_channel_end_before_exec(struct psp_channel *ch);
+/* The same for every proxy channel of a context (context.c). */
+void psp_context_end_before_exec(const pspawn_context_t *ctx);
 /* segment.c: the channel's segment, queued on ch->socket_fd for the proxy. */
 int psp_create_segment(struct psp_channel *ch, size_t size);
 /* proxy_exec.c: exec the channel's proxy (sets ch->proxy_pid). */

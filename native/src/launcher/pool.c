@@ -94,6 +94,22 @@ void psp_pool_drain(struct psp_channel *ch)
     ch->pool_fd_count = 0;
 }
 
+void psp_pool_end_parked(struct psp_channel *ch)
+{
+    struct psp_shared *sh = __atomic_load_n(&ch->shared, __ATOMIC_ACQUIRE);
+    uint32_t n = sh != NULL ? sh->pool_capacity : 0;
+    struct psp_pool_slot *table = n > 0 && n <= PSP_POOL_MAX ? psp_pool_table(sh) : NULL;
+    for (uint32_t k = 0; table != NULL && k < n; k++) {
+        int32_t state = atomic_load(&table[k].state);
+        bool parked = state == PSP_POOL_FORKING || state == PSP_POOL_PARKED || state == PSP_POOL_DEAD ||
+                      state == PSP_POOL_TRIM;
+        /* The slot first, the child after, as reap_dead does: a claim racing with us wins. */
+        pid_t pid = atomic_load(&table[k].pid);
+        if (parked && atomic_compare_exchange_strong(&table[k].state, &state, PSP_POOL_GONE) && pid > 0)
+            psp_kill_and_reap_pid(pid);
+    }
+}
+
 /* Whether the pool can serve the plan's instances at all: no per-spawn option but CPU
  * sets (those become each instance's own set in the plan) and stdio inherited or
  * /dev/null, no cgroup to be born in. */

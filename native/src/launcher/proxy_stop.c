@@ -122,3 +122,17 @@ void psp_channel_forget_fds(struct psp_channel *ch)
     for (int k = 0; k < ch->pool_fd_count; k++)
         ch->pool_fds[k] = -1;
 }
+
+/* Before the caller's exec: the proxy and its parked children would otherwise become
+ * children of the next program, which would see them exit. Through fresh pidfds, not the
+ * channel's descriptors (the caller may have taken their numbers). The channel is left as
+ * it is but for proxy_pid (so that pspawn_context_owns no longer names a pid the kernel
+ * may reuse, and a later stop does not signal it): if the exec fails, the next call finds
+ * the proxy dead, and stopping the channel closes what it holds. */
+void psp_channel_end_before_exec(struct psp_channel *ch)
+{
+    pid_t pid = __atomic_exchange_n(&ch->proxy_pid, -1, __ATOMIC_RELAXED);
+    if (pid > 0)
+        psp_kill_and_reap_pid(pid);
+    psp_pool_end_parked(ch);
+}
