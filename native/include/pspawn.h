@@ -133,6 +133,14 @@ PSPAWN_API int pspawn_n(pid_t *pids, pspawn_context_t *ctx, int nspawns, char *c
                                         pspawn_context_destroy. Ignored without per-node
                                         proxies. See pspawn_context_replica_bytes. */
 
+#define PSPAWN_CTX_FDS_ABOVE_LIMIT 0x400u /* keep the context's descriptors at numbers at or
+                                        above the caller's soft RLIMIT_NOFILE, so that they
+                                        do not count against it (raised and restored for the
+                                        moves); only where the hard limit is higher, the soft
+                                        one at most 65536 and the caller single-threaded at
+                                        creation or restart, else they stay where they are.
+                                        For interposers in programs that never asked for them. */
+
 #define PSPAWN_CTX_DEFERRED   0x100u /* deferred fork point: the proxy runs the target's main
                                         and freezes when it calls pspawn_ready()
                                         (pspawn_ready.h), after its own start-up; children

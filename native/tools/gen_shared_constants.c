@@ -85,6 +85,7 @@ static void emit_library(void)
     UINT(CtxExec, PSPAWN_CTX_EXEC);
     UINT(CtxDeferred, PSPAWN_CTX_DEFERRED);
     UINT(CtxNumaReplicas, PSPAWN_CTX_NUMA_REPLICAS);
+    UINT(CtxFdsAboveLimit, PSPAWN_CTX_FDS_ABOVE_LIMIT);
     INT(PoolMax, PSPAWN_POOL_MAX);
     INT(ModeZygote, PSPAWN_MODE_ZYGOTE);
     INT(ModeRelay, PSPAWN_MODE_RELAY);

@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, closefds, chroot, identity, exec, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
+# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, closefds, chroot, identity, exec, fdlimit, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -228,6 +228,18 @@ exec)
     served_at_least 18
     grep -q 'ended for an exec that failed' "$tmp/intercepted.log" || fail "no zygote retired after the failed exec"
     [ "$(grep -c 'ended before exec' "$tmp/intercepted.log")" -ge 2 ] || fail "the restarted zygote was not ended before the last exec"
+    ;;
+fdlimit)
+    # A launcher near its descriptor limit (soft 64, the hard one higher) opens files until
+    # EMFILE after its zygote started: it gets as many as without the interceptor (the
+    # zygote's descriptors live above the soft limit), and launches on afterwards.
+    command -v perl >/dev/null || { echo "SKIP: perl missing"; exit 77; }
+    [ "$(ulimit -H -n)" = unlimited ] || [ "$(ulimit -H -n)" -gt 64 ] || { echo "SKIP: hard RLIMIT_NOFILE <= 64"; exit 77; }
+    body='for my $i (1..8) { system($ENV{REPORT}, "--report-out=$ENV{OUT}/f$i.json") } my @f; while (open(my $h, "<", "/dev/null")) { push @f, $h } print "opened ", scalar(@f), " files\n"; @f = (); for my $i (9..16) { system($ENV{REPORT}, "--report-out=$ENV{OUT}/f$i.json", "--report-exit=" . ($i % 3)); print "exit ", $? >> 8, "\n" }'
+    # Descriptors inherited from whoever runs the test (above 64 they could not be placed
+    # by any zygote child) are closed first.
+    run_twice "for fd in \$(ls /proc/\$\$/fd); do [ \$fd -gt 2 ] && eval \"exec \$fd>&-\"; done; ulimit -S -n 64; env \$PRELOAD perl -e '$body'; echo perl=\$?" || fail "results differ"
+    served_at_least 12
     ;;
 xargs)
     run_twice "seq 1 150 | env \$PRELOAD xargs -P2 -I{} \"\$REPORT\" --report-out=\"\$OUT\"/x{}.json x{}; seq 1 100 | env \$PRELOAD xargs -P2 -n1 '$pynamic'; seq 1 50 | env \$PRELOAD xargs -P2 -I{} sh -c '\"\$REPORT\" --report-out=\"\$OUT\"/s{}.json --report-exit=\$(( {} % 3 ))'; echo xargs=\$?; seq 1 20 | env \$PRELOAD xargs -n1 '$build/bin/report' --report-exit=3 >/dev/null; echo exit3=\$?; seq 1 5 | env \$PRELOAD xargs -n1 /nonexistent/pspawn-missing; echo missing=\$?; seq 1 5 | env \$PRELOAD xargs -n1 '$build/bin/report' --report-signal=15 >/dev/null; echo signal=\$?" ||

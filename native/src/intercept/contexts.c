@@ -113,6 +113,7 @@ static void create_context(struct psi_entry *e, char *const envp[])
     pspawn_context_attr_t attr;
     pspawn_context_attr_init(&attr);
     attr.proxies = 1; /* unpinned: children keep the affinity of the proxy, the caller's */
+    attr.flags |= PSPAWN_CTX_FDS_ABOVE_LIMIT; /* the launcher's descriptor budget stays its own */
     attr.proxy_envp = envp;
     /* PSPAWN_INTERCEPT_POOL: spawns (all carry the exact child state) are handed to parked
      * children, the proxy forking between launches instead of during one; slower on the

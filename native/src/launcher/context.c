@@ -63,6 +63,8 @@ int pspawn_context_create_ex(pspawn_context_t *ctx, const char *path, const pspa
             return -1;
         }
     }
+    if (attr->flags & PSPAWN_CTX_FDS_ABOVE_LIMIT)
+        psp_lift_fds((int *const[]){&impl->self_cgroup_fd, &impl->cgroup_fd}, 2);
     pthread_mutex_init(&impl->sessions_lock, NULL);
     pthread_cond_init(&impl->sessions_done, NULL);
     int err = psp_context_start(impl, attr);

@@ -253,6 +253,11 @@ void psp_channel_forget_fds(struct psp_channel *ch);
 /* The caller is about to exec: kills and reaps the proxy and the parked children now,
  * async-signal-safe (no lock, no allocation, no descriptor closed). */
 void psp_channel_end_before_exec(struct psp_channel *ch);
+/* fd_lift.c (PSPAWN_CTX_FDS_ABOVE_LIMIT): each descriptor moved to a number at or above
+ * the soft RLIMIT_NOFILE, where that can be done safely (see there); -1 entries skipped. */
+void psp_lift_fds(int *const fds[], int count);
+/* The channel's descriptors (eventfds, socket, pidfd, claim eventfds), so moved. */
+void psp_channel_lift_fds(struct psp_channel *ch);
 /* The same for every proxy channel of a context (context.c). */
 void psp_context_end_before_exec(const pspawn_context_t *ctx);
 /* segment.c: the channel's segment, queued on ch->socket_fd for the proxy. */

@@ -125,6 +125,8 @@ static int start_proxy_begin(struct psp_channel *ch)
         err = errno;
         goto fail;
     }
+    if (cfg->flags & PSPAWN_CTX_FDS_ABOVE_LIMIT)
+        psp_channel_lift_fds(ch);
     int timeout = cfg->startup_timeout_ms > 0 ? cfg->startup_timeout_ms : PSP_DEFAULT_STARTUP_TIMEOUT_MS;
     ch->start_deadline = psp_now_ms() + timeout;
     return 0;
