@@ -141,6 +141,15 @@ PSPAWN_API int pspawn_n(pid_t *pids, pspawn_context_t *ctx, int nspawns, char *c
                                         creation or restart, else they stay where they are.
                                         For interposers in programs that never asked for them. */
 
+#define PSPAWN_CTX_WATCH_IMAGE 0x800u /* the proxy watches (inotify) the files its image was
+                                        loaded from: the executable and every object mapped
+                                        before main, by file and by the name the loader used
+                                        in each directory; once one changed on disk, spawns
+                                        fail with ESTALE (an exec would load the new file):
+                                        destroy the context and create a new one. Costs one
+                                        inotify instance per proxy (create fails with its
+                                        errno, EMFILE or ENOSPC, at the user's limits). */
+
 #define PSPAWN_CTX_DEFERRED   0x100u /* deferred fork point: the proxy runs the target's main
                                         and freezes when it calls pspawn_ready()
                                         (pspawn_ready.h), after its own start-up; children

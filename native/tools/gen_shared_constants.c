@@ -86,6 +86,7 @@ static void emit_library(void)
     UINT(CtxDeferred, PSPAWN_CTX_DEFERRED);
     UINT(CtxNumaReplicas, PSPAWN_CTX_NUMA_REPLICAS);
     UINT(CtxFdsAboveLimit, PSPAWN_CTX_FDS_ABOVE_LIMIT);
+    UINT(CtxWatchImage, PSPAWN_CTX_WATCH_IMAGE);
     INT(PoolMax, PSPAWN_POOL_MAX);
     INT(ModeZygote, PSPAWN_MODE_ZYGOTE);
     INT(ModeRelay, PSPAWN_MODE_RELAY);

@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, closefds, chroot, identity, exec, fdlimit, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
+# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, closefds, chroot, identity, exec, fdlimit, libchange, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -240,6 +240,39 @@ fdlimit)
     # by any zygote child) are closed first.
     run_twice "for fd in \$(ls /proc/\$\$/fd); do [ \$fd -gt 2 ] && eval \"exec \$fd>&-\"; done; ulimit -S -n 64; env \$PRELOAD perl -e '$body'; echo perl=\$?" || fail "results differ"
     served_at_least 12
+    ;;
+libchange)
+    # A build that rebuilds a library between runs of the program that links it: renamed
+    # over (as linkers write), then overwritten in place (cp). Each run must print the
+    # library's version of the moment, as an exec would: the zygote's proxy watches its
+    # image's files (PSPAWN_CTX_WATCH_IMAGE), refuses with ESTALE once one changed, and
+    # a new zygote starts. Through make (posix_spawn) and a bash loop (fork handoff).
+    command -v gcc >/dev/null || { echo "SKIP: gcc missing"; exit 77; }
+    cat >"$tmp/v.c" <<'EOF2'
+const char *version(void) { return VERSION; }
+EOF2
+    cat >"$tmp/main.c" <<'EOF2'
+#include <stdio.h>
+const char *version(void);
+int main(void) { printf("%s\n", version()); return 0; }
+EOF2
+    # lib VERSION: libv.so of that version, written as $LIBV.new.
+    prepare='cd "$OUT" && gcc -shared -fPIC -DVERSION="\"v1\"" -o libv.so '"$tmp"'/v.c && gcc -o main '"$tmp"'/main.c -L. -lv -Wl,-rpath,"\$ORIGIN"'
+    {
+        echo "all: $(for i in $(seq 1 18); do printf 'r%d ' "$i"; done)"
+        for i in $(seq 1 18); do
+            printf 'r%d:%s\n' "$i" "$([ "$i" -gt 1 ] && printf ' r%d' $((i - 1)))"
+            [ "$i" -eq 7 ] && printf '\tgcc -shared -fPIC -DVERSION=\\"v2\\" -o libv.so.new %s/v.c && mv libv.so.new libv.so\n' "$tmp"
+            [ "$i" -eq 13 ] && printf '\tgcc -shared -fPIC -DVERSION=\\"v3\\" -o libv3.so %s/v.c && cp libv3.so libv.so\n' "$tmp"
+            printf '\t./main\n'
+        done
+    } >"$tmp/Makefile.lib"
+    run_twice "$prepare && env \$PRELOAD make -s -f '$tmp/Makefile.lib'; echo make=\$?" || fail "results differ (make)"
+    served_at_least 6
+    [ "$(grep -c 'errno 116' "$tmp/intercepted.log")" -ge 2 ] || fail "no zygote refused with ESTALE after both changes (make)"
+    PRELOAD_SHELL=1 run_twice "$prepare && for v in 2 3 4; do for i in 1 2 3 4 5 6; do ./main; done; gcc -shared -fPIC -DVERSION=\"\\\"v\$v\\\"\" -o libv.so.new '$tmp/v.c' && if [ \$v = 3 ]; then cp libv.so.new libv.so; else mv libv.so.new libv.so; fi; done; ./main; ./main; echo bash=\$?" || fail "results differ (bash)"
+    served_at_least 6
+    [ "$(grep -c 'errno 116' "$tmp/intercepted.log")" -ge 2 ] || fail "no zygote refused with ESTALE after the changes (bash)"
     ;;
 xargs)
     run_twice "seq 1 150 | env \$PRELOAD xargs -P2 -I{} \"\$REPORT\" --report-out=\"\$OUT\"/x{}.json x{}; seq 1 100 | env \$PRELOAD xargs -P2 -n1 '$pynamic'; seq 1 50 | env \$PRELOAD xargs -P2 -I{} sh -c '\"\$REPORT\" --report-out=\"\$OUT\"/s{}.json --report-exit=\$(( {} % 3 ))'; echo xargs=\$?; seq 1 20 | env \$PRELOAD xargs -n1 '$build/bin/report' --report-exit=3 >/dev/null; echo exit3=\$?; seq 1 5 | env \$PRELOAD xargs -n1 /nonexistent/pspawn-missing; echo missing=\$?; seq 1 5 | env \$PRELOAD xargs -n1 '$build/bin/report' --report-signal=15 >/dev/null; echo signal=\$?" ||

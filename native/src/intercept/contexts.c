@@ -114,6 +114,7 @@ static void create_context(struct psi_entry *e, char *const envp[])
     pspawn_context_attr_init(&attr);
     attr.proxies = 1; /* unpinned: children keep the affinity of the proxy, the caller's */
     attr.flags |= PSPAWN_CTX_FDS_ABOVE_LIMIT; /* the launcher's descriptor budget stays its own */
+    attr.flags |= PSPAWN_CTX_WATCH_IMAGE;     /* a rebuilt library: ESTALE, then a new zygote */
     attr.proxy_envp = envp;
     /* PSPAWN_INTERCEPT_POOL: spawns (all carry the exact child state) are handed to parked
      * children, the proxy forking between launches instead of during one; slower on the
@@ -263,7 +264,7 @@ pid_t psi_zygote_spawn(struct psi_zygote *z, const char *exe, char *const argv[]
         return p;
     /* Nothing started (pspawn_x reaps a child that failed before main): the real call
      * decides. A dead proxy or changed credentials stop this zygote. */
-    if (err == EPIPE || err == EPERM || err == ETIMEDOUT)
+    if (err == EPIPE || err == EPERM || err == ETIMEDOUT || err == ESTALE)
         psi_zygote_retire(z, err);
     psi_log("zygote spawn of %s failed: %s (errno %d)", exe, strerror(err), err);
     *why = "the zygote refused the spawn";

@@ -49,6 +49,9 @@ struct psp_proxy {
     pid_t launcher_pid;
     bool relay;
     bool prefault;
+    bool watch_image;       /* PSP_CONFIG_WATCH_IMAGE (image_watch.c) */
+    int image_watch_fd;     /* its inotify descriptor, or -1 */
+    bool image_stale;       /* a file of the image changed: every request gets ESTALE */
     struct psp_shared *shared;
     size_t size;
     int reply_fd;
@@ -95,6 +98,10 @@ void psp_close_fds(int *fds, uint32_t count);
 
 /* prefault.c: make forks copy the page tables of file mappings (see there). */
 void psp_prefault_mappings(void);
+
+/* image_watch.c: watch the image's files (0 or an errno); whether one changed since. */
+int psp_image_watch_start(struct psp_proxy *p);
+bool psp_image_changed(struct psp_proxy *p);
 
 /* serve.c: set up, then serve requests. Returns only in a child, with the request whose
  * argv/envp it must run main with. Never returns in the proxy. */

@@ -186,6 +186,9 @@ static void start_up(struct psp_proxy *p)
     p->tid_field = find_tid_field();
     if (p->prefault)
         psp_prefault_mappings();
+    p->image_watch_fd = -1;
+    if (p->watch_image && (err = psp_image_watch_start(p)) != 0)
+        fail_startup(p, err);
     syscall(SYS_get_robust_list, 0, &p->robust_head, &p->robust_len);
     p->library_path = own_library_path();
     if ((err = watch_children(p)) != 0 || (err = watch_launcher(p)) != 0)
@@ -257,6 +260,8 @@ static bool serve_request(struct psp_proxy *p, uint32_t slot_index, uint64_t seq
     struct psp_slot *slot_state = &sh->slots[slot_index];
     bool ping = slot_state->request.count == 0;
     int err = ping ? 0 : psp_decode_request(sh, p->size, slot_index, req);
+    if (err == 0 && !ping && psp_image_changed(p))
+        err = ESTALE;
     int *fds = NULL;
     int error_pipe[2] = {-1, -1};
     /* Children report failures before main through a pipe: with options, or when an
