@@ -120,6 +120,11 @@ public sealed partial class PSpawnContext
                 attr.Flags |= Interop.PSpawnCore.CtxNumaReplicas;
             }
 
+            if (options.WatchImage)
+            {
+                attr.Flags |= Interop.PSpawnCore.CtxWatchImage;
+            }
+
             attr.ProxyLibrary = nativeProxyLibrary;
             attr.ProxyEnvp = proxyEnvp.Pointer;
 

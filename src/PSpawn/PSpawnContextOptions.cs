@@ -117,6 +117,15 @@ public sealed record PSpawnContextOptions
     public bool NumaReplicas { get; init; }
 
     /// <summary>
+    /// Watch the files the proxy's image was loaded from (opt-in): the executable and every library mapped before <c>main</c>, by
+    /// file and by the name the loader used in each directory (inotify, one instance per proxy). Once one of them changed on disk
+    /// (rebuilt, overwritten, renamed over, deleted, a symlink re-pointed, even touched), every spawn throws a
+    /// <see cref="PSpawnProxyException"/> with <c>ESTALE</c>, because a child would run the old code where a fresh exec would load
+    /// the new: dispose the context and create a new one. Off (the default), a context keeps serving the image it loaded.
+    /// </summary>
+    public bool WatchImage { get; init; }
+
+    /// <summary>
     /// A cgroup v2 directory (under the cgroup2 mount, e.g. <c>/sys/fs/cgroup/jobs/a</c>) every child of the context is created in
     /// (clone3 with CLONE_INTO_CGROUP: born there, so its limits apply to the fork itself). It is opened by
     /// <see cref="PSpawnContext.Create"/>: a missing directory is a <see cref="PSpawnFileNotFoundException"/>, no permission a

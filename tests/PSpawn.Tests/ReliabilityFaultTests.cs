@@ -294,4 +294,27 @@ public sealed class ReliabilityFaultTests(ITestOutputHelper output) : IDisposabl
         await noop.WaitForExitAsync().Within();
         Assert.Equal(0, noop.ExitCode);
     }
+
+    [Fact]
+    public async Task With_WatchImage_a_replaced_executable_is_refused_with_ESTALE()
+    {
+        string path = _temp.File("watched");
+        File.Copy(Fixtures.Report, path);
+        File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        await using var context = PSpawnContext.Create(path, options: PSpawnContextOptions.Default with { WatchImage = true });
+        using (SpawnedProcess before = context.Spawn(["--report-exit=9"]))
+        {
+            await before.WaitForExitAsync().Within();
+            Assert.Equal(9, before.ExitCode);
+        }
+
+        string replacement = _temp.File("watched.new");
+        File.Copy(Fixtures.Noop, replacement);
+        File.Move(replacement, path, overwrite: true);
+
+        var error = Assert.Throws<PSpawnProxyException>(() => context.Spawn(["--report-exit=9"]));
+        Assert.Equal(Errno.ESTALE, error.Errno);
+        Assert.Contains("changed on disk", error.Message, StringComparison.Ordinal);
+        Assert.Throws<PSpawnProxyException>(() => context.Spawn(["--report-exit=9"])); // for good
+    }
 }

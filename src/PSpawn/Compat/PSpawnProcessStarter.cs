@@ -38,7 +38,8 @@ public sealed class PSpawnProcessStarter : IDisposable, IAsyncDisposable
     {
         options.Validate();
         Options = options;
-        _contextOptions = options.ContextOptions ?? PSpawnContextOptions.Default with { FallbackPolicy = FallbackPolicy.PosixSpawn };
+        // WatchImage: a library rebuilt between two starts is the one the next start gets (a stale context is replaced below).
+        _contextOptions = options.ContextOptions ?? PSpawnContextOptions.Default with { FallbackPolicy = FallbackPolicy.PosixSpawn, WatchImage = true };
         _cache = new ContextCache(options);
         _shared = shared;
     }

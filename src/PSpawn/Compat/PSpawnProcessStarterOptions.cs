@@ -21,8 +21,9 @@ public sealed record PSpawnProcessStarterOptions
     /// <summary>
     /// The options of each context. Null (the default): <see cref="PSpawnContextOptions.Default"/> with
     /// <see cref="FallbackPolicy.PosixSpawn"/>, so executables a zygote cannot serve (static, set-user-ID, ...) are still
-    /// started, by exec. <see cref="PSpawnContextOptions.ProxyEnvironment"/> is always replaced by the environment of the
-    /// first start of the executable.
+    /// started, by exec, and <see cref="PSpawnContextOptions.WatchImage"/>, so a library rebuilt between two starts is the one
+    /// the next start gets (its stale context is replaced). <see cref="PSpawnContextOptions.ProxyEnvironment"/> is always
+    /// replaced by the environment of the first start of the executable.
     /// </summary>
     public PSpawnContextOptions? ContextOptions { get; init; }
 

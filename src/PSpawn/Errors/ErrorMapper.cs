@@ -141,6 +141,8 @@ internal static class ErrorMapper
                 $"{count} '{path}': the native core rejected an argument: {what}.", null, errno, path, inner),
             Errno.EPIPE => new PSpawnProxyException(
                 $"{count} '{path}': the proxy is dead and could not be restarted (or PSpawnContextOptions.MaxRestarts is used up); the context is broken, dispose it and create a new one: {what}.", errno, path, duringStartup: false, inner) { StartedProcesses = started, FailedInstances = failures },
+            Errno.ESTALE => new PSpawnProxyException(
+                $"{count} '{path}': a file the proxy's image was loaded from (the executable or a library) changed on disk since the context was created (PSpawnContextOptions.WatchImage), so a child would run the old code; dispose the context and create a new one: {what}.", errno, path, duringStartup: false, inner) { StartedProcesses = started, FailedInstances = failures },
             Errno.EPERM when !withOptions => new PSpawnException(
                 $"{count} '{path}': this process's credentials (user IDs, group IDs or supplementary groups) changed since the context was created, and its proxy would give children the old ones, so nothing was spawned; dispose the context and create a new one: {what}.", errno, path, inner) { StartedProcesses = started, FailedInstances = failures },
             Errno.ETIMEDOUT => new PSpawnProxyException(

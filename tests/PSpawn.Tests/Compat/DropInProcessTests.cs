@@ -167,6 +167,45 @@ public sealed class DropInProcessTests
         Assert.Empty(ReportOutput.Parse(dropIn.Output!).Numbers("sigignored"));
     }
 
+    [Fact]
+    public async Task A_library_rebuilt_between_starts_is_the_one_the_next_start_gets()
+    {
+        // A build and its test loop: the program links a library that is rebuilt (renamed over, as linkers write) between
+        // two starts; the drop-in's context watches its image and is replaced, as an exec would load the new library.
+        using var temp = new TempDirectory();
+        File.WriteAllText(temp.File("v.c"), "const char *version(void) { return VERSION; }\n");
+        File.WriteAllText(temp.File("main.c"), "#include <stdio.h>\nconst char *version(void);\nint main(void) { printf(\"%s\\n\", version()); return 0; }\n");
+        await Gcc(temp, "-shared", "-fPIC", "-DVERSION=\"v1\"", "-o", "libv.so", "v.c");
+        await Gcc(temp, "-o", "main", "main.c", "-L.", "-lv", "-Wl,-rpath,$ORIGIN");
+        string program = temp.File("main");
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal("v1", await Version(program));
+        }
+
+        await Gcc(temp, "-shared", "-fPIC", "-DVERSION=\"v2\"", "-o", "libv.so.new", "v.c");
+        File.Move(temp.File("libv.so.new"), temp.File("libv.so"), overwrite: true);
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal("v2", await Version(program));
+        }
+    }
+
+    private static async Task<string> Version(string program)
+    {
+        using PSpawnProcess process = PSpawnProcess.Start(new ProcessStartInfo(program) { RedirectStandardOutput = true });
+        string output = (await process.StandardOutput.ReadToEndAsync().Within()).Trim();
+        await process.WaitForExitAsync().Within();
+        Assert.Equal(0, process.ExitCode);
+        return output;
+    }
+
+    private static async Task Gcc(TempDirectory temp, params string[] arguments)
+    {
+        CommandRunner.Result result = await CommandRunner.Run("gcc", arguments, temp.Path, null, TimeSpan.FromSeconds(60));
+        Assert.True(result.ExitCode == 0, result.ToString());
+    }
+
     private static bool IsAlive(int pid)
     {
         try
