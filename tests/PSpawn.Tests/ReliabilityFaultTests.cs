@@ -302,7 +302,7 @@ public sealed class ReliabilityFaultTests(ITestOutputHelper output) : IDisposabl
         File.Copy(Fixtures.Report, path);
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         await using var context = PSpawnContext.Create(path, options: PSpawnContextOptions.Default with { WatchImage = true });
-        using (SpawnedProcess before = context.Spawn(["--report-exit=9"]))
+        using (SpawnedProcess before = context.Spawn(["--report-exit=9", $"--report-out={_temp.File("watched.json")}"]))
         {
             await before.WaitForExitAsync().Within();
             Assert.Equal(9, before.ExitCode);
