@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/protocol.h"
+#include "common/self.h"
 #include "intercept/intercept.h"
 
 /* Children that took longer than the wait: after this many, fork is only fork. */
@@ -27,18 +28,6 @@
 #define CHECK_MS 2
 
 static int timeouts;
-
-/* The number of threads of this process (/proc/self/stat, field 20), or -1. */
-static int thread_count(void)
-{
-    char buf[1024];
-    if (psi_read_text("/proc/self/stat", buf, sizeof(buf)) <= 0)
-        return -1;
-    const char *at = strrchr(buf, ')'); /* the command name may hold spaces */
-    for (int field = 2; at != NULL && field < 20; field++)
-        at = strchr(at + 1, ' ');
-    return at != NULL ? atoi(at + 1) : -1;
-}
 
 static bool sigchld_reaps(void)
 {
@@ -50,7 +39,7 @@ static bool eligible(void)
 {
     return psi_loaded() && !psi_config.disabled && psi_config.fork && psi_busy == 0 &&
            __atomic_load_n(&timeouts, __ATOMIC_RELAXED) < MAX_TIMEOUTS && !sigchld_reaps() &&
-           (psi_config.threads || thread_count() == 1);
+           (psi_config.threads || psp_thread_count() == 1);
 }
 
 static int64_t now_us(void)

@@ -74,9 +74,16 @@ bool psi_own_process(pid_t pid)
     return false;
 }
 
+/* Zygotes are registered, and this is the process that registered them (not a vfork child,
+ * which shares this memory, nor a fork child, which forgot them). */
+static bool acting_here(void)
+{
+    return psi_own_any() && atomic_load(&own_pid) == (pid_t)syscall(SYS_getpid);
+}
+
 void psi_own_fds_taken(unsigned first, unsigned last)
 {
-    if (!psi_own_any() || atomic_load(&own_pid) != (pid_t)syscall(SYS_getpid))
+    if (!acting_here())
         return;
     for (int k = 0; k < OWN_MAX; k++) {
         const pspawn_context_t *ctx = atomic_load_explicit(&own[k], memory_order_acquire);
@@ -99,8 +106,8 @@ bool psi_own_context_lost(int slot)
 
 bool psi_own_end_before_exec(void)
 {
-    if (!psi_own_any() || atomic_load(&own_pid) != (pid_t)syscall(SYS_getpid))
-        return false; /* nothing, or a vfork child (whose parent's zygotes these are) */
+    if (!acting_here())
+        return false;
     bool ended = false;
     for (int k = 0; k < OWN_MAX; k++) {
         const pspawn_context_t *ctx = atomic_load_explicit(&own[k], memory_order_acquire);

@@ -241,9 +241,7 @@ int pspawn_context_owns(const pspawn_context_t *ctx, pid_t pid)
         struct psp_pool_slot *table = n > 0 && n <= PSP_POOL_MAX ? psp_pool_table(sh) : NULL;
         for (uint32_t i = 0; table != NULL && i < n; i++) {
             int32_t state = atomic_load_explicit(&table[i].state, memory_order_acquire);
-            bool unclaimed = state == PSP_POOL_FORKING || state == PSP_POOL_PARKED || state == PSP_POOL_TRIM ||
-                             state == PSP_POOL_DEAD;
-            if (unclaimed && atomic_load_explicit(&table[i].pid, memory_order_relaxed) == pid)
+            if (psp_pool_unclaimed(state) && atomic_load_explicit(&table[i].pid, memory_order_relaxed) == pid)
                 return 1;
         }
     }

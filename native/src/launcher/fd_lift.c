@@ -11,40 +11,19 @@
  * limit, inside the window). */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
-#include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "common/self.h"
 #include "launcher/internal.h"
 
 #define PSP_LIFT_MAX_LIMIT 65536
-
-static bool single_threaded(void)
-{
-    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    char buf[1024];
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    buf[n] = '\0';
-    const char *after_comm = strrchr(buf, ')'); /* the command may hold spaces and ')' */
-    long threads = 0;
-    /* Field 20 is num_threads; after ')' come fields 3 onwards. */
-    return after_comm != NULL &&
-           sscanf(after_comm + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %ld",
-                  &threads) == 1 &&
-           threads == 1;
-}
 
 void psp_lift_fds(int *const fds[], int count)
 {
     struct rlimit lim;
     if (count <= 0 || getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur >= lim.rlim_max ||
-        lim.rlim_cur > PSP_LIFT_MAX_LIMIT || !single_threaded())
+        lim.rlim_cur > PSP_LIFT_MAX_LIMIT || psp_thread_count() != 1)
         return;
     struct rlimit raised = lim;
     raised.rlim_cur = lim.rlim_cur + (rlim_t)count + PSP_MAX_FDS_PER_MESSAGE;

@@ -144,6 +144,13 @@ size_t psp_pool_table_bytes(const struct psp_proxy_config *cfg);
 void psp_pool_layout(struct psp_shared *sh, const struct psp_proxy_config *cfg, uint64_t *cursor);
 /* Creates the claim eventfds and sends them (the segment's third message). */
 int psp_pool_send_fds(struct psp_channel *ch, const struct psp_shared *sh);
+/* A slot whose child is still the pool's (being forked, parked, dead or trimmed), not yet
+ * a caller's: the pool kills and reaps it, and waits for any child must not see it. */
+static inline bool psp_pool_unclaimed(int32_t state)
+{
+    return state == PSP_POOL_FORKING || state == PSP_POOL_PARKED || state == PSP_POOL_DEAD ||
+           state == PSP_POOL_TRIM;
+}
 /* After the proxy is gone: kills and reaps every child still parked (or being forked),
  * closes the claim eventfds. Claimed children are the caller's and are not touched. */
 void psp_pool_drain(struct psp_channel *ch);

@@ -73,27 +73,6 @@ static void reap(pid_t pid)
     }
 }
 
-void psp_pool_drain(struct psp_channel *ch)
-{
-    struct psp_shared *sh = ch->shared;
-    if (sh != NULL && sh->pool_capacity > 0) {
-        struct psp_pool_slot *table = psp_pool_table(sh);
-        for (uint32_t k = 0; k < sh->pool_capacity; k++) {
-            int32_t state = atomic_load(&table[k].state);
-            pid_t pid = atomic_load(&table[k].pid);
-            /* Claimed children (CLAIMED, TAKEN, REPORTED) are the caller's. */
-            bool parked = state == PSP_POOL_FORKING || state == PSP_POOL_PARKED || state == PSP_POOL_DEAD ||
-                          state == PSP_POOL_TRIM;
-            if (parked && pid > 0)
-                psp_kill_and_reap_pid(pid);
-            atomic_store(&table[k].state, PSP_POOL_GONE);
-        }
-    }
-    for (int k = 0; k < ch->pool_fd_count; k++)
-        psp_close_fd(&ch->pool_fds[k]);
-    ch->pool_fd_count = 0;
-}
-
 void psp_pool_end_parked(struct psp_channel *ch)
 {
     struct psp_shared *sh = __atomic_load_n(&ch->shared, __ATOMIC_ACQUIRE);
@@ -101,13 +80,26 @@ void psp_pool_end_parked(struct psp_channel *ch)
     struct psp_pool_slot *table = n > 0 && n <= PSP_POOL_MAX ? psp_pool_table(sh) : NULL;
     for (uint32_t k = 0; table != NULL && k < n; k++) {
         int32_t state = atomic_load(&table[k].state);
-        bool parked = state == PSP_POOL_FORKING || state == PSP_POOL_PARKED || state == PSP_POOL_DEAD ||
-                      state == PSP_POOL_TRIM;
-        /* The slot first, the child after, as reap_dead does: a claim racing with us wins. */
         pid_t pid = atomic_load(&table[k].pid);
-        if (parked && atomic_compare_exchange_strong(&table[k].state, &state, PSP_POOL_GONE) && pid > 0)
+        /* The slot first, the child after, as reap_dead does: a claim racing with us wins. */
+        if (psp_pool_unclaimed(state) && atomic_compare_exchange_strong(&table[k].state, &state, PSP_POOL_GONE) &&
+            pid > 0)
             psp_kill_and_reap_pid(pid);
     }
+}
+
+void psp_pool_drain(struct psp_channel *ch)
+{
+    psp_pool_end_parked(ch);
+    struct psp_shared *sh = ch->shared;
+    if (sh != NULL && sh->pool_capacity > 0) {
+        struct psp_pool_slot *table = psp_pool_table(sh);
+        for (uint32_t k = 0; k < sh->pool_capacity; k++)
+            atomic_store(&table[k].state, PSP_POOL_GONE); /* claimed children are the caller's */
+    }
+    for (int k = 0; k < ch->pool_fd_count; k++)
+        psp_close_fd(&ch->pool_fds[k]);
+    ch->pool_fd_count = 0;
 }
 
 /* Whether the pool can serve the plan's instances at all: no per-spawn option but CPU

@@ -17,6 +17,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/self.h"
 #include "proxy/proxy.h"
 
 static void notify(int fd)
@@ -81,19 +82,6 @@ static int map_segment(struct psp_proxy *p)
 
 /* Forking a process with more than one thread copies only the caller: locks held by
  * the others stay locked forever in every child. */
-static int count_threads(void)
-{
-    DIR *dir = opendir("/proc/self/task");
-    if (dir == NULL)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(dir)) != NULL)
-        n += e->d_name[0] != '.';
-    closedir(dir);
-    return n;
-}
-
 /* The highest descriptor open now (those of the proxy: later ones are a request's). */
 static int highest_descriptor(void)
 {
@@ -181,7 +169,7 @@ static void start_up(struct psp_proxy *p)
     int err = map_segment(p);
     if (err != 0)
         fail_startup(p, err);
-    if (count_threads() > 1)
+    if (psp_thread_count() > 1)
         fail_startup(p, EDEADLK);
     p->tid_field = find_tid_field();
     if (p->prefault)
