@@ -1,7 +1,7 @@
 /* fork_probe REPORT OUTDIR: fork + exec of the report fixture with what launchers do
  * between the two (descriptors, working directory, umask, limits, signals, process
  * groups), and the cases the fork handoff must leave to the real exec (a new session, a
- * parent-death signal, namespaces or oom_score_adj changed by raw system calls, a child waiting for its parent, a child that never execs, a
+ * parent-death signal, namespaces changed by unshare() or by raw system calls, oom_score_adj, a child waiting for its parent, a child that never execs, a
  * multi-threaded launcher, SIGCHLD ignored), and launches after the zygote was killed. Run plainly and with libpspawn_intercept.so
  * preloaded; compare.py compares the two runs. One line per case on stdout; the child's
  * JSON in OUTDIR/NAME.json. Each case also checks, in both runs, what fork must keep: the
@@ -58,7 +58,7 @@ static long reported_pid(const char *name)
 enum prep {
     PREP_NONE, PREP_DUP2, PREP_DEVNULL_STDIN, PREP_CHDIR, PREP_UMASK, PREP_RLIMIT, PREP_IGNORE, PREP_MASK,
     PREP_PGROUP, PREP_CLOSE_RANGE, PREP_CLOSE_LOOP, PREP_SETSID, PREP_PDEATHSIG, PREP_WAIT_PARENT, PREP_NO_EXEC, PREP_KILLED, PREP_MISSING,
-    PREP_UNSHARE_UTS, PREP_UNSHARE_USER, PREP_OOM_ADJ,
+    PREP_UNSHARE_UTS, PREP_UNSHARE_USER, PREP_OOM_ADJ, PREP_UNSHARE_LIBC, PREP_OPATH, PREP_HIGH_FD, PREP_HIGHER_FD,
 };
 
 /* The child's side: what a launcher does between fork and exec, then the exec. */
@@ -92,9 +92,11 @@ static void child(const char *name, enum prep prep, const char *extra, int sync_
     case PREP_RLIMIT:
         setrlimit(RLIMIT_NOFILE, &lim);
         break;
-    case PREP_IGNORE:
+    case PREP_IGNORE: /* a real-time one too: the interceptor reads all 64 */
         signal(SIGHUP, SIG_IGN);
         signal(SIGUSR2, SIG_IGN);
+        signal(SIGRTMIN + 5, SIG_IGN);
+        signal(SIGRTMAX, SIG_IGN);
         break;
     case PREP_MASK:
         sigemptyset(&set);
@@ -145,6 +147,26 @@ static void child(const char *name, enum prep prep, const char *extra, int sync_
         if (fd < 0 || write(fd, "500", 3) != 3)
             _exit(122);
         close(fd);
+        break;
+    case PREP_UNSHARE_LIBC:
+        if (unshare(CLONE_NEWUTS) != 0)
+            _exit(122);
+        break;
+    /* Descriptors the exec'd program inherits that poll() would call closed (O_PATH), and
+     * ones that grow the descriptor table past what the interceptor scans (it lists
+     * /proc/self/fd then). */
+    case PREP_OPATH:
+        fd = open("/tmp", O_PATH | O_DIRECTORY);
+        if (fd < 0 || dup2(fd, 9) != 9 || close(fd) != 0)
+            _exit(120);
+        break;
+    case PREP_HIGH_FD:
+        if (dup2(1, 200) != 200)
+            _exit(120);
+        break;
+    case PREP_HIGHER_FD:
+        if (dup2(1, 700) != 700 || dup2(1, 300) != 300)
+            _exit(120);
         break;
     case PREP_NONE:
         break;
@@ -248,6 +270,10 @@ int main(int argc, char **argv)
     run("unshare_uts", PREP_UNSHARE_UTS, NULL);
     run("unshare_user", PREP_UNSHARE_USER, NULL);
     run("oom_adj", PREP_OOM_ADJ, NULL);
+    run("unshare_libc", PREP_UNSHARE_LIBC, NULL);
+    run("opath", PREP_OPATH, NULL);
+    run("high_fd", PREP_HIGH_FD, NULL);
+    run("higher_fd", PREP_HIGHER_FD, NULL);
     kill_zygotes();
     for (int i = 0; i < 4; i++)
         run("after_zygote_killed", PREP_NONE, NULL);

@@ -12,6 +12,9 @@
 struct psi_config psi_config = {.after = 2, .fork = true, .fork_wait_ms = 50};
 struct psi_real psi_real;
 pid_t (*psi_real_vfork)(void);
+#if PSI_SEES_NAMESPACE_SYSCALLS
+long (*psi_real_syscall)(long, ...);
+#endif
 static int tracked_umask = -1;
 
 static char **split_list(const char *value)
@@ -123,6 +126,9 @@ void psi_real_load(void)
     psi_real.unshare = (__typeof__(psi_real.unshare))dlsym(RTLD_NEXT, "unshare");
     psi_real.setns = (__typeof__(psi_real.setns))dlsym(RTLD_NEXT, "setns");
     psi_real.dup3 = (__typeof__(psi_real.dup3))dlsym(RTLD_NEXT, "dup3");
+#if PSI_SEES_NAMESPACE_SYSCALLS
+    psi_real_syscall = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+#endif
 }
 
 int psi_current_umask(void)

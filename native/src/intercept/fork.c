@@ -275,8 +275,8 @@ static struct psi_state *unpack(const struct psi_handoff_request *req, size_t si
 }
 
 /* Through the zygote: the pid, or 0 (*why). */
-static pid_t serve(const char *exe, const struct psi_state *st, const struct psi_identity *id, char *const argv[],
-                   char *const envp[], const char **why)
+static pid_t serve(const char *exe, const struct psi_state *st, const struct psi_identity *id,
+                   bool namespaces_inherited, char *const argv[], char *const envp[], const char **why)
 {
     struct psi_zygote *z = psi_zygote_get(exe, envp);
     if (z == NULL)
@@ -284,8 +284,12 @@ static pid_t serve(const char *exe, const struct psi_state *st, const struct psi
     struct psi_child child;
     struct psi_actions none = {.count = 0, .items = NULL};
     pid_t p = 0;
-    if ((*why = psi_identity_differs(id, &psi_zygote_snapshot(z)->identity)) == NULL &&
-        psi_child_build(&child, psi_zygote_snapshot(z), st, &none, NULL, why) == 0)
+    const struct psi_snapshot *snap = psi_zygote_snapshot(z);
+    struct psi_identity child_id = *id;
+    if (namespaces_inherited) /* ours: this launcher waits in fork(), single-threaded */
+        psi_namespaces_take_since(child_id.ns, &snap->identity, snap->ns_epoch);
+    if ((*why = psi_identity_differs(&child_id, &snap->identity)) == NULL &&
+        psi_child_build(&child, snap, st, &none, NULL, why) == 0)
         p = psi_zygote_spawn(z, exe, argv, envp, &child, why);
     psi_zygote_put(z);
     return p;
@@ -302,7 +306,7 @@ pid_t psi_handoff_serve(const struct psi_handoff_request *req, size_t size, int 
     } else {
         char *edited = NULL;
         char **child_env = psi_child_environment(envp, &edited);
-        p = serve(exe, st, &req->identity, argv, child_env, &why);
+        p = serve(exe, st, &req->identity, req->namespaces_inherited, argv, child_env, &why);
         if (p > 0)
             psi_log("fork+exec %s: served by zygote, pid %d", exe, (int)p);
         else if (why != NULL)

@@ -20,10 +20,12 @@
 static int armed_fd = -1;
 static pid_t armed_pid;
 static ino_t armed_ino;
+static unsigned armed_ns_epoch; /* psi_namespace_epoch() at the fork */
 
 /* The socket moves up, out of the way of a child that closes or reuses low numbers;
- * close, close_range and closefrom (close.c) keep it open. */
-#define HIGH_FD 1000
+ * close, close_range and closefrom (close.c) keep it open. Not higher: the child's state
+ * is read by scanning its descriptor table (state.c), which a high number would grow. */
+#define HIGH_FD 64
 
 /* Still our socket: not closed by a raw system call, nor replaced by dup2. */
 static bool still_ours(int fd)
@@ -35,9 +37,7 @@ static bool still_ours(int fd)
 void psi_handoff_arm(int fd)
 {
     struct rlimit files;
-    int floor = getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur > HIGH_FD + 64 ? HIGH_FD
-                : files.rlim_cur > 128                                              ? (int)files.rlim_cur - 64
-                                                                                    : -1;
+    int floor = getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur > 2 * HIGH_FD ? HIGH_FD : -1;
     int high = floor > fd ? fcntl(fd, F_DUPFD_CLOEXEC, floor) : -1;
     if (high >= 0) {
         close(fd);
@@ -47,6 +47,7 @@ void psi_handoff_arm(int fd)
     armed_fd = fstat(fd, &st) == 0 ? fd : -1;
     armed_ino = st.st_ino;
     armed_pid = getpid();
+    armed_ns_epoch = psi_namespace_epoch();
     if (armed_fd < 0)
         close(fd);
 }
@@ -144,7 +145,13 @@ static struct psi_handoff_request *build_request(const char *exe, char *const ar
     req->argc = argc;
     req->envc = envc;
     req->strings = (uint32_t)strings;
-    psi_identity_take(&req->identity);
+    /* In the launcher's namespaces unless it moved since the fork: then the launcher,
+     * which knows its own, fills them in (fork.c); ten reads saved here (~70 µs). */
+    req->namespaces_inherited = PSI_SEES_NAMESPACE_SYSCALLS && psi_namespace_epoch() == armed_ns_epoch;
+    if (req->namespaces_inherited)
+        psi_identity_take_but_namespaces(&req->identity);
+    else
+        psi_identity_take(&req->identity);
     char *at = (char *)req + head;
     size_t len = strlen(exe) + 1;
     memcpy(at, exe, len);

@@ -123,23 +123,74 @@ __attribute__((visibility("default"))) int setns(int fd, int nstype)
     return rc;
 }
 
+/* syscall(): libc's, but syscall(SYS_unshare) and syscall(SYS_setns) also move the epoch,
+ * so that a forked child that changes its namespaces that way before exec is seen (fork.c
+ * trusts the epoch instead of reading them again). A stub in assembly that jumps to libc's
+ * without a frame of its own: syscall(SYS_clone, CLONE_VM | CLONE_VFORK, ...) returns
+ * twice on the same stack, as vfork does. Only these two system calls take a C frame. */
+#if PSI_SEES_NAMESPACE_SYSCALLS
+#define PSI_STRING(x) #x
+#define PSI_NUMBER(x) PSI_STRING(x)
+__asm__(".text\n"
+        ".globl syscall\n"
+        ".type syscall, @function\n"
+        "syscall:\n"
+        "    endbr64\n"
+        "    cmp $" PSI_NUMBER(__NR_unshare) ", %rdi\n"
+        "    je psi_syscall_counted\n"
+        "    cmp $" PSI_NUMBER(__NR_setns) ", %rdi\n"
+        "    je psi_syscall_counted\n"
+        "    mov psi_real_syscall(%rip), %r11\n" /* r11: not an argument, %al counts vector ones */
+        "    test %r11, %r11\n"
+        "    jz psi_syscall_counted\n" /* called before our constructor: load, then call */
+        "    jmp *%r11\n"
+        ".size syscall, .-syscall\n");
+
+long psi_syscall_counted(long number, long a1, long a2, long a3, long a4, long a5, long a6)
+{
+    if (psi_real_syscall == NULL)
+        psi_real_load();
+    long rc = psi_real_syscall(number, a1, a2, a3, a4, a5, a6);
+    if (number == __NR_unshare || number == __NR_setns)
+        atomic_fetch_add(&ns_epoch, 1);
+    return rc;
+}
+#endif
+
+/* This process's namespaces now. */
+static void take_namespaces(uint64_t ns[PSI_NAMESPACES])
+{
+    struct psi_identity id;
+    if (!namespaces_by_pidfd(&id)) {
+        memset(id.ns, 0, sizeof(id.ns));
+        namespaces_by_proc(&id);
+    }
+    memcpy(ns, id.ns, sizeof(id.ns));
+}
+
+void psi_namespaces_take_since(uint64_t ns[PSI_NAMESPACES], const struct psi_identity *then, unsigned then_epoch)
+{
+    if (psi_namespace_epoch() == then_epoch)
+        memcpy(ns, then->ns, sizeof(then->ns));
+    else
+        take_namespaces(ns);
+}
+
 void psi_identity_take_since(struct psi_identity *id, const struct psi_identity *then, unsigned then_epoch)
 {
-    if (psi_namespace_epoch() != then_epoch) {
-        psi_identity_take(id);
-        return;
-    }
     take_all_but_namespaces(id);
-    memcpy(id->ns, then->ns, sizeof(id->ns));
+    psi_namespaces_take_since(id->ns, then, then_epoch);
+}
+
+void psi_identity_take_but_namespaces(struct psi_identity *id)
+{
+    take_all_but_namespaces(id);
 }
 
 void psi_identity_take(struct psi_identity *id)
 {
     take_all_but_namespaces(id);
-    if (!namespaces_by_pidfd(id)) {
-        memset(id->ns, 0, sizeof(id->ns));
-        namespaces_by_proc(id);
-    }
+    take_namespaces(id->ns);
 }
 
 static void take_all_but_namespaces(struct psi_identity *id)

@@ -134,6 +134,20 @@ PSI_HIDDEN void psi_identity_take(struct psi_identity *id);
  * the namespaces are read again only if it called unshare() or setns() since (those are
  * interposed; a raw system call is not seen). */
 PSI_HIDDEN void psi_identity_take_since(struct psi_identity *id, const struct psi_identity *then, unsigned then_epoch);
+/* Its namespaces alone, in the same way. */
+PSI_HIDDEN void psi_namespaces_take_since(uint64_t ns[PSI_NAMESPACES], const struct psi_identity *then,
+                                          unsigned then_epoch);
+/* All but the namespaces (left zero): for a process that knows it has not moved. */
+PSI_HIDDEN void psi_identity_take_but_namespaces(struct psi_identity *id);
+/* Whether every way to change the namespaces short of an inline system call moves the
+ * epoch: unshare() and setns() everywhere, syscall() where it is interposed (x86-64). */
+#if defined(__x86_64__)
+#define PSI_SEES_NAMESPACE_SYSCALLS 1
+PSI_HIDDEN extern long (*psi_real_syscall)(long, ...);
+PSI_HIDDEN long psi_syscall_counted(long number, long a1, long a2, long a3, long a4, long a5, long a6);
+#else
+#define PSI_SEES_NAMESPACE_SYSCALLS 0
+#endif
 PSI_HIDDEN unsigned psi_namespace_epoch(void);
 /* NULL if the same, else what differs. */
 PSI_HIDDEN const char *psi_identity_differs(const struct psi_identity *a, const struct psi_identity *b);
@@ -167,6 +181,8 @@ PSI_HIDDEN bool psi_root_unchanged(const struct psi_snapshot *s);
  * for the fork handoff (fork.c), where it travels to the launcher (descriptors and the
  * working directory over SCM_RIGHTS, `source` then naming the launcher's copies). */
 #define PSI_MAX_STATE_FDS 1024
+/* Descriptor tables up to this size are scanned with F_GETFD, larger ones listed from /proc. */
+#define PSI_FD_SCAN_MAX 256
 struct psi_fd {
     int target;   /* the descriptor number in the process */
     int source;   /* a descriptor of the builder's process for the same file */
@@ -229,6 +245,7 @@ struct psi_handoff_request {
     uint32_t argc;
     uint32_t envc;
     uint32_t strings; /* bytes after the state: path, argv, envp, each NUL-terminated */
+    bool namespaces_inherited; /* identity.ns not read: the launcher's, as at the fork */
     struct psi_identity identity;
     struct psi_state state; /* sent up to fds[state.fd_count]; the strings follow */
 };
