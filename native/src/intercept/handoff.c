@@ -116,7 +116,7 @@ static struct psi_handoff_request *build_request(const char *exe, char *const ar
     size_t strings = strlen(exe) + 1 + strings_size(argv, &argc) + strings_size(envp, &envc);
     struct psi_handoff_request *req = malloc(sizeof(*req) + strings);
     const char *why = NULL;
-    if (req == NULL || psi_state_take(&req->state, &why) != 0) {
+    if (req == NULL || psi_state_take(&req->state, PSI_FD_SCAN_MAX_FORKED, &why) != 0) {
         free(req);
         return NULL;
     }

@@ -66,7 +66,7 @@ static int serve(pid_t *pid, const char *exe, bool relative, const posix_spawn_f
         ; /* logged by the caller */
     else if (st == NULL)
         *why = "out of memory";
-    else if (psi_state_take(st, why) == 0)
+    else if (psi_state_take(st, PSI_FD_SCAN_MAX_LAUNCHER, why) == 0)
         rc = psi_child_build(&child, psi_zygote_snapshot(z), st, &actions, sa, why);
     free(st);
     psi_actions_free(&actions);

@@ -181,8 +181,12 @@ PSI_HIDDEN bool psi_root_unchanged(const struct psi_snapshot *s);
  * for the fork handoff (fork.c), where it travels to the launcher (descriptors and the
  * working directory over SCM_RIGHTS, `source` then naming the launcher's copies). */
 #define PSI_MAX_STATE_FDS 1024
-/* Descriptor tables up to this size are scanned with F_GETFD, larger ones listed from /proc. */
-#define PSI_FD_SCAN_MAX 256
+/* Descriptor tables up to this size are scanned with F_GETFD (~0.2 µs a number here),
+ * larger ones listed from /proc/self/fd. The listing is cheap in a process that has
+ * listed before (the launcher: ~30 µs for a few descriptors) and dear in a freshly forked
+ * one (~80 µs more, and its reaper's waitpid tears the entries down again). */
+#define PSI_FD_SCAN_MAX_LAUNCHER 64
+#define PSI_FD_SCAN_MAX_FORKED 256
 struct psi_fd {
     int target;   /* the descriptor number in the process */
     int source;   /* a descriptor of the builder's process for the same file */
@@ -209,8 +213,9 @@ struct psi_state {
     int fd_count;
     struct psi_fd fds[PSI_MAX_STATE_FDS]; /* fd_count used */
 };
-/* 0, or -1 (*why): /proc/self/fd unreadable or more than PSI_MAX_STATE_FDS open. */
-PSI_HIDDEN int psi_state_take(struct psi_state *st, const char **why);
+/* 0, or -1 (*why): /proc/self unreadable or more than PSI_MAX_STATE_FDS open. scan_max:
+ * PSI_FD_SCAN_MAX_LAUNCHER or _FORKED. */
+PSI_HIDDEN int psi_state_take(struct psi_state *st, int scan_max, const char **why);
 
 /* child_state.c: the attr that gives a zygote child exactly what posix_spawn's child
  * (or, for the fork handoff, the exec of the forked child) would get, from `st` and the

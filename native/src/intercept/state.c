@@ -41,9 +41,7 @@ static int add_descriptor(struct psi_state *st, int fd, int flags)
     return 0;
 }
 
-/* Every open descriptor from /proc/self/fd. A process's first look at its /proc
- * directory makes an entry per descriptor (which its reaper then tears down): ~80 µs
- * in a freshly forked child here, so it serves only tables too large to scan. */
+/* Every open descriptor from /proc/self/fd (see PSI_FD_SCAN_MAX_*). */
 static int list_descriptors(struct psi_state *st)
 {
     int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -72,10 +70,10 @@ static int list_descriptors(struct psi_state *st)
  * an F_GETFD of each number below the table's size (~0.2 µs each; poll() would be one
  * call, but it reports O_PATH descriptors as closed), or the /proc listing for a large
  * table. */
-static int take_descriptors(struct psi_state *st, int fd_table_size)
+static int take_descriptors(struct psi_state *st, int fd_table_size, int scan_max)
 {
     st->fd_count = 0;
-    if (fd_table_size > PSI_FD_SCAN_MAX)
+    if (fd_table_size > scan_max)
         return list_descriptors(st);
     for (int fd = 0; fd < fd_table_size; fd++) {
         int flags = fcntl(fd, F_GETFD);
@@ -123,7 +121,7 @@ static void take_root(struct psi_state *st)
     st->root_ino = known ? root.st_ino : 0;
 }
 
-int psi_state_take(struct psi_state *st, const char **why)
+int psi_state_take(struct psi_state *st, int scan_max, const char **why)
 {
     st->pid = getpid();
     st->pgrp = getpgrp();
@@ -135,7 +133,7 @@ int psi_state_take(struct psi_state *st, const char **why)
         *why = "/proc/self/status unreadable";
         return -1;
     }
-    if (take_descriptors(st, facts.fd_table_size) != 0) {
+    if (take_descriptors(st, facts.fd_table_size, scan_max) != 0) {
         *why = "/proc/self/fd unreadable or too many descriptors";
         return -1;
     }
