@@ -43,7 +43,7 @@ internal static partial class Report
         $"{t.Launches} launches of {t.Target} per run, plain and with libpspawn_intercept.so in the launcher's LD_PRELOAD alternating, " +
         $"{t.Rounds} rounds; wall times are medians, the ratio the median of per-round ratios; the zygote floor " +
         "(benchmarks/native/zygote_floor.c, each round) is the frozen target forking itself, two children at once running main, " +
-        "no launcher: plain / floor is the most any zygote could give" +
+        "no launcher, its areas merged as the interceptor's zygotes do (PSPAWN_CTX_MERGE_TEXT): plain / floor is the most any zygote could give" +
         (t.Versions.Count > 0 ? $" ({string.Join(", ", t.Versions.Values)})" : string.Empty);
 
     private static void PrintTransparent(RunResults r, TextWriter w)

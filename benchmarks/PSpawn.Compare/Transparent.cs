@@ -241,6 +241,7 @@ internal static class TransparentBench
         info.Environment["ZYGOTE_FLOOR_P"] = "2";
         info.Environment["ZYGOTE_FLOOR_ROUNDS"] = "1";
         info.Environment["ZYGOTE_FLOOR_MODES"] = "fork_main";
+        info.Environment["ZYGOTE_FLOOR_MERGE_TEXT"] = "1"; // the interceptor's zygotes merge each library's areas (PSPAWN_CTX_MERGE_TEXT)
         using var p = Process.Start(info);
         if (p == null)
         {

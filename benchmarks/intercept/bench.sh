@@ -2,9 +2,10 @@
 # bench.sh [BUILD_DIR] [ROUNDS]: `make -j2` and `xargs -P2` running pynamic100 200 times,
 # plainly and with libpspawn_intercept.so preloaded, alternating, ROUNDS times each (default
 # 7), each round also timing the zygote floor (libzygote_floor.so: the frozen pynamic100
-# forking itself, 2 children at once, no launcher: what any zygote pays at the least); prints
-# the median wall times and the ratios plain / intercepted and plain / floor (the most any
-# zygote could give here) (docs/benchmarks.md).
+# forking itself, 2 children at once, no launcher, its areas merged as the interceptor's
+# zygotes merge theirs: what any such zygote pays at the least); prints the median wall
+# times and the ratios plain / intercepted and plain / floor (the most any zygote could
+# give here) (docs/benchmarks.md).
 set -euo pipefail
 build=$(cd "${1:-$(dirname "$0")/../../artifacts/native}" && pwd)
 rounds=${2:-7}
@@ -35,7 +36,9 @@ run_xargs() { seq 1 $n | xargs -P2 -n1 "$target"; }
 
 # One floor batch of n launches: its wall time in ms.
 floor_ms() {
+    # Areas merged as the interceptor's zygotes merge them, unless it is told not to.
     LD_BIND_NOW=1 ZYGOTE_FLOOR_N=$n ZYGOTE_FLOOR_P=2 ZYGOTE_FLOOR_ROUNDS=1 ZYGOTE_FLOOR_MODES=fork_main \
+        ZYGOTE_FLOOR_MERGE_TEXT=$([ "${PSPAWN_INTERCEPT_MERGE_TEXT:-1}" = 0 ] && echo 0 || echo 1) \
         LD_PRELOAD="$floor_lib" "$target" | sed -E 's/.*"fork_main_ms":([0-9.]+).*/\1/' | cut -d. -f1
 }
 

@@ -14,7 +14,8 @@
  *   fork+_exit    the same fork, the child calls _exit(0) at once (main left out too).
  *
  * ZYGOTE_FLOOR_MODES (a comma-separated subset of posix_spawn,fork_main,fork_exit) measures
- * only those. Prints JSON: the median wall time of a batch per mode (ms, null if not
+ * only those. ZYGOTE_FLOOR_MERGE_TEXT=1 first merges each object's read-only areas into its
+ * text as PSPAWN_CTX_MERGE_TEXT does (the proxy's own code), the floor of such a zygote. Prints JSON: the median wall time of a batch per mode (ms, null if not
  * measured) and the ratios posix_spawn / fork+main (the best speed-up a zygote can give this
  * workload here) and posix_spawn / fork+_exit. */
 #include <errno.h>
@@ -27,6 +28,7 @@
 #include <unistd.h>
 
 #include "floor.h"
+#include "proxy/proxy.h"
 
 
 enum mode { SPAWN, FORK_MAIN, FORK_EXIT, MODES };
@@ -117,6 +119,8 @@ static int floor_main(int argc, char **argv, char **envp)
     unsetenv("LD_PRELOAD");
     int n = env_number("ZYGOTE_FLOOR_N", 200), p = env_number("ZYGOTE_FLOOR_P", 2);
     int rounds = env_number("ZYGOTE_FLOOR_ROUNDS", 7);
+    if (env_number("ZYGOTE_FLOOR_MERGE_TEXT", 0) == 1 && psp_merge_text() < 0)
+        return 2;
     double *times[MODES];
     for (int m = 0; m < MODES; m++)
         if ((times[m] = calloc((size_t)rounds, sizeof(double))) == NULL)

@@ -87,6 +87,7 @@ static void emit_library(void)
     UINT(CtxNumaReplicas, PSPAWN_CTX_NUMA_REPLICAS);
     UINT(CtxFdsAboveLimit, PSPAWN_CTX_FDS_ABOVE_LIMIT);
     UINT(CtxWatchImage, PSPAWN_CTX_WATCH_IMAGE);
+    UINT(CtxMergeText, PSPAWN_CTX_MERGE_TEXT);
     INT(PoolMax, PSPAWN_POOL_MAX);
     INT(ModeZygote, PSPAWN_MODE_ZYGOTE);
     INT(ModeRelay, PSPAWN_MODE_RELAY);

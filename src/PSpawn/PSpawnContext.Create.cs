@@ -125,6 +125,11 @@ public sealed partial class PSpawnContext
                 attr.Flags |= Interop.PSpawnCore.CtxWatchImage;
             }
 
+            if (options.MergeText)
+            {
+                attr.Flags |= Interop.PSpawnCore.CtxMergeText;
+            }
+
             attr.ProxyLibrary = nativeProxyLibrary;
             attr.ProxyEnvp = proxyEnvp.Pointer;
 

@@ -4,7 +4,7 @@
 # results (every child's report JSON, the launcher's sorted stdout and stderr, its exit
 # status) must be identical (compare.py), and the debug log must show the launches the
 # interceptor is expected to serve as "served by zygote" (so that a silent fallback
-# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, closefds, chroot, identity, exec, fdlimit, libchange, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
+# cannot pass). CASE: probe, fork, fork_pool, wait, jobcontrol, make, make_k, chaos, closefds, chroot, identity, exec, mergetext, fdlimit, libchange, ninja, rust, python, python_vfork, xargs, bash, others, dotnet, dotnet_threads, options.
 set -uo pipefail
 build=$(cd "$1" && pwd)
 case=$2
@@ -273,6 +273,31 @@ EOF2
     PRELOAD_SHELL=1 run_twice "$prepare && for v in 2 3 4; do for i in 1 2 3 4 5 6; do ./main; done; gcc -shared -fPIC -DVERSION=\"\\\"v\$v\\\"\" -o libv.so.new '$tmp/v.c' && if [ \$v = 3 ]; then cp libv.so.new libv.so; else mv libv.so.new libv.so; fi; done; ./main; ./main; echo bash=\$?" || fail "results differ (bash)"
     served_at_least 6
     [ "$(grep -c 'errno 116' "$tmp/intercepted.log")" -ge 2 ] || fail "no zygote refused with ESTALE after the changes (bash)"
+    ;;
+mergetext)
+    # PSPAWN_CTX_MERGE_TEXT, on by default: a zygote child of a bash loop has fewer areas in
+    # /proc/<pid>/maps than the same program exec'd (launches 1-2 are real calls, 3-6
+    # served); with PSPAWN_INTERCEPT_MERGE_TEXT=0 it has at least as many (the proxy's
+    # library is mapped in it too).
+    areas() {
+        env PSPAWN_DEBUG=1 PSPAWN_DEBUG_FILE="$log" PSPAWN_INTERCEPT_AFTER=2 "$@" LD_PRELOAD="$lib" bash -c '
+            for i in 1 2 3 4 5 6; do
+                "$0" --report-out=/dev/null --report-sleep-ms=2000 & p=$!
+                sleep 0.3 # past its start-up
+                echo "$(wc -l </proc/$p/maps)"
+                kill $p; wait $p || :
+            done' "$report"
+    }
+    merged=$(areas) || fail "the loop failed"
+    grep -q "merge text 1" "$log" || fail "the interceptor did not say it merges"
+    grep -q "served by zygote" "$log" || fail "nothing served"
+    rm -f "$log"
+    unmerged=$(areas PSPAWN_INTERCEPT_MERGE_TEXT=0) || fail "the loop failed"
+    echo "areas, merged: $(echo $merged); PSPAWN_INTERCEPT_MERGE_TEXT=0: $(echo $unmerged)"
+    set -- $merged
+    [ "$#" -eq 6 ] && [ "$6" -lt "$1" ] && [ "$3" -lt "$1" ] || fail "served children do not have fewer areas: $merged"
+    set -- $unmerged
+    [ "$#" -eq 6 ] && [ "$6" -ge "$1" ] || fail "unmerged served children have fewer areas: $unmerged"
     ;;
 xargs)
     run_twice "seq 1 150 | env \$PRELOAD xargs -P2 -I{} \"\$REPORT\" --report-out=\"\$OUT\"/x{}.json x{}; seq 1 100 | env \$PRELOAD xargs -P2 -n1 '$pynamic'; seq 1 50 | env \$PRELOAD xargs -P2 -I{} sh -c '\"\$REPORT\" --report-out=\"\$OUT\"/s{}.json --report-exit=\$(( {} % 3 ))'; echo xargs=\$?; seq 1 20 | env \$PRELOAD xargs -n1 '$build/bin/report' --report-exit=3 >/dev/null; echo exit3=\$?; seq 1 5 | env \$PRELOAD xargs -n1 /nonexistent/pspawn-missing; echo missing=\$?; seq 1 5 | env \$PRELOAD xargs -n1 '$build/bin/report' --report-signal=15 >/dev/null; echo signal=\$?" ||

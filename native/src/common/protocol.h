@@ -36,6 +36,7 @@
 #define PSP_CONFIG_PREFAULT 0x2u
 #define PSP_CONFIG_DEFERRED 0x4u /* freeze at pspawn_ready(), not before main */
 #define PSP_CONFIG_WATCH_IMAGE 0x8u /* refuse requests (ESTALE) once a file of the image changed */
+#define PSP_CONFIG_MERGE_TEXT 0x10u /* read-only file pages beside text get its protection */
 
 /* Instances one request may carry (= PSPAWN_MAX_SPAWNS, the most one call may ask for). */
 #define PSP_MAX_COUNT (1u << 20)

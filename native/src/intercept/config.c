@@ -95,6 +95,7 @@ void psi_config_load(void)
     psi_config.fork_wait_ms = number("PSPAWN_INTERCEPT_FORK_WAIT_MS", 50);
     psi_config.vfork = number("PSPAWN_INTERCEPT_VFORK", 0) == 1;
     psi_config.threads = number("PSPAWN_INTERCEPT_THREADS", 0) == 1;
+    psi_config.merge_text = number("PSPAWN_INTERCEPT_MERGE_TEXT", 1) != 0;
     psi_config.pool = number("PSPAWN_INTERCEPT_POOL", 0);
     if (psi_config.pool < 0 || psi_config.pool > PSPAWN_POOL_MAX)
         psi_config.pool = 0;

@@ -115,6 +115,8 @@ static void create_context(struct psi_entry *e, char *const envp[])
     attr.proxies = 1; /* unpinned: children keep the affinity of the proxy, the caller's */
     attr.flags |= PSPAWN_CTX_FDS_ABOVE_LIMIT; /* the launcher's descriptor budget stays its own */
     attr.flags |= PSPAWN_CTX_WATCH_IMAGE;     /* a rebuilt library: ESTALE, then a new zygote */
+    if (psi_config.merge_text)                /* fewer areas per fork and exit (docs/design.md) */
+        attr.flags |= PSPAWN_CTX_MERGE_TEXT;
     attr.proxy_envp = envp;
     /* PSPAWN_INTERCEPT_POOL: spawns (all carry the exact child state) are handed to parked
      * children, the proxy forking between launches instead of during one; slower on the

@@ -168,8 +168,8 @@ __attribute__((constructor)) static void load(void)
     psi_log_init();
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     loaded = psi_real.spawn != NULL && psi_real.spawnp != NULL;
-    psi_log("loaded (after %d launches; inherit %d; disabled %d)", psi_config.after, psi_config.inherit,
-            psi_config.disabled);
+    psi_log("loaded (after %d launches; inherit %d; disabled %d; merge text %d)", psi_config.after,
+            psi_config.inherit, psi_config.disabled, psi_config.merge_text);
 }
 
 __attribute__((destructor)) static void unload(void)

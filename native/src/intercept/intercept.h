@@ -32,6 +32,7 @@ struct psi_config {
     bool vfork;         /* PSPAWN_INTERCEPT_VFORK=1: vfork is a handoff fork too (vfork.c) */
     bool threads;       /* PSPAWN_INTERCEPT_THREADS=1: the handoff in multi-threaded launchers too */
     int pool;           /* PSPAWN_INTERCEPT_POOL (default 0): parked children per zygote */
+    bool merge_text;    /* PSPAWN_INTERCEPT_MERGE_TEXT (default 1): PSPAWN_CTX_MERGE_TEXT */
     char *self_path;    /* this library's path (as the loader found it) */
 };
 PSI_HIDDEN extern struct psi_config psi_config;

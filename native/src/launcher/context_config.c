@@ -65,7 +65,7 @@ bool psp_context_attr_valid(const pspawn_context_attr_t *attr)
              (attr->kernel == PSPAWN_KERNEL_REQUIRE && (attr->flags & PSPAWN_CTX_RELAY)) ||
              (attr->flags & ~(PSPAWN_CTX_FALLBACK | PSPAWN_CTX_RELAY | PSPAWN_CTX_NO_BIND_NOW | PSPAWN_CTX_PREFAULT |
                               PSPAWN_CTX_EXEC | PSPAWN_CTX_DEFERRED | PSPAWN_CTX_NUMA_REPLICAS |
-                              PSPAWN_CTX_FDS_ABOVE_LIMIT | PSPAWN_CTX_WATCH_IMAGE)) != 0 ||
+                              PSPAWN_CTX_FDS_ABOVE_LIMIT | PSPAWN_CTX_WATCH_IMAGE | PSPAWN_CTX_MERGE_TEXT)) != 0 ||
              ((attr->flags & PSPAWN_CTX_EXEC) && (attr->flags & PSPAWN_CTX_RELAY)));
 }
 

@@ -229,6 +229,7 @@ int psp_exec_proxy(struct psp_channel *ch, int proxy_socket)
     char config[64];
     unsigned flags = (cfg->relay ? PSP_CONFIG_RELAY : 0) | (cfg->flags & PSPAWN_CTX_PREFAULT ? PSP_CONFIG_PREFAULT : 0) |
                      (cfg->flags & PSPAWN_CTX_WATCH_IMAGE ? PSP_CONFIG_WATCH_IMAGE : 0) |
+                     (cfg->flags & PSPAWN_CTX_MERGE_TEXT ? PSP_CONFIG_MERGE_TEXT : 0) |
                      (cfg->flags & PSPAWN_CTX_DEFERRED ? PSP_CONFIG_DEFERRED : 0);
     snprintf(config, sizeof(config), "%u:%d:%u", PSP_PROTOCOL_VERSION, (int)getpid(), flags);
     char **env = build_proxy_env(cfg->proxy_envp ? cfg->proxy_envp : environ, cfg->proxy_library, config,

@@ -36,6 +36,7 @@ __attribute__((constructor)) static void psp_proxy_constructor(void)
     psp_the_proxy.relay = (flags & PSP_CONFIG_RELAY) != 0;
     psp_the_proxy.prefault = (flags & PSP_CONFIG_PREFAULT) != 0;
     psp_the_proxy.watch_image = (flags & PSP_CONFIG_WATCH_IMAGE) != 0;
+    psp_the_proxy.merge_text = (flags & PSP_CONFIG_MERGE_TEXT) != 0;
     g_deferred = (flags & PSP_CONFIG_DEFERRED) != 0;
     unsetenv(PSP_ENV_CONFIG);
     g_active = true;

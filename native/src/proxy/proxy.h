@@ -50,6 +50,7 @@ struct psp_proxy {
     bool relay;
     bool prefault;
     bool watch_image;       /* PSP_CONFIG_WATCH_IMAGE (image_watch.c) */
+    bool merge_text;        /* PSP_CONFIG_MERGE_TEXT (merge_text.c) */
     int image_watch_fd;     /* its inotify descriptor, or -1 */
     bool image_stale;       /* a file of the image changed: every request gets ESTALE */
     struct psp_shared *shared;
@@ -96,8 +97,18 @@ int psp_receive_fds(int *fds, uint32_t count);
 void psp_drain_fds(void);
 void psp_close_fds(int *fds, uint32_t count);
 
+/* maps.c: the proxy's mappings in address order (a malloc'd array), or an errno. */
+struct psp_mapping {
+    unsigned long start, end, offset, dev, inode; /* inode 0: not a file */
+    int prot;                                     /* PROT_* */
+    bool private_copy;                            /* MAP_PRIVATE */
+};
+int psp_read_mappings(struct psp_mapping **out, size_t *count);
 /* prefault.c: make forks copy the page tables of file mappings (see there). */
 void psp_prefault_mappings(void);
+/* merge_text.c: read-only file pages next to text get its protection, so that the kernel
+ * merges them (PSP_CONFIG_MERGE_TEXT); the number of areas changed, or -errno. */
+int psp_merge_text(void);
 
 /* image_watch.c: watch the image's files (0 or an errno); whether one changed since. */
 int psp_image_watch_start(struct psp_proxy *p);

@@ -174,6 +174,8 @@ static void start_up(struct psp_proxy *p)
     p->tid_field = find_tid_field();
     if (p->prefault)
         psp_prefault_mappings();
+    if (p->merge_text)
+        psp_merge_text(); /* best effort: unmerged areas only cost time */
     p->image_watch_fd = -1;
     if (p->watch_image && (err = psp_image_watch_start(p)) != 0)
         fail_startup(p, err);
