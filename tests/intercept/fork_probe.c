@@ -58,7 +58,7 @@ static long reported_pid(const char *name)
 enum prep {
     PREP_NONE, PREP_DUP2, PREP_DEVNULL_STDIN, PREP_CHDIR, PREP_UMASK, PREP_RLIMIT, PREP_IGNORE, PREP_MASK,
     PREP_PGROUP, PREP_CLOSE_RANGE, PREP_CLOSE_LOOP, PREP_SETSID, PREP_PDEATHSIG, PREP_WAIT_PARENT, PREP_NO_EXEC, PREP_KILLED, PREP_MISSING,
-    PREP_UNSHARE_UTS, PREP_UNSHARE_USER, PREP_OOM_ADJ, PREP_UNSHARE_LIBC, PREP_OPATH, PREP_HIGH_FD, PREP_HIGHER_FD,
+    PREP_UNSHARE_UTS, PREP_UNSHARE_USER, PREP_OOM_ADJ, PREP_UNSHARE_LIBC, PREP_OPATH, PREP_HIGH_FD, PREP_HIGHER_FD, PREP_DUP2_64,
 };
 
 /* The child's side: what a launcher does between fork and exec, then the exec. */
@@ -168,6 +168,11 @@ static void child(const char *name, enum prep prep, const char *extra, int sync_
         if (dup2(1, 700) != 700 || dup2(1, 300) != 300)
             _exit(120);
         break;
+    case PREP_DUP2_64: /* over the number the interceptor moves its handoff socket to */
+        fd = open("/dev/null", O_RDONLY);
+        if (fd < 0 || dup2(fd, 64) != 64 || close(fd) != 0)
+            _exit(120);
+        break;
     case PREP_NONE:
         break;
     }
@@ -274,6 +279,7 @@ int main(int argc, char **argv)
     run("opath", PREP_OPATH, NULL);
     run("high_fd", PREP_HIGH_FD, NULL);
     run("higher_fd", PREP_HIGHER_FD, NULL);
+    run("dup2_64", PREP_DUP2_64, NULL);
     kill_zygotes();
     for (int i = 0; i < 4; i++)
         run("after_zygote_killed", PREP_NONE, NULL);

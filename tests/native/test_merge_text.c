@@ -112,6 +112,20 @@ static void fewer_areas_nothing_writable_and_executable(void)
     CHECK_EQ_INT(plain.writable_exec, 0);
 }
 
+/* With PSPAWN_CTX_PREFAULT too (which writes to every file area first, giving it an
+ * anon_vma): merged as well, against a plain layout (prefaulting alone joins some read-only
+ * areas to their RELRO neighbours). */
+static void with_prefault_too(void)
+{
+    static struct layout plain, merged;
+    child_layout("report", 0, &plain);
+    child_layout("report", PSPAWN_CTX_PREFAULT | PSPAWN_CTX_MERGE_TEXT, &merged);
+    fprintf(stderr, "prefaulted: areas %d -> %d, read-only beside text %d\n", plain.areas, merged.areas, plain.split);
+    CHECK(plain.split > 0);
+    CHECK(merged.areas <= plain.areas - plain.split);
+    CHECK_EQ_INT(merged.writable_exec, 0);
+}
+
 /* pynamic10 calls into each of its 10 libraries and checks what they return. */
 static void children_run_the_same(void)
 {
@@ -140,6 +154,7 @@ int main(int argc, char **argv)
 {
     static const struct test_case cases[] = {
         {"fewer_areas_nothing_writable_and_executable", fewer_areas_nothing_writable_and_executable},
+        {"with_prefault_too", with_prefault_too},
         {"children_run_the_same", children_run_the_same},
     };
     return run_tests(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
