@@ -6,8 +6,8 @@
  * pages of the file at consecutive addresses, apart only in protection; giving the two
  * read-only ones the text's protection lets the kernel merge all three into one area, the
  * layout linkers produced before separate-code. fork() copies, and exit() tears down,
- * every area one by one (~0.7 µs each in fork, ~1 µs in exit and reap here), so a zygote of pynamic100 (100
- * libraries) goes from 547 areas to 339 for each of its children.
+ * every area one by one (~0.7 µs each in fork, ~1 µs in exit and reap here), so a zygote
+ * of pynamic100 (100 libraries) goes from 547 areas to 339 for each of its children.
  *
  * The price: those read-only pages become executable in the proxy and its children (not
  * writable: no page is both). The RELRO area is never touched. Best effort: an area the
