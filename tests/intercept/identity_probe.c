@@ -1,11 +1,13 @@
-/* identity_probe REPORT REPORT2 REPORT3 OUTDIR: a launcher that changes what its children
- * inherit after a zygote started: its oom_score_adj, then (as root) a second seccomp filter
- * on top of a first and its UTS namespace. posix_spawn's children get the new ones; a zygote
+/* identity_probe REPORT REPORT2 REPORT3 REPORT4 REPORT5 OUTDIR: a launcher that changes what
+ * its children inherit after a zygote started: its oom_score_adj, then (as root) a second
+ * seccomp filter on top of a first, its UTS namespace, and the UTS namespace of a second
+ * thread that then spawns and starts a zygote the main thread spawns from (namespaces are
+ * per thread: posix_spawn's child gets the calling thread's). posix_spawn's children get the new ones; a zygote
  * child would get the proxy's, so the interceptor must make those launches for real. Each
- * change is made while a fresh zygote (of another copy of the fixture, REPORT2, REPORT3)
- * serves, so each is seen on its own. Each child's report (OUTDIR/NAME.out, not compared as
+ * change is made while a fresh zygote (of another copy of the fixture, REPORT2-5) serves, so each is seen on its own. Each child's report (OUTDIR/NAME.out, not compared as
  * files) is read back and what matters printed: whether it has the launcher's value. */
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -70,16 +72,33 @@ static long long own_status(const char *field)
 static long long own_uts(void)
 {
     struct stat st;
-    return stat("/proc/self/ns/uts", &st) == 0 ? (long long)st.st_ino : -1;
+    return stat("/proc/thread-self/ns/uts", &st) == 0 ? (long long)st.st_ino : -1;
+}
+
+/* A second thread moves to a UTS namespace of its own, then launches REPORT4 twice (a
+ * zygote the main thread started serves it), then starts a zygote of REPORT5 there. */
+static void *spawning_thread(void *exes)
+{
+    char **exe = exes;
+    if (unshare(CLONE_NEWUTS) != 0) {
+        printf("thread: unshare failed\n");
+        return NULL;
+    }
+    for (int k = 0; k < 2; k++) {
+        long long child = launch(exe[0], "thread_uts", "uts_ns");
+        printf("thread%d: in the spawning thread's new UTS namespace: %s\n", k, child == own_uts() ? "yes" : "no");
+    }
+    warm(exe[1], "tzygote", "oom_score_adj");
+    return NULL;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: identity_probe REPORT REPORT2 REPORT3 OUTDIR\n");
+    if (argc != 7) {
+        fprintf(stderr, "usage: identity_probe REPORT REPORT2 REPORT3 REPORT4 REPORT5 OUTDIR\n");
         return 2;
     }
-    outdir = argv[4];
+    outdir = argv[6];
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     warm(argv[1], "before", "oom_score_adj");
@@ -114,6 +133,17 @@ int main(int argc, char **argv)
     for (int k = 0; k < 2; k++) {
         long long child = launch(argv[3], "uts", "uts_ns");
         printf("uts%d: in the launcher's new UTS namespace: %s\n", k, child == own_uts() ? "yes" : "no");
+    }
+
+    warm(argv[4], "tns", "oom_score_adj");
+    pthread_t thread;
+    char *exes[] = {argv[4], argv[5]};
+    if (pthread_create(&thread, NULL, spawning_thread, exes) != 0 || pthread_join(thread, NULL) != 0)
+        return 2;
+    /* The main thread's namespace is not the one the REPORT5 zygote started in. */
+    for (int k = 0; k < 2; k++) {
+        long long child = launch(argv[5], "main_uts", "uts_ns");
+        printf("main%d: in the main thread's UTS namespace: %s\n", k, child == own_uts() ? "yes" : "no");
     }
     return 0;
 }

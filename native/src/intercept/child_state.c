@@ -394,7 +394,7 @@ int psi_snapshot_take(struct psi_snapshot *s, const char *path)
     s->nice = getpriority(PRIO_PROCESS, 0);
     s->no_new_privs = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
     s->umask = psi_current_umask();
-    s->ns_epoch = psi_namespace_epoch();
+    s->ns_mark = psi_namespace_mark();
     psi_identity_take(&s->identity);
     return 0;
 }

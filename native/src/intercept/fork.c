@@ -287,7 +287,7 @@ static pid_t serve(const char *exe, const struct psi_state *st, const struct psi
     const struct psi_snapshot *snap = psi_zygote_snapshot(z);
     struct psi_identity child_id = *id;
     if (namespaces_inherited) /* ours: this launcher waits in fork(), single-threaded */
-        psi_namespaces_take_since(child_id.ns, &snap->identity, snap->ns_epoch);
+        psi_namespaces_take_since(child_id.ns, &snap->identity, snap->ns_mark);
     if ((*why = psi_identity_differs(&child_id, &snap->identity)) == NULL &&
         psi_child_build(&child, snap, st, &none, NULL, why) == 0)
         p = psi_zygote_spawn(z, exe, argv, envp, &child, why);

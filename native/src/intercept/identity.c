@@ -37,10 +37,18 @@ static uint64_t inode_of(int fd)
     return ino;
 }
 
-/* False if this kernel has no such ioctls (id->ns untouched then). */
+/* pidfd_open's PIDFD_THREAD (Linux 6.9): a pidfd of this thread, not of the process. */
+#define PSI_PIDFD_THREAD O_EXCL
+
+/* The calling thread's namespaces (they are per thread: unshare() and setns() move only
+ * the caller, and posix_spawn's child gets the spawning thread's). False if this kernel
+ * cannot say so through a pidfd (id->ns untouched then). */
 static bool namespaces_by_pidfd(struct psi_identity *id)
 {
-    int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    int pidfd = (int)syscall(SYS_pidfd_open, tid, PSI_PIDFD_THREAD);
+    if (pidfd < 0 && errno == EINVAL && tid == getpid())
+        pidfd = (int)syscall(SYS_pidfd_open, tid, 0); /* before 6.9: the leader's are its own */
     if (pidfd < 0)
         return false;
     bool supported = true;
@@ -60,7 +68,7 @@ static void namespaces_by_proc(struct psi_identity *id)
     for (int i = 0; i < PSI_NAMESPACES; i++) {
         char path[64];
         struct stat st;
-        snprintf(path, sizeof(path), "/proc/self/ns/%s", namespaces[i]);
+        snprintf(path, sizeof(path), "/proc/thread-self/ns/%s", namespaces[i]);
         id->ns[i] = stat(path, &st) == 0 ? (uint64_t)st.st_ino : 0;
     }
 }
@@ -168,18 +176,29 @@ static void take_namespaces(uint64_t ns[PSI_NAMESPACES])
     memcpy(ns, id.ns, sizeof(id.ns));
 }
 
-void psi_namespaces_take_since(uint64_t ns[PSI_NAMESPACES], const struct psi_identity *then, unsigned then_epoch)
+struct psi_ns_mark psi_namespace_mark(void)
 {
-    if (psi_namespace_epoch() == then_epoch)
+    return (struct psi_ns_mark){.epoch = psi_namespace_epoch(), .tid = (pid_t)syscall(SYS_gettid)};
+}
+
+/* Threads share their namespaces until one of them moves. */
+static bool unmoved_since(struct psi_ns_mark mark)
+{
+    return psi_namespace_epoch() == mark.epoch && (mark.epoch == 0 || mark.tid == (pid_t)syscall(SYS_gettid));
+}
+
+void psi_namespaces_take_since(uint64_t ns[PSI_NAMESPACES], const struct psi_identity *then, struct psi_ns_mark mark)
+{
+    if (unmoved_since(mark))
         memcpy(ns, then->ns, sizeof(then->ns));
     else
         take_namespaces(ns);
 }
 
-void psi_identity_take_since(struct psi_identity *id, const struct psi_identity *then, unsigned then_epoch)
+void psi_identity_take_since(struct psi_identity *id, const struct psi_identity *then, struct psi_ns_mark mark)
 {
     take_all_but_namespaces(id);
-    psi_namespaces_take_since(id->ns, then, then_epoch);
+    psi_namespaces_take_since(id->ns, then, mark);
 }
 
 void psi_identity_take_but_namespaces(struct psi_identity *id)

@@ -28,7 +28,7 @@ static const char *kind_name(bool search)
 static const char *launcher_identity_differs(const struct psi_snapshot *snap)
 {
     struct psi_identity now;
-    psi_identity_take_since(&now, &snap->identity, snap->ns_epoch);
+    psi_identity_take_since(&now, &snap->identity, snap->ns_mark);
     now.pdeathsig = snap->identity.pdeathsig;
     return psi_identity_differs(&now, &snap->identity);
 }

@@ -131,13 +131,23 @@ struct psi_identity {
     uint64_t cgroup, oom_score_adj; /* hashes of the /proc files */
 };
 PSI_HIDDEN void psi_identity_take(struct psi_identity *id);
-/* The same in a process whose identity `then` was taken at namespace epoch `then_epoch`:
- * the namespaces are read again only if it called unshare() or setns() since (those are
- * interposed; a raw system call is not seen). */
-PSI_HIDDEN void psi_identity_take_since(struct psi_identity *id, const struct psi_identity *then, unsigned then_epoch);
+/* When an identity's namespaces were read: the namespace epoch then (bumped by every
+ * unshare() and setns() of the process) and the thread that read them (namespaces are per
+ * thread). */
+struct psi_ns_mark {
+    unsigned epoch;
+    pid_t tid;
+};
+PSI_HIDDEN struct psi_ns_mark psi_namespace_mark(void);
+/* The calling thread's identity, given `then`, taken at `mark`: the namespaces are read again
+ * unless they cannot have moved since — no unshare() or setns() in the process since, and
+ * none ever or the same thread (those are interposed, and syscall() on x86-64; an inline
+ * system call is not seen). */
+PSI_HIDDEN void psi_identity_take_since(struct psi_identity *id, const struct psi_identity *then,
+                                        struct psi_ns_mark mark);
 /* Its namespaces alone, in the same way. */
 PSI_HIDDEN void psi_namespaces_take_since(uint64_t ns[PSI_NAMESPACES], const struct psi_identity *then,
-                                          unsigned then_epoch);
+                                          struct psi_ns_mark mark);
 /* All but the namespaces (left zero): for a process that knows it has not moved. */
 PSI_HIDDEN void psi_identity_take_but_namespaces(struct psi_identity *id);
 /* Whether every way to change the namespaces short of an inline system call moves the
@@ -170,7 +180,7 @@ struct psi_snapshot {
     int no_new_privs;
     int umask;
     struct psi_identity identity; /* the proxy's: what a zygote child gets */
-    unsigned ns_epoch;            /* psi_namespace_epoch() when it was taken */
+    struct psi_ns_mark ns_mark;   /* when its namespaces were read */
 };
 PSI_HIDDEN int psi_snapshot_take(struct psi_snapshot *s, const char *path);
 /* The caller's root directory is still the one the proxy was started in (no chroot since). */
