@@ -1,10 +1,11 @@
-/* identity_probe REPORT REPORT2 REPORT3 REPORT4 REPORT5 OUTDIR: a launcher that changes what
- * its children inherit after a zygote started: its oom_score_adj, then (as root) a second
- * seccomp filter on top of a first, its UTS namespace, and the UTS namespace of a second
- * thread that then spawns and starts a zygote the main thread spawns from (namespaces are
- * per thread: posix_spawn's child gets the calling thread's). posix_spawn's children get the new ones; a zygote
+/* identity_probe REPORT REPORT2 ... REPORT6 OUTDIR: a launcher that changes what its children
+ * inherit after a zygote started: its oom_score_adj, then (as root) a second seccomp filter
+ * on top of a first, its UTS namespace, the UTS namespace of a second thread that then
+ * spawns and starts a zygote the main thread spawns from, and a seccomp filter of a third
+ * thread that then spawns (namespaces and filters are per thread: posix_spawn's child gets
+ * the calling thread's). posix_spawn's children get the new ones; a zygote
  * child would get the proxy's, so the interceptor must make those launches for real. Each
- * change is made while a fresh zygote (of another copy of the fixture, REPORT2-5) serves, so each is seen on its own. Each child's report (OUTDIR/NAME.out, not compared as
+ * change is made while a fresh zygote (of another copy of the fixture, REPORT2-6) serves, so each is seen on its own. Each child's report (OUTDIR/NAME.out, not compared as
  * files) is read back and what matters printed: whether it has the launcher's value. */
 #include <fcntl.h>
 #include <pthread.h>
@@ -59,7 +60,7 @@ static void warm(const char *exe, const char *name, const char *field)
 static long long own_status(const char *field)
 {
     char buf[8192] = {0}, key[64];
-    FILE *f = fopen("/proc/self/status", "r");
+    FILE *f = fopen("/proc/thread-self/status", "r");
     size_t n = f != NULL ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
     if (f != NULL)
         fclose(f);
@@ -73,6 +74,23 @@ static long long own_uts(void)
 {
     struct stat st;
     return stat("/proc/thread-self/ns/uts", &st) == 0 ? (long long)st.st_ino : -1;
+}
+
+/* A third thread stacks a seccomp filter on its own (no TSYNC), then launches REPORT6. */
+static void *filtering_thread(void *exe)
+{
+    struct sock_filter allow[] = {BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+    struct sock_fprog prog = {.len = 1, .filter = allow};
+    if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+        printf("tseccomp: prctl failed\n");
+        return NULL;
+    }
+    for (int k = 0; k < 2; k++) {
+        long long child = launch(exe, "tseccomp", "seccomp_filters");
+        printf("tseccomp%d: has the spawning thread's seccomp filters: %s\n", k,
+               child == own_status("Seccomp_filters") ? "yes" : "no");
+    }
+    return NULL;
 }
 
 /* A second thread moves to a UTS namespace of its own, then launches REPORT4 twice (a
@@ -94,11 +112,11 @@ static void *spawning_thread(void *exes)
 
 int main(int argc, char **argv)
 {
-    if (argc != 7) {
-        fprintf(stderr, "usage: identity_probe REPORT REPORT2 REPORT3 REPORT4 REPORT5 OUTDIR\n");
+    if (argc != 8) {
+        fprintf(stderr, "usage: identity_probe REPORT REPORT2 ... REPORT6 OUTDIR\n");
         return 2;
     }
-    outdir = argv[6];
+    outdir = argv[7];
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     warm(argv[1], "before", "oom_score_adj");
@@ -145,5 +163,9 @@ int main(int argc, char **argv)
         long long child = launch(argv[5], "main_uts", "uts_ns");
         printf("main%d: in the main thread's UTS namespace: %s\n", k, child == own_uts() ? "yes" : "no");
     }
+
+    warm(argv[6], "tfilters", "seccomp_filters");
+    if (pthread_create(&thread, NULL, filtering_thread, argv[6]) != 0 || pthread_join(thread, NULL) != 0)
+        return 2;
     return 0;
 }

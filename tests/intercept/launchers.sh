@@ -412,11 +412,12 @@ chroot)
 identity)
     # A launcher that changes what children inherit after a zygote started (oom_score_adj;
     # as root a seccomp filter on top, then its UTS namespace, then a second thread's, which
-    # spawns and starts a zygote the main thread spawns from), each while a fresh zygote
+    # spawns and starts a zygote the main thread spawns from, then a third thread's
+    # seccomp filter), each while a fresh zygote
     # (of another copy of the fixture) serves: those launches must be real (identity_probe
     # prints whether each child has the launcher's current value).
-    cp -p "$report" "$tmp/report2" && cp -p "$report" "$tmp/report3" && cp -p "$report" "$tmp/report4" && cp -p "$report" "$tmp/report5" || fail "cannot copy the fixture"
-    run_twice "env \$PRELOAD '$build/bin/intercept_identity_probe' '$report' '$tmp/report2' '$tmp/report3' '$tmp/report4' '$tmp/report5' \"\$OUT\" > \"\$OUT/probe.txt\"; echo probe=\$?" ||
+    cp -p "$report" "$tmp/report2" && cp -p "$report" "$tmp/report3" && cp -p "$report" "$tmp/report4" && cp -p "$report" "$tmp/report5" && cp -p "$report" "$tmp/report6" || fail "cannot copy the fixture"
+    run_twice "env \$PRELOAD '$build/bin/intercept_identity_probe' '$report' '$tmp/report2' '$tmp/report3' '$tmp/report4' '$tmp/report5' '$tmp/report6' \"\$OUT\" > \"\$OUT/probe.txt\"; echo probe=\$?" ||
         fail "results differ"
     grep -q 'oom0: oom_score_adj 300' "$tmp/intercepted/probe.txt" || fail "a child did not get the launcher's new oom_score_adj"
     grep -q 'oom_score_adj changed' "$tmp/intercepted.log" || fail "the log does not say why (oom_score_adj)"
@@ -427,6 +428,7 @@ identity)
         grep -q 'namespaces changed' "$tmp/intercepted.log" || fail "the log does not say why (namespaces)"
         grep -q 'thread0: in the spawning thread.s new UTS namespace: yes' "$tmp/intercepted/probe.txt" || fail "a child is not in its spawning thread's namespace"
         grep -q 'main0: in the main thread.s UTS namespace: yes' "$tmp/intercepted/probe.txt" || fail "a child got the namespace of the thread that started the zygote"
+        grep -q 'tseccomp0: has the spawning thread.s seccomp filters: yes' "$tmp/intercepted/probe.txt" || fail "a child escaped its spawning thread's seccomp filter"
     fi
     served_at_least 2
     ;;

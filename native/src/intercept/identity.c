@@ -95,7 +95,7 @@ static uint64_t hash_file(const char *path)
 static int seccomp_filters(void)
 {
     char status[8192];
-    if (psi_read_text("/proc/self/status", status, sizeof(status)) <= 0)
+    if (psi_read_text("/proc/thread-self/status", status, sizeof(status)) <= 0)
         return -1;
     const char *at = strstr(status, "\nSeccomp_filters:");
     return at != NULL ? atoi(at + sizeof("\nSeccomp_filters:") - 1) : -1;
@@ -237,7 +237,7 @@ static void take_all_but_namespaces(struct psi_identity *id)
     if (syscall(SYS_get_mempolicy, &mode, NULL, 0, NULL, 0) != 0)
         mode = -1;
     id->mempolicy = mode;
-    id->cgroup = hash_file("/proc/self/cgroup");
+    id->cgroup = hash_file("/proc/thread-self/cgroup");
     id->oom_score_adj = hash_file("/proc/self/oom_score_adj");
 }
 
