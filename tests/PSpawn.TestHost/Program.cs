@@ -57,7 +57,9 @@ internal static class Scenarios
         thread.Start();
         thread.Join();
         await Task.Delay(10);
-        Console.WriteLine($"temp-file={File.Exists(Path.GetTempFileName())}");
+        string tempFile = Path.GetTempFileName();
+        Console.WriteLine($"temp-file={File.Exists(tempFile)}");
+        File.Delete(tempFile); // tests leave nothing behind in /tmp
 
         // The last child has no pidfd (the budget was spent long before): Kill goes through kill(2) under the
         // process's lock, and the poller collects its status.
