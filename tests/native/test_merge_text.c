@@ -43,7 +43,7 @@ static bool continues(const struct area *a, const struct area *b)
 }
 
 struct layout {
-    int areas;
+    int areas;         /* file areas */
     int read_only;     /* r--p file areas */
     int writable_exec; /* areas both writable and executable */
     int split;         /* read-only areas right before or after text of the same file */
@@ -58,15 +58,17 @@ static bool is_text(const struct area *a)
 static void take_layout(pid_t pid, struct layout *l)
 {
     memset(l, 0, sizeof(*l));
-    l->areas = read_areas(pid, l->list);
-    for (int i = 0; i < l->areas; i++) {
+    int n = read_areas(pid, l->list);
+    for (int i = 0; i < n; i++) {
         const struct area *a = &l->list[i];
         if (a->perms[1] == 'w' && a->perms[2] == 'x')
             l->writable_exec++;
+        if (a->inode != 0) /* anonymous areas vary from run to run (a sanitizer's) */
+            l->areas++;
         if (strcmp(a->perms, "r--p") != 0 || a->inode == 0)
             continue;
         l->read_only++;
-        if ((i + 1 < l->areas && is_text(&l->list[i + 1]) && continues(a, &l->list[i + 1])) ||
+        if ((i + 1 < n && is_text(&l->list[i + 1]) && continues(a, &l->list[i + 1])) ||
             (i > 0 && is_text(&l->list[i - 1]) && continues(&l->list[i - 1], a))) {
             l->split++;
         }
