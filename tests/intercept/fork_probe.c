@@ -11,6 +11,8 @@
 #include <sched.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <spawn.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -25,6 +27,9 @@
 #include <unistd.h>
 
 #include "probe.h"
+#include "../fixtures/sched_slice.h"
+
+extern char **environ;
 
 static const char *report;
 static const char *outdir;
@@ -59,7 +64,46 @@ enum prep {
     PREP_NONE, PREP_DUP2, PREP_DEVNULL_STDIN, PREP_CHDIR, PREP_UMASK, PREP_RLIMIT, PREP_IGNORE, PREP_MASK,
     PREP_PGROUP, PREP_CLOSE_RANGE, PREP_CLOSE_LOOP, PREP_SETSID, PREP_PDEATHSIG, PREP_WAIT_PARENT, PREP_NO_EXEC, PREP_KILLED, PREP_MISSING,
     PREP_UNSHARE_UTS, PREP_UNSHARE_USER, PREP_OOM_ADJ, PREP_UNSHARE_LIBC, PREP_OPATH, PREP_HIGH_FD, PREP_HIGHER_FD, PREP_DUP2_64,
+    PREP_SLICE_FILE, PREP_MISSING_THEN_EXEC, PREP_RAW_EXEC, PREP_FORK_INNER, PREP_VFORK_INNER, PREP_SPAWN_INNER, PREP_NICE,
 };
+
+/* This thread's slice to OUTDIR/NAME.slice (not compared by compare.py: launchers.sh
+ * checks it); open and write only, for a vfork child. */
+static void write_slice(const char *name)
+{
+    char path[4096], text[32];
+    snprintf(path, sizeof(path), "%s/%s.slice", outdir, name);
+    int n = snprintf(text, sizeof(text), "%lld\n", sched_slice_ns());
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, text, (size_t)n) != n || close(fd) != 0)
+        _exit(120);
+}
+
+/* The child's child: the report fixture, to OUTDIR/NAME_inner.json, by fork, vfork or
+ * posix_spawn; the child exits with its status. */
+static void run_inner(const char *name, enum prep prep)
+{
+    char out[4096];
+    snprintf(out, sizeof(out), "--report-out=%s/%s_inner.json", outdir, name);
+    char *args[] = {(char *)report, out, NULL};
+    pid_t pid = -1;
+    if (prep == PREP_SPAWN_INNER) {
+        if (posix_spawn(&pid, report, NULL, NULL, args, environ) != 0)
+            _exit(124);
+    } else {
+        pid = prep == PREP_VFORK_INNER ? vfork() : fork();
+        if (pid == 0) {
+            if (prep == PREP_VFORK_INNER)
+                write_slice(name);
+            execv(report, args);
+            _exit(126);
+        }
+    }
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid)
+        _exit(125);
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
 
 /* The child's side: what a launcher does between fork and exec, then the exec. */
 static void child(const char *name, enum prep prep, const char *extra, int sync_fd)
@@ -173,6 +217,33 @@ static void child(const char *name, enum prep prep, const char *extra, int sync_
         if (fd < 0 || dup2(fd, 64) != 64 || close(fd) != 0)
             _exit(120);
         break;
+    /* The scheduler slice: what the forked child runs with (OUTDIR/NAME.slice, which
+     * compare.py does not compare: launchers.sh checks it), and what a program exec'd
+     * after a failed exec, by a raw system call, or by the child's own child inherits
+     * (the report fixture's sched_slice_ns, compared). */
+    case PREP_SLICE_FILE:
+        write_slice(name);
+        break;
+    case PREP_MISSING_THEN_EXEC:
+        execl("/nonexistent/pspawn-missing", "missing", (char *)NULL);
+        write_slice(name);
+        break;
+    case PREP_RAW_EXEC: { /* the shell waits for the parent, which writes once fork returned */
+        if (dup2(sync_fd, 9) != 9)
+            _exit(120);
+        char *args[] = {"sh", "-c", "read x <&9; exec 9<&-; exec \"$@\"", "sh", (char *)report, out, NULL};
+        syscall(SYS_execve, "/bin/sh", args, environ);
+        _exit(126);
+    }
+    case PREP_NICE: /* at once: the interceptor sets the slice with the nice value */
+        if (setpriority(PRIO_PROCESS, 0, getpriority(PRIO_PROCESS, 0) + 3) != 0)
+            _exit(122);
+        break;
+    case PREP_FORK_INNER:
+    case PREP_VFORK_INNER:
+    case PREP_SPAWN_INNER:
+        run_inner(name, prep);
+        break;
     case PREP_NONE:
         break;
     }
@@ -280,6 +351,16 @@ int main(int argc, char **argv)
     run("high_fd", PREP_HIGH_FD, NULL);
     run("higher_fd", PREP_HIGHER_FD, NULL);
     run("dup2_64", PREP_DUP2_64, NULL);
+    long long launcher_slice = sched_slice_ns();
+    run("slice_file", PREP_SLICE_FILE, NULL);
+    run("missing_then_exec", PREP_MISSING_THEN_EXEC, NULL);
+    run("raw_exec", PREP_RAW_EXEC, NULL);
+    run("fork_inner", PREP_FORK_INNER, NULL);
+    run("vfork_inner", PREP_VFORK_INNER, NULL);
+    run("spawn_inner", PREP_SPAWN_INNER, NULL);
+    for (int i = 0; i < 3; i++)
+        run("nice", PREP_NICE, NULL);
+    printf("launcher_slice_kept=%d\n", sched_slice_ns() == launcher_slice);
     kill_zygotes();
     for (int i = 0; i < 4; i++)
         run("after_zygote_killed", PREP_NONE, NULL);

@@ -116,13 +116,29 @@ for line in open(sys.argv[1]):
         current = line.split()[1]; cases.append(current); served.setdefault(current, False)
     elif current and "fork+exec" in line and "served by zygote" in line:
         served[current] = True
-expected = {"plain", "exit7", "signal15", "dup2", "devnull_stdin", "chdir", "umask", "rlimit", "ignore", "mask", "pgroup", "close_range", "close_loop", "opath", "high_fd", "higher_fd"}
-never = {"setsid", "pdeathsig", "unshare_uts", "unshare_user", "unshare_libc", "oom_adj", "dup2_64", "wait_parent", "no_exec", "killed", "missing", "sigchld_ignored", "threaded"}
+expected = {"plain", "exit7", "signal15", "dup2", "devnull_stdin", "chdir", "umask", "rlimit", "ignore", "mask", "pgroup", "close_range", "close_loop", "opath", "high_fd", "higher_fd", "slice_file"}
+never = {"setsid", "pdeathsig", "unshare_uts", "unshare_user", "unshare_libc", "oom_adj", "dup2_64", "wait_parent", "no_exec", "killed", "missing", "sigchld_ignored", "threaded", "missing_then_exec", "raw_exec", "fork_inner", "vfork_inner", "spawn_inner", "nice"}
 wrong = sorted(c for c in expected if not served.get(c)) + sorted(c for c in never if served.get(c))
 print(f"served: {sorted(c for c in served if served[c])}")
 if wrong: print("wrong:", wrong); sys.exit(1)
 PY
     grep -q 'did not exec within' "$tmp/intercepted.log" && fail "fork waited out its time"
+    # The forked child runs with the short slice until exec (slice.c), where the kernel
+    # reports slices (6.12+); the programs exec'd keep the launcher's (compared above).
+    grep -q '^launcher_slice_kept=1$' "$tmp/intercepted/probe.txt" || fail "the launcher's own slice changed"
+    plain_slice=$(cat "$tmp/plain/slice_file.slice") forked_slice=$(cat "$tmp/intercepted/slice_file.slice")
+    if [ "$plain_slice" -gt 100000 ]; then
+        [ "$forked_slice" = 100000 ] || fail "the forked child's slice is $forked_slice ns, not 100000 (plain: $plain_slice)"
+        for c in missing_then_exec vfork_inner; do # after a failed exec; in a vfork child
+            [ "$(cat "$tmp/intercepted/$c.slice")" = "$plain_slice" ] || fail "$c: the short slice outlived the forked child"
+        done
+        rm -rf "$tmp/off" && mkdir "$tmp/off"
+        PSPAWN_INTERCEPT_SLICE_US=0 LD_PRELOAD="$lib" "$build/bin/intercept_fork_probe" "$report" "$tmp/off" > "$tmp/off/probe.txt"
+        [ "$(cat "$tmp/off/slice_file.slice")" = "$plain_slice" ] || fail "PSPAWN_INTERCEPT_SLICE_US=0 still changed the slice"
+    else
+        echo "the kernel reports no slice for fair tasks (before 6.12): the slice is not changed"
+        [ "$forked_slice" = "$plain_slice" ] || fail "the slice changed on a kernel without slices"
+    fi
     ;;
 jobcontrol)
     export PSPAWN_INTERCEPT_FORK_WAIT_MS=10000 # only the sleep check may release these children

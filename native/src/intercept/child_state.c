@@ -284,8 +284,8 @@ static int inherited_state(pspawn_attr_t *attr, const struct psi_state *st, cons
         return -1;
     }
     if (st->policy != snap->policy || st->sched_priority != snap->sched_priority || st->nice != snap->nice ||
-        st->no_new_privs != snap->no_new_privs) {
-        *why = "scheduling policy, priority, nice value or no_new_privs changed since the proxy started";
+        st->slice != snap->slice || st->no_new_privs != snap->no_new_privs) {
+        *why = "scheduling policy, priority, nice value, slice or no_new_privs changed since the proxy started";
         return -1;
     }
     return 0;
@@ -392,6 +392,7 @@ int psi_snapshot_take(struct psi_snapshot *s, const char *path)
     sched_getparam(0, &param);
     s->sched_priority = param.sched_priority;
     s->nice = getpriority(PRIO_PROCESS, 0);
+    s->slice = psi_slice_current();
     s->no_new_privs = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
     s->umask = psi_current_umask();
     s->ns_mark = psi_namespace_mark();

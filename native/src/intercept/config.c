@@ -9,7 +9,7 @@
 
 #include "intercept/intercept.h"
 
-struct psi_config psi_config = {.after = 2, .fork = true, .fork_wait_ms = 50};
+struct psi_config psi_config = {.after = 2, .fork = true, .fork_wait_ms = 50, .slice_us = 100};
 struct psi_real psi_real;
 pid_t (*psi_real_vfork)(void);
 #if PSI_SEES_NAMESPACE_SYSCALLS
@@ -97,6 +97,10 @@ void psi_config_load(void)
     psi_config.threads = number("PSPAWN_INTERCEPT_THREADS", 0) == 1;
     psi_config.merge_text = number("PSPAWN_INTERCEPT_MERGE_TEXT", 1) != 0;
     psi_config.pool = number("PSPAWN_INTERCEPT_POOL", 0);
+    /* The kernel clamps a slice to [100 us, 100 ms]; slice.c recognises its own by value. */
+    psi_config.slice_us = number("PSPAWN_INTERCEPT_SLICE_US", 100);
+    if (psi_config.slice_us != 0)
+        psi_config.slice_us = psi_config.slice_us < 100 ? 100 : psi_config.slice_us > 100000 ? 100000 : psi_config.slice_us;
     if (psi_config.pool < 0 || psi_config.pool > PSPAWN_POOL_MAX)
         psi_config.pool = 0;
     psi_config.allow = split_list(getenv("PSPAWN_INTERCEPT_ALLOW"));
@@ -127,6 +131,10 @@ void psi_real_load(void)
     psi_real.unshare = (__typeof__(psi_real.unshare))dlsym(RTLD_NEXT, "unshare");
     psi_real.setns = (__typeof__(psi_real.setns))dlsym(RTLD_NEXT, "setns");
     psi_real.dup3 = (__typeof__(psi_real.dup3))dlsym(RTLD_NEXT, "dup3");
+    psi_real.setpriority = (__typeof__(psi_real.setpriority))dlsym(RTLD_NEXT, "setpriority");
+    psi_real.nice = (__typeof__(psi_real.nice))dlsym(RTLD_NEXT, "nice");
+    psi_real.sched_setscheduler = (__typeof__(psi_real.sched_setscheduler))dlsym(RTLD_NEXT, "sched_setscheduler");
+    psi_real.sched_setparam = (__typeof__(psi_real.sched_setparam))dlsym(RTLD_NEXT, "sched_setparam");
 #if PSI_SEES_NAMESPACE_SYSCALLS
     psi_real_syscall = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
 #endif

@@ -184,21 +184,33 @@ static pid_t handoff_fork(bool until_exec)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
+    psi_slice_undo(); /* a forked child forking: its own slice first, then its child's */
+    uint64_t slice = 0;
+    bool shorten = psi_slice_applies(&slice);
     pid_t child = psi_real.fork();
     if (child == 0) {
+        if (shorten)
+            psi_slice_inherit(slice);
         close(sv[0]);
-        psi_handoff_arm(sv[1]);
+        psi_handoff_arm(sv[1], shorten);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         errno = saved;
         return 0;
     }
     int err = errno;
+    if (shorten && child > 0) {
+        psi_slice_shorten(child, slice);
+        while (send(sv[0], "s", 1, MSG_NOSIGNAL) < 0 && errno == EINTR) /* the note (psi_handoff_settle) */
+            ;
+    }
     close(sv[1]);
     pid_t result = child;
     if (child > 0) {
         psi_busy++;
         result = await_exec(child, sv[0], until_exec);
         psi_busy--;
+        if (shorten && result == child) /* not served: it runs on, or exec'd by a raw system call */
+            psi_slice_restore(child, slice);
     }
     close(sv[0]);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -217,6 +229,7 @@ bool psi_vfork_takes_handoff(void)
 {
     if (psi_real.fork == NULL || psi_real_vfork == NULL)
         psi_real_load();
+    psi_slice_undo(); /* in the parent, before its vfork child shares this thread's state */
     return psi_config.vfork && eligible();
 }
 

@@ -21,6 +21,7 @@ static int armed_fd = -1;
 static pid_t armed_pid;
 static ino_t armed_ino;
 static unsigned armed_ns_epoch; /* psi_namespace_epoch() at the fork */
+static bool settle_pending;     /* the launcher's note that it set our slice is still to come (slice.c) */
 
 /* The socket moves up, out of the way of a child that closes or reuses low numbers;
  * close, close_range and closefrom (close.c) keep it open. Not higher: the child's state
@@ -34,7 +35,7 @@ static bool still_ours(int fd)
     return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_ino == armed_ino;
 }
 
-void psi_handoff_arm(int fd)
+void psi_handoff_arm(int fd, bool settle)
 {
     struct rlimit files;
     int floor = getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur > 2 * HIGH_FD ? HIGH_FD : -1;
@@ -48,8 +49,23 @@ void psi_handoff_arm(int fd)
     armed_ino = st.st_ino;
     armed_pid = getpid();
     armed_ns_epoch = psi_namespace_epoch();
+    settle_pending = settle && armed_fd >= 0;
     if (armed_fd < 0)
         close(fd);
+}
+
+void psi_handoff_settle(void)
+{
+    if (!settle_pending || getpid() != armed_pid)
+        return; /* nothing to wait for, or a vfork child (the memory is its parent's) */
+    settle_pending = false;
+    if (armed_fd < 0 || !still_ours(armed_fd))
+        return;
+    int saved = errno;
+    char note;
+    while (recv(armed_fd, &note, 1, 0) < 0 && errno == EINTR)
+        ;
+    errno = saved;
 }
 
 void psi_handoff_after_fork(void)
@@ -59,6 +75,7 @@ void psi_handoff_after_fork(void)
     if (armed_fd >= 0 && getpid() != armed_pid && still_ours(armed_fd))
         close(armed_fd); /* ours: psi_handoff_fd() no longer names it in this process */
     armed_fd = -1;
+    settle_pending = false;
 }
 
 int psi_handoff_fd(void)
@@ -193,8 +210,11 @@ static pid_t await_reply(int sock)
 
 void psi_handoff_exec(const char *file, char *const argv[], char *const envp[], bool search)
 {
-    if (armed_fd < 0 || getpid() != armed_pid)
+    if (armed_fd < 0 || getpid() != armed_pid) {
+        psi_slice_undo();
         return; /* not armed, or a vfork child of an armed one (its memory is the parent's) */
+    }
+    psi_handoff_settle(); /* the launcher's note first: the reply comes after it */
     int sock = armed_fd;
     armed_fd = -1;
     int saved = errno;
@@ -240,6 +260,7 @@ void psi_handoff_exec(const char *file, char *const argv[], char *const envp[], 
     free(exe);
     if (still_ours(sock))
         close(sock);
+    psi_slice_undo(); /* the real exec follows */
     psi_busy--;
     errno = saved;
 }

@@ -135,7 +135,9 @@ __attribute__((visibility("default"))) int setns(int fd, int nstype)
  * so that a forked child that changes its namespaces that way before exec is seen (fork.c
  * trusts the epoch instead of reading them again). A stub in assembly that jumps to libc's
  * without a frame of its own: syscall(SYS_clone, CLONE_VM | CLONE_VFORK, ...) returns
- * twice on the same stack, as vfork does. Only these two system calls take a C frame. */
+ * twice on the same stack, as vfork does. Only these, and the four that change a
+ * process's scheduling (a forked child waits for the launcher's slice first: slice.c),
+ * take a C frame. */
 #if PSI_SEES_NAMESPACE_SYSCALLS
 #define PSI_STRING(x) #x
 #define PSI_NUMBER(x) PSI_STRING(x)
@@ -148,6 +150,14 @@ __asm__(".text\n"
         "    je psi_syscall_counted\n"
         "    cmp $" PSI_NUMBER(__NR_setns) ", %rdi\n"
         "    je psi_syscall_counted\n"
+        "    cmp $" PSI_NUMBER(__NR_setpriority) ", %rdi\n"
+        "    je psi_syscall_counted\n"
+        "    cmp $" PSI_NUMBER(__NR_sched_setattr) ", %rdi\n"
+        "    je psi_syscall_counted\n"
+        "    cmp $" PSI_NUMBER(__NR_sched_setscheduler) ", %rdi\n"
+        "    je psi_syscall_counted\n"
+        "    cmp $" PSI_NUMBER(__NR_sched_setparam) ", %rdi\n"
+        "    je psi_syscall_counted\n"
         "    mov psi_real_syscall(%rip), %r11\n" /* r11: not an argument, %al counts vector ones */
         "    test %r11, %r11\n"
         "    jz psi_syscall_counted\n" /* called before our constructor: load, then call */
@@ -158,6 +168,8 @@ long psi_syscall_counted(long number, long a1, long a2, long a3, long a4, long a
 {
     if (psi_real_syscall == NULL)
         psi_real_load();
+    if (number != __NR_unshare && number != __NR_setns)
+        psi_handoff_settle(); /* scheduling: slice.c */
     long rc = psi_real_syscall(number, a1, a2, a3, a4, a5, a6);
     if (number == __NR_unshare || number == __NR_setns)
         atomic_fetch_add(&ns_epoch, 1);

@@ -85,6 +85,7 @@ static int intercepted(pid_t *pid, const char *file, const posix_spawn_file_acti
                        const posix_spawnattr_t *sa, char *const argv[], char *const envp[], bool search)
 {
     __typeof__(psi_real.spawn) real = search ? psi_real.spawnp : psi_real.spawn;
+    psi_slice_undo(); /* a forked child spawning: its child gets the launcher's slice */
     if (!loaded || psi_busy || psi_config.disabled)
         return real(pid, file, fa, sa, argv, envp);
     psi_busy++;
@@ -144,6 +145,7 @@ __attribute__((visibility("default"))) int posix_spawnp(pid_t *restrict pid, con
 
 static void before_fork(void)
 {
+    psi_slice_undo();
     psi_contexts_lock();
     psi_actions_lock();
 }
@@ -168,8 +170,8 @@ __attribute__((constructor)) static void load(void)
     psi_log_init();
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     loaded = psi_real.spawn != NULL && psi_real.spawnp != NULL;
-    psi_log("loaded (after %d launches; inherit %d; disabled %d; merge text %d)", psi_config.after,
-            psi_config.inherit, psi_config.disabled, psi_config.merge_text);
+    psi_log("loaded (after %d launches; inherit %d; disabled %d; merge text %d; slice %d us)", psi_config.after,
+            psi_config.inherit, psi_config.disabled, psi_config.merge_text, psi_config.slice_us);
 }
 
 __attribute__((destructor)) static void unload(void)

@@ -33,6 +33,7 @@ struct psi_config {
     bool threads;       /* PSPAWN_INTERCEPT_THREADS=1: the handoff in multi-threaded launchers too */
     int pool;           /* PSPAWN_INTERCEPT_POOL (default 0): parked children per zygote */
     bool merge_text;    /* PSPAWN_INTERCEPT_MERGE_TEXT (default 1): PSPAWN_CTX_MERGE_TEXT */
+    int slice_us;       /* PSPAWN_INTERCEPT_SLICE_US (default 100, 0: off): the forked child's slice (slice.c) */
     char *self_path;    /* this library's path (as the loader found it) */
 };
 PSI_HIDDEN extern struct psi_config psi_config;
@@ -61,6 +62,10 @@ struct psi_real {
     int (*unshare)(int);
     int (*setns)(int, int);
     int (*dup3)(int, int, int);
+    int (*setpriority)(int, id_t, int);
+    int (*nice)(int);
+    int (*sched_setscheduler)(pid_t, int, const struct sched_param *);
+    int (*sched_setparam)(pid_t, const struct sched_param *);
 };
 PSI_HIDDEN extern struct psi_real psi_real;
 /* libc's vfork, for vfork.c's stub (a variable the stub can jump through). */
@@ -177,6 +182,7 @@ struct psi_snapshot {
     int policy;
     int sched_priority;
     int nice;
+    uint64_t slice;             /* psi_slice_current() */
     int no_new_privs;
     int umask;
     struct psi_identity identity; /* the proxy's: what a zygote child gets */
@@ -220,6 +226,7 @@ struct psi_state {
     int policy;
     int sched_priority;
     int nice;
+    uint64_t slice; /* psi_slice_current() */
     int no_new_privs;
     int fd_count;
     struct psi_fd fds[PSI_MAX_STATE_FDS]; /* fd_count used */
@@ -269,8 +276,12 @@ struct psi_handoff_reply {
     uint32_t magic;
     int32_t pid; /* > 0: served, the forked child exits; 0: it execs for real */
 };
-/* In the forked child: arms the handoff on socket fd (owned from now on). */
-PSI_HIDDEN void psi_handoff_arm(int fd);
+/* In the forked child: arms the handoff on socket fd (owned from now on). settle: the
+ * launcher sets this child's slice and then sends a one-byte note (slice.c). */
+PSI_HIDDEN void psi_handoff_arm(int fd, bool settle);
+/* In an armed child: waits for the launcher's note if it is still to come, before the
+ * child changes its own scheduling or reads the reply. */
+PSI_HIDDEN void psi_handoff_settle(void);
 /* pthread_atfork, in the child: drops an armed parent's socket. */
 PSI_HIDDEN void psi_handoff_after_fork(void);
 /* An armed child's handoff socket (close.c keeps it open), else -1. */
@@ -285,6 +296,22 @@ PSI_HIDDEN bool psi_loaded(void);
  * child exec'd or exited, and that fork. */
 PSI_HIDDEN bool psi_vfork_takes_handoff(void);
 PSI_HIDDEN pid_t psi_vfork_handoff(void);
+
+/* slice.c: the forked child's short scheduler slice. In the launcher, before the real
+ * fork: true if its child is to get the short slice (*previous: the launcher's). */
+PSI_HIDDEN bool psi_slice_applies(uint64_t *previous);
+/* In the launcher, right after the fork: the child's slice shortened (the child waits). */
+PSI_HIDDEN void psi_slice_shorten(pid_t child, uint64_t previous);
+/* pid's (0: this thread's) slice back to `previous`, if it is still the short one. */
+PSI_HIDDEN void psi_slice_restore(pid_t pid, uint64_t previous);
+/* In the forked child: it runs with the short slice, to undo with psi_slice_undo. */
+PSI_HIDDEN void psi_slice_inherit(uint64_t previous);
+/* Before anything outlives the forked child's state (exec, fork, vfork, posix_spawn):
+ * its slice back to the launcher's; nothing elsewhere. */
+PSI_HIDDEN void psi_slice_undo(void);
+/* The slice (ns) a program exec'd by this thread would run with: the short one counts as
+ * the one it replaces. 0 if the kernel reports none (before 6.12) or it is unreadable. */
+PSI_HIDDEN uint64_t psi_slice_current(void);
 
 /* contexts.c: zygote contexts by executable and loader environment. */
 struct psi_zygote;

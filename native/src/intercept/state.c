@@ -109,6 +109,7 @@ static void take_limits_and_scheduling(struct psi_state *st)
     st->sched_priority = sched_getparam(0, &param) == 0 ? param.sched_priority : -1;
     errno = 0;
     st->nice = getpriority(PRIO_PROCESS, 0);
+    st->slice = psi_slice_current();
     st->no_new_privs = prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0);
 }
 
