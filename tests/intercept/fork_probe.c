@@ -12,7 +12,6 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <spawn.h>
-#include <stdint.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>

@@ -300,7 +300,9 @@ PSI_HIDDEN pid_t psi_vfork_handoff(void);
 /* slice.c: the forked child's short scheduler slice. In the launcher, before the real
  * fork: true if its child is to get the short slice (*previous: the launcher's). */
 PSI_HIDDEN bool psi_slice_applies(uint64_t *previous);
-/* In the launcher, right after the fork: the child's slice shortened (the child waits). */
+/* In the launcher, right after the fork: the child's slice shortened (the child, running
+ * on, waits for the note that follows only before its own scheduling changes or its
+ * request: psi_handoff_settle). */
 PSI_HIDDEN void psi_slice_shorten(pid_t child, uint64_t previous);
 /* pid's (0: this thread's) slice back to `previous`, if it is still the short one. */
 PSI_HIDDEN void psi_slice_restore(pid_t pid, uint64_t previous);
